@@ -1,0 +1,50 @@
+# live-viewer-profiles — the two commands a newcomer needs:
+#   make up     set up, then run the whole stack on embedded defaults (broker, DynamoDB, services)
+#   make test   set up (incl. Chromium and the AWS CLI from Debian), then run every test
+PY       ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+SUDO     := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-system up test lint bench clean
+
+setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.html
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+tracker-frontend/dist/index.html: $(wildcard tracker-frontend/src/*) tracker-frontend/package-lock.json
+	@if [ -f tracker-frontend/package.json ]; then \
+	  cd tracker-frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
+	else mkdir -p tracker-frontend/dist && touch $@; fi
+
+# Debian packages the tests need: Chromium (browser tests), Java (DynamoDB Local), AWS CLI.
+setup-system:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/java ] || [ ! -x /usr/bin/aws ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-dejavu-core default-jre-headless awscli >/dev/null; \
+	fi
+
+up: setup
+	LVP_DEV=$${LVP_DEV:-1} $(BIN)/lvp up
+
+test: setup setup-system
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy lvp collector profiles viewer
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) node_modules tracker-frontend/node_modules tracker-frontend/dist .lvp test-output

@@ -1,0 +1,84 @@
+"""The `lvp` console script.
+
+Each service package contributes its subcommands through a ``register(subparsers)`` function in
+its ``cli`` module; flags that set a :class:`~lvp.config.Settings` field are added with
+:func:`setting_flag` and collected by :func:`settings_from_args`, so flags override the
+environment everywhere in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lvp.config import ConfigError, Settings
+
+COMMAND_MODULES = (
+    "lvp.commands",
+    "collector.cli",
+    "profiles.cli",
+    "viewer.cli",
+    "lvp.stack",
+    "lvp.simulate",
+)
+
+_PREFIX = "setting__"
+
+
+def setting_flag(parser: argparse.ArgumentParser, flag: str, setting: str, **kwargs: Any) -> None:
+    """Add ``flag`` that overrides the setting ``setting`` (type and help from Settings)."""
+    f = {fl.name: fl for fl in __import__("dataclasses").fields(Settings)}[setting]
+    if f.type in ("bool", bool):
+        kwargs.setdefault("action", argparse.BooleanOptionalAction)
+    else:
+        kwargs.setdefault("type", {"int": int, "float": float}.get(str(f.type), str))
+    kwargs.setdefault("help", f"{f.metadata['meaning']} [env {f.metadata['env']}, default {f.default!r}]")
+    parser.add_argument(flag, dest=_PREFIX + setting, default=None, **kwargs)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {k[len(_PREFIX) :]: v for k, v in vars(args).items() if k.startswith(_PREFIX)}
+    return Settings.from_env(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lvp", description="live-viewer-profiles: Snowplow-compatible live viewer profiles."
+    )
+    parser.add_argument("--log-level", default="INFO", help="Python log level (default INFO).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = args.func(args)
+    except ConfigError as exc:
+        print(f"lvp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

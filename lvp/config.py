@@ -1,0 +1,261 @@
+"""All configuration in one typed place.
+
+Every setting is a field of :class:`Settings` with the environment variable that sets it, a
+default and a one-line meaning. Command-line flags override the environment (``lvp <cmd>
+--help`` lists them). README's settings table is generated from :data:`SETTINGS` and a test keeps
+the two in step.
+
+librdkafka pass-through: every environment variable ``KAFKA_<KEY>`` other than
+``KAFKA_BOOTSTRAP_SERVERS`` becomes the librdkafka property ``<key>`` lowercased with ``_``
+turned into ``.`` (``KAFKA_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``); a double
+underscore stands for a literal underscore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _setting(default: Any, env: str, meaning: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "meaning": meaning, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = _setting(
+        "127.0.0.1:9092", "KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers (host:port,...)."
+    )
+    topic_good: str = _setting(
+        "snowplow-enriched-good", "LVP_TOPIC_GOOD", "Topic for good enriched events (TSV)."
+    )
+    topic_bad: str = _setting("snowplow-bad-rows", "LVP_TOPIC_BAD", "Topic for Snowplow bad rows.")
+    topic_changes: str = _setting(
+        "lvp-viewer-changes",
+        "LVP_TOPIC_CHANGES",
+        "Compacted topic of profile changes that every `lvp viewer` process reads in full.",
+    )
+    topic_partitions: int = _setting(
+        4, "LVP_TOPIC_PARTITIONS", "Partitions for topics created by `lvp topics create`."
+    )
+    topic_replication: int = _setting(
+        1, "LVP_TOPIC_REPLICATION", "Replication factor for topics created by `lvp topics create`."
+    )
+    # --- identity and privacy ----------------------------------------------------------------
+    pseudonym_key: str = _setting(
+        "",
+        "LVP_PSEUDONYM_KEY",
+        "Secret key for the HMAC-SHA256 pseudonyms of user identifiers. Required unless LVP_DEV.",
+        secret=True,
+    )
+    dev: bool = _setting(
+        False, "LVP_DEV", "Dev mode: generate and keep a pseudonym key and dev token in LVP_STATE_DIR."
+    )
+    state_dir: str = _setting(".lvp", "LVP_STATE_DIR", "Where dev mode keeps local state.")
+    # --- collector ---------------------------------------------------------------------------
+    collector_host: str = _setting("127.0.0.1", "LVP_COLLECTOR_HOST", "Collector bind address.")
+    collector_port: int = _setting(9090, "LVP_COLLECTOR_PORT", "Collector port.")
+    cors_origins: str = _setting(
+        "*", "LVP_CORS_ORIGINS", "Origins allowed to send events / call the API, comma-separated; * for any."
+    )
+    schema_dirs: str = _setting(
+        "",
+        "LVP_SCHEMA_DIRS",
+        "Extra Iglu schema directories (os.pathsep-separated), each <dir>/schemas/<vendor>/<name>/jsonschema/<version>.",
+    )
+    max_body_bytes: int = _setting(
+        1_000_000, "LVP_MAX_BODY_BYTES", "Largest request body the collector accepts (413 above)."
+    )
+    max_events_per_request: int = _setting(
+        500, "LVP_MAX_EVENTS_PER_REQUEST", "Most events one tp2 POST may carry (413 above)."
+    )
+    rate_limit_per_ip: float = _setting(
+        0.0, "LVP_RATE_LIMIT_PER_IP", "Requests per second per client IP at the collector (429 above); 0 = off."
+    )
+    cookie_name: str = _setting("sp", "LVP_COOKIE_NAME", "Network user id cookie name.")
+    cookie_domain: str = _setting("", "LVP_COOKIE_DOMAIN", "Domain attribute of the network user id cookie.")
+    produce_timeout_s: float = _setting(
+        5.0, "LVP_PRODUCE_TIMEOUT_S", "How long a request waits for Kafka acks before answering 503."
+    )
+    retry_after_s: int = _setting(5, "LVP_RETRY_AFTER_S", "Retry-After seconds sent with 503/429.")
+    # --- profiles ----------------------------------------------------------------------------
+    consumer_group: str = _setting("lvp-profiles", "LVP_CONSUMER_GROUP", "Kafka consumer group of `lvp profiles`.")
+    table_profiles: str = _setting("viewer_profiles", "LVP_TABLE_PROFILES", "DynamoDB table of current profiles.")
+    table_history: str = _setting("viewer_history", "LVP_TABLE_HISTORY", "DynamoDB table of status changes.")
+    reorder_window_s: float = _setting(
+        10.0, "LVP_REORDER_WINDOW_S", "How late (s) an event may arrive and still give the same final profile."
+    )
+    active_timeout_s: float = _setting(
+        75.0, "LVP_ACTIVE_TIMEOUT_S", "A viewer is active while last seen (collector clock) within this many seconds."
+    )
+    retention_days: int = _setting(30, "LVP_RETENTION_DAYS", "TTL of profiles and history items.")
+    flush_interval_s: float = _setting(
+        1.0, "LVP_FLUSH_INTERVAL_S", "How often dirty profiles are written to DynamoDB (offsets commit after)."
+    )
+    flush_max_dirty: int = _setting(
+        5000, "LVP_FLUSH_MAX_DIRTY", "Flush early once this many profiles are dirty."
+    )
+    publish_interval_s: float = _setting(
+        0.1, "LVP_PUBLISH_INTERVAL_S", "How often profile changes are published to LVP_TOPIC_CHANGES."
+    )
+    active_shards: int = _setting(
+        8, "LVP_ACTIVE_SHARDS", "Shards of the sparse active-viewer index (GSI) in the profiles table."
+    )
+    profiles_metrics_port: int = _setting(
+        9091, "LVP_PROFILES_METRICS_PORT", "Prometheus port of `lvp profiles` (0 = off)."
+    )
+    # --- viewer API ----------------------------------------------------------------------------
+    viewer_host: str = _setting("127.0.0.1", "LVP_VIEWER_HOST", "Viewer API/page bind address.")
+    viewer_port: int = _setting(8080, "LVP_VIEWER_PORT", "Viewer API/page port.")
+    push_interval_s: float = _setting(
+        0.25, "LVP_PUSH_INTERVAL_S", "Shortest interval between SSE delta pushes."
+    )
+    api_tokens: str = _setting(
+        "", "LVP_API_TOKENS", "Bearer tokens accepted by /api/*, comma-separated.", secret=True
+    )
+    jwt_secret: str = _setting(
+        "", "LVP_JWT_SECRET", "HS256 secret for signed API JWTs and SSE tickets (generated if empty).", secret=True
+    )
+    sse_max_per_token: int = _setting(
+        20, "LVP_SSE_MAX_PER_TOKEN", "Concurrent SSE connections allowed per token."
+    )
+    metrics_public: bool = _setting(True, "LVP_METRICS_PUBLIC", "Serve /metrics without a token.")
+    # --- AWS -----------------------------------------------------------------------------------
+    aws_endpoint_url: str = _setting(
+        "", "AWS_ENDPOINT_URL", "DynamoDB endpoint (DynamoDB Local, moto, LocalStack); empty = AWS."
+    )
+    aws_region: str = _setting("us-east-1", "AWS_REGION", "AWS region.")
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from ``env`` (default ``os.environ``), then apply ``overrides``.
+
+        ``None`` overrides are ignored, so argparse results can be passed straight in.
+        """
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.metadata["env"], hints[f.name], raw)
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in hints:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = value
+        settings = cls(**values)
+        object.__setattr__(settings, "_env", dict(env))
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        object.__setattr__(new, "_env", getattr(self, "_env", {}))
+        return new
+
+    # --- derived values --------------------------------------------------------------------------
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def schema_dir_list(self) -> list[Path]:
+        return [Path(p) for p in self.schema_dirs.split(os.pathsep) if p]
+
+    @property
+    def api_token_list(self) -> list[str]:
+        return [t.strip() for t in self.api_tokens.split(",") if t.strip()]
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka properties: bootstrap servers, ``KAFKA_*`` pass-through, then ``extra``."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        conf.update(kafka_passthrough(getattr(self, "_env", {})))
+        conf.update(extra)
+        return conf
+
+    def require_pseudonym_key(self) -> bytes:
+        """The pseudonym key; in dev mode one is generated once and kept in ``state_dir``."""
+        if self.pseudonym_key:
+            return self.pseudonym_key.encode()
+        if not self.dev:
+            raise ConfigError(
+                "LVP_PSEUDONYM_KEY is not set: refusing to start without a pseudonym key "
+                "(set LVP_DEV=1 for a generated development key)"
+            )
+        return dev_secret(self.state_dir, "pseudonym.key").encode()
+
+
+def dev_secret(state_dir: str, name: str) -> str:
+    """A random secret generated once and kept in ``state_dir/name`` (mode 0600)."""
+    path = Path(state_dir) / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(env_name: str, type_: Any, raw: str) -> Any:
+    try:
+        if type_ is bool:
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(raw)
+        if type_ is int:
+            return int(raw)
+        if type_ is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{env_name}={raw!r} is not a valid {type_.__name__}") from None
+
+
+def kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
+    """``KAFKA_SASL_MECHANISM=OAUTHBEARER`` -> ``{"sasl.mechanism": "OAUTHBEARER"}``."""
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith("KAFKA_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            continue
+        key = name[len("KAFKA_") :].lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
+        if key:
+            out[key] = value
+    return out
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
+
+
+def settings_table() -> str:
+    """The README settings table (markdown)."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for f in SETTINGS:
+        default = f.default
+        shown = "(empty)" if default == "" else str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['meaning']} |")
+    rows.append(
+        "| `KAFKA_<KEY>` | | Any other librdkafka property, e.g. `KAFKA_SECURITY_PROTOCOL=SASL_SSL` → "
+        "`security.protocol` (`__` = literal `_`). |"
+    )
+    return "\n".join(rows)

@@ -1,0 +1,71 @@
+"""Keyed pseudonyms and IP anonymization — the only way a raw identifier is turned into what
+the rest of the system sees.
+
+``pseudonymize(raw, key)`` is the lowercase hex HMAC-SHA256 of the raw value; operators use the
+same function (``lvp profile get --user-id RAW``) to find a person's profile for access or
+erasure requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+PSEUDONYM_LENGTH = 64
+
+
+def pseudonymize(raw: str, key: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of ``raw`` under ``key``; empty stays empty."""
+    if not raw:
+        return ""
+    return hmac.new(key, raw.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def is_pseudonym(value: str) -> bool:
+    return len(value) == PSEUDONYM_LENGTH and all(c in "0123456789abcdef" for c in value)
+
+
+class Pseudonymizer:
+    """``pseudonymize`` bound to one key, with a small cache for the hot path."""
+
+    __slots__ = ("_key", "_cache", "_max")
+
+    def __init__(self, key: bytes, cache_size: int = 100_000) -> None:
+        self._key = key
+        self._cache: dict[str, str] = {}
+        self._max = cache_size
+
+    def __call__(self, raw: str) -> str:
+        if not raw:
+            return ""
+        hit = self._cache.get(raw)
+        if hit is None:
+            hit = pseudonymize(raw, self._key)
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[raw] = hit
+        return hit
+
+
+def anonymize_ip(raw: str) -> str:
+    """Mask the last IPv4 octet (``1.2.3.x``) or the last 80 bits of an IPv6 address.
+
+    Anything that is not an IP address is dropped (returns ``""``): an unparseable value could
+    be an identifier in disguise.
+    """
+    raw = raw.strip()
+    if not raw:
+        return ""
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv4Address):
+        a, b, c, _ = raw.split(".")
+        return f"{int(a)}.{int(b)}.{int(c)}.x"
+    if ip.ipv4_mapped is not None:
+        return anonymize_ip(str(ip.ipv4_mapped))
+    # keep the first three 16-bit groups (the /48 routing prefix), mask the rest
+    groups = ip.exploded.split(":")[:3]
+    return ":".join(g.lstrip("0") or "0" for g in groups) + ":x:x:x:x:x"

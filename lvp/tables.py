@@ -1,0 +1,69 @@
+"""The DynamoDB tables — the single definition used by `lvp tables create`, the LocalStack init
+script (generated from / checked against :func:`table_definitions`) and Terraform (checked
+against it by a test).
+
+``viewer_profiles`` — one item per viewer (the current profile):
+    hash key ``viewer_id`` (S). Attribute ``ttl`` (epoch s) expires it after the retention.
+    GSI ``active-index``: hash ``active_shard`` (S, ``"0"`` .. ``"<LVP_ACTIVE_SHARDS-1>"``),
+    range ``last_seen_ms`` (N). Sparse: only viewers that are not ``ended`` carry
+    ``active_shard``, so "active viewers" is one query per shard with
+    ``last_seen_ms >= now - LVP_ACTIVE_TIMEOUT_S`` — never a table scan.
+
+``viewer_history`` — the status changes of each viewer, time-ordered:
+    hash ``viewer_id`` (S), range ``seq`` (S) = ``<derived time ms, 15 digits>#<event_id>``, so a
+    replay writes the same keys (idempotent) and a query returns the changes in order. TTL ``ttl``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACTIVE_INDEX = "active-index"
+TTL_ATTRIBUTE = "ttl"
+
+
+def profiles_table(name: str = "viewer_profiles") -> dict[str, Any]:
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "viewer_id", "AttributeType": "S"},
+            {"AttributeName": "active_shard", "AttributeType": "S"},
+            {"AttributeName": "last_seen_ms", "AttributeType": "N"},
+        ],
+        "KeySchema": [{"AttributeName": "viewer_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": ACTIVE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "active_shard", "KeyType": "HASH"},
+                    {"AttributeName": "last_seen_ms", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+
+
+def history_table(name: str = "viewer_history") -> dict[str, Any]:
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "viewer_id", "AttributeType": "S"},
+            {"AttributeName": "seq", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "viewer_id", "KeyType": "HASH"},
+            {"AttributeName": "seq", "KeyType": "RANGE"},
+        ],
+    }
+
+
+def table_definitions(profiles: str = "viewer_profiles", history: str = "viewer_history") -> list[dict[str, Any]]:
+    """CreateTable requests for both tables (TTL is enabled separately on ``ttl``)."""
+    return [profiles_table(profiles), history_table(history)]
+
+
+def history_seq(derived_ms: int, event_id: str) -> str:
+    return f"{derived_ms:015d}#{event_id}"
