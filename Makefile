@@ -7,7 +7,7 @@ BIN      := $(VENV)/bin
 SUDO     := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-system up test lint bench clean
+.PHONY: setup setup-system up test lint checkov bench clean
 
 setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.html
 
@@ -43,8 +43,12 @@ test: setup setup-system
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy lvp collector profiles viewer
 
+# terraform/ static analysis; checkov lives in its own .tools-venv (bootstrapped by the script).
+checkov:
+	scripts/checkov.sh
+
 bench: setup
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) node_modules tracker-frontend/node_modules tracker-frontend/dist .lvp test-output
+	rm -rf $(VENV) .tools-venv node_modules tracker-frontend/node_modules tracker-frontend/dist .lvp test-output

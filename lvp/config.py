@@ -51,6 +51,11 @@ class Settings:
     topic_replication: int = _setting(
         1, "LVP_TOPIC_REPLICATION", "Replication factor for topics created by `lvp topics create`."
     )
+    kafka_msk_iam: bool = _setting(
+        False,
+        "LVP_KAFKA_MSK_IAM",
+        "Amazon MSK IAM auth: SASL/OAUTHBEARER tokens signed with the AWS credentials (lvp.msk).",
+    )
     # --- identity and privacy ----------------------------------------------------------------
     pseudonym_key: str = _setting(
         "",
@@ -130,6 +135,24 @@ class Settings:
         20, "LVP_SSE_MAX_PER_TOKEN", "Concurrent SSE connections allowed per token."
     )
     metrics_public: bool = _setting(True, "LVP_METRICS_PUBLIC", "Serve /metrics without a token.")
+    # --- public aggregates (differential privacy) --------------------------------------------------
+    dp_epsilon: str = _setting(
+        "balanced",
+        "LVP_DP_EPSILON",
+        "ε per public release: a number or a preset high_privacy (0.1), balanced (1), high_utility (10).",
+    )
+    dp_release_interval_s: float = _setting(
+        60.0, "LVP_DP_RELEASE_INTERVAL_S", "Seconds a public release is cached before a new one is drawn."
+    )
+    dp_budget: float = _setting(
+        24.0, "LVP_DP_BUDGET", "Total ε that public releases may spend per budget window."
+    )
+    dp_window_s: float = _setting(3600.0, "LVP_DP_WINDOW_S", "Length of the privacy budget window (s).")
+    dp_media_labels: str = _setting(
+        "",
+        "LVP_DP_MEDIA_LABELS",
+        "Public catalogue of media labels released by /api/public/stats, comma-separated; others count as `other`.",
+    )
     # --- AWS -----------------------------------------------------------------------------------
     aws_endpoint_url: str = _setting(
         "", "AWS_ENDPOINT_URL", "DynamoDB endpoint (DynamoDB Local, moto, LocalStack); empty = AWS."

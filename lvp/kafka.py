@@ -34,7 +34,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "message.timeout.ms": max(1000, int(settings.produce_timeout_s * 1000)),
     }
     base.update(extra)
-    return settings.kafka_config(**{**base, **_passthrough_only(settings, base)})
+    return client_config(settings, **{**base, **_passthrough_only(settings, base)})
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -46,7 +46,19 @@ def consumer_config(settings: Settings, group_id: str | None = None, **extra: An
         **GROUP_DEFAULTS,
     }
     base.update(extra)
-    return settings.kafka_config(**{**base, **_passthrough_only(settings, base)})
+    return client_config(settings, **{**base, **_passthrough_only(settings, base)})
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Connection properties for any client (admin, producer, consumer): ``kafka_config`` plus
+    Amazon MSK IAM auth (``oauth_cb``) when ``LVP_KAFKA_MSK_IAM`` is on. Use this, not
+    ``settings.kafka_config()``, wherever a client is built."""
+    conf = settings.kafka_config(**extra)
+    if settings.kafka_msk_iam:
+        from lvp.msk import with_iam_auth  # boto signer only when MSK IAM is on
+
+        conf = with_iam_auth(conf, settings.aws_region)
+    return conf
 
 
 def _passthrough_only(settings: Settings, base: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +84,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 def create_topics(settings: Settings, timeout: float = 15.0) -> dict[str, str]:
     """Create the project's topics; existing ones are left as they are. Returns topic -> outcome
     (``created`` or ``exists``); raises :class:`KafkaException` on any other failure."""
-    admin = AdminClient(settings.kafka_config())
+    admin = AdminClient(client_config(settings))
     futures = admin.create_topics(topic_specs(settings), request_timeout=timeout)
     outcome: dict[str, str] = {}
     for topic, fut in futures.items():

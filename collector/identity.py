@@ -1,0 +1,165 @@
+"""Who sent a request, and what of it may travel on: the network user id (``sp`` cookie), the
+``SP-Anonymous`` header, the client IP, and the pseudonyms that replace raw identifiers.
+
+Raw values live only inside one request's processing: the enriched event carries HMAC
+pseudonyms (:mod:`lvp.pseudonym`) and an anonymized IP; :meth:`Identities.scrub` replaces any
+raw identifier that still appears elsewhere in an outgoing message.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any, Final
+
+from lvp.pseudonym import Pseudonymizer, anonymize_ip
+
+ANONYMOUS_NUID: Final = "00000000-0000-0000-0000-000000000000"
+COOKIE_MAX_AGE_S: Final = 365 * 24 * 3600
+#: Tracker parameters that carry user identifiers (pseudonymized) or the IP (anonymized).
+IDENTIFIER_PARAMS: Final = ("uid", "duid", "nuid", "tnuid", "fp")
+IP_PARAM: Final = "ip"
+#: Raw values shorter than this are not searched for in free text (too likely to hit by chance).
+MIN_SCRUB_LENGTH: Final = 6
+_CLIENT_SESSION: Final = "iglu:com.snowplowanalytics.snowplow/client_session/jsonschema/"
+_COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
+
+
+def first_forwarded_for(value: str) -> str:
+    """The client address in ``X-Forwarded-For`` (its first hop), without port or brackets."""
+    hop = value.split(",", 1)[0].strip()
+    if hop.startswith("["):  # [v6]:port
+        return hop[1 : hop.find("]")] if "]" in hop else ""
+    if hop.count(":") == 1:  # v4:port
+        return hop.split(":", 1)[0]
+    return hop
+
+
+def client_ip(headers: Mapping[str, str], peer: str | None) -> str:
+    """The raw client IP: first hop of ``X-Forwarded-For`` when present, else the peer address."""
+    xff = headers.get("x-forwarded-for")
+    if xff:
+        hop = first_forwarded_for(xff)
+        if hop:
+            return hop
+    return peer or ""
+
+
+def uuid_shaped(pseudonym: str) -> str:
+    """A 64-hex pseudonym as a lowercase UUID (its first 128 bits), for schema fields that must
+    be UUIDs (``client_session.userId``)."""
+    h = pseudonym
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+@dataclass(slots=True)
+class RequestIdentity:
+    """Identity facts of one request (raw values stay in memory for this request only)."""
+
+    anonymous: bool
+    nuid: str  # raw network user id (cookie value we set / keep); ANONYMOUS_NUID when anonymous
+    nuid_pseudonym: str
+    ip: str  # raw client IP ("" when anonymous)
+    ip_anonymized: str
+    set_cookie: bool
+    scrub_pairs: list[tuple[str, str]] = field(default_factory=list)  # (raw, replacement)
+    pair_cache: dict[tuple[Any, ...], list[tuple[str, str]]] = field(default_factory=dict)
+
+
+class Identities:
+    """Pseudonyms, the network user id cookie, and scrubbing; one per collector."""
+
+    def __init__(self, key: bytes, cookie_name: str = "sp", cookie_domain: str = "") -> None:
+        self.key = key
+        self.pseudonym = Pseudonymizer(key)
+        self.cookie_name = cookie_name
+        self.cookie_domain = cookie_domain
+        self._expires_at = 0
+        self._expires = ""
+
+    # -- per request --
+    def for_request(
+        self,
+        headers: Mapping[str, str],
+        cookies: Mapping[str, str],
+        peer: str | None,
+        nuid_param: str | None,
+    ) -> RequestIdentity:
+        anonymous = "sp-anonymous" in headers
+        if anonymous:
+            return RequestIdentity(True, ANONYMOUS_NUID, ANONYMOUS_NUID, "", "", False)
+        nuid = nuid_param or cookies.get(self.cookie_name) or ""
+        if not nuid or not _COOKIE_VALUE_RE.match(nuid):
+            nuid = str(uuid.uuid4())
+        ip = client_ip(headers, peer)
+        ident = RequestIdentity(False, nuid, self.pseudonym(nuid), ip, anonymize_ip(ip), True)
+        if len(nuid) >= MIN_SCRUB_LENGTH:
+            ident.scrub_pairs.append((nuid, ident.nuid_pseudonym))
+        if len(ip) >= MIN_SCRUB_LENGTH:
+            ident.scrub_pairs.append((ip, ident.ip_anonymized or "x"))
+        return ident
+
+    def cookie_header(self, nuid: str) -> str:
+        """``Set-Cookie`` for the network user id: 1 year, Secure, HttpOnly, SameSite=None."""
+        now = int(time.time())
+        if now != self._expires_at:
+            self._expires_at = now
+            self._expires = formatdate(now + COOKIE_MAX_AGE_S, usegmt=True)
+        parts = [
+            f"{self.cookie_name}={nuid}",
+            f"Expires={self._expires}",
+            f"Max-Age={COOKIE_MAX_AGE_S}",
+            "Path=/",
+        ]
+        if self.cookie_domain:
+            parts.append(f"Domain={self.cookie_domain}")
+        parts += ["Secure", "HttpOnly", "SameSite=None"]
+        return "; ".join(parts)
+
+    # -- per event --
+    def scrub_pairs(self, params: Mapping[str, Any], ident: RequestIdentity) -> list[tuple[str, str]]:
+        """(raw, replacement) for every identifier of one event long enough to search for (the
+        events of one request usually share them: kept per request)."""
+        get = params.get
+        key = (get("uid"), get("duid"), get("nuid"), get("tnuid"), get("fp"), get(IP_PARAM))
+        cached = ident.pair_cache.get(key)
+        if cached is not None:
+            return cached
+        pairs = list(ident.scrub_pairs)
+        for name in IDENTIFIER_PARAMS:
+            raw = params.get(name)
+            if isinstance(raw, str) and len(raw) >= MIN_SCRUB_LENGTH:
+                pairs.append((raw, self.pseudonym(raw)))
+        raw_ip = params.get(IP_PARAM)
+        if isinstance(raw_ip, str) and len(raw_ip) >= MIN_SCRUB_LENGTH:
+            pairs.append((raw_ip, anonymize_ip(raw_ip) or "x"))
+        if len(ident.pair_cache) < 64:
+            ident.pair_cache[key] = pairs
+        return pairs
+
+    @staticmethod
+    def scrub(text: str, pairs: Iterable[tuple[str, str]]) -> str:
+        """Replace every raw value in ``text`` (longest first, so no raw value survives partly)."""
+        for raw, replacement in sorted(pairs, key=lambda p: -len(p[0])):
+            if raw in text:
+                text = text.replace(raw, replacement)
+        return text
+
+    def pseudonymize_entities(self, entities: list[dict[str, Any]]) -> bool:
+        """Replace user identifiers inside known entities (``client_session.userId``), in place;
+        True when something was replaced. The replacement is UUID-shaped (the schema requires it)
+        and is the first 128 bits of the same pseudonym ``domain_userid`` gets, so the two stay
+        linkable."""
+        changed = False
+        for ent in entities:
+            schema = ent.get("schema")
+            if isinstance(schema, str) and schema.startswith(_CLIENT_SESSION):
+                data = ent.get("data")
+                if isinstance(data, dict) and isinstance(data.get("userId"), str) and data["userId"]:
+                    data["userId"] = uuid_shaped(self.pseudonym(data["userId"]))
+                    changed = True
+        return changed

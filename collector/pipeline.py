@@ -1,0 +1,117 @@
+"""One request's events -> Kafka messages: enriched lines for the good topic, bad rows for the bad
+topic. Pure and synchronous (no I/O); the routes publish the result and wait for the acks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.badrows import BadRows
+from collector.enrich import Enricher, tstamp
+from collector.identity import Identities, RequestIdentity
+from collector.protocol import Decoder, Rejected
+from collector.sink import Message
+from lvp.iglu import Registry, SchemaValidator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the pipeline needs to know about the HTTP request."""
+
+    ident: RequestIdentity
+    collector_ms: int
+    headers: Mapping[str, str]
+    version: str  # "tp2" (POST) or "i" (GET)
+    querystring: str = ""
+    collector_tstamp: str = ""  # tstamp(collector_ms), once per request
+
+    @property
+    def useragent(self) -> str:
+        return self.headers.get("user-agent", "")
+
+
+@dataclass(slots=True)
+class Outcome:
+    messages: list[Message] = field(default_factory=list)
+    good: int = 0
+    bad: dict[str, int] = field(default_factory=dict)
+
+    def add_bad(self, topic: str, kind: str, row: bytes) -> None:
+        self.messages.append((topic, None, row))
+        self.bad[kind] = self.bad.get(kind, 0) + 1
+
+
+class Pipeline:
+    def __init__(self, registry: Registry, identities: Identities, topic_good: str, topic_bad: str) -> None:
+        self.registry = registry
+        self.identities = identities
+        self.decoder = Decoder(registry)
+        self.enricher = Enricher(identities)
+        self.badrows = BadRows(identities)
+        self.topic_good = topic_good
+        self.topic_bad = topic_bad
+
+    def process(
+        self, items: Sequence[Any], req: RequestInfo, envelope: SchemaValidator | None = None
+    ) -> Outcome:
+        """Every event becomes either an enriched line or a bad row. ``envelope`` is the
+        payload_data validator of a POST: events that pass the protocol checks but not the
+        envelope schema (unknown parameters) become ``schema_violations``."""
+        out = Outcome()
+        check_items = envelope is not None and not envelope.is_valid(list(items))
+        for item in items:
+            try:
+                self._one(item, req, out, envelope if check_items else None)
+            except Exception as exc:  # a bug must not lose the rest of the request or crash it
+                log.error("event processing failed: %s", type(exc).__name__)
+                self._bad(out, "generic_error", [{"error": type(exc).__name__}], item, req)
+        return out
+
+    def _one(self, item: Any, req: RequestInfo, out: Outcome, envelope: SchemaValidator | None) -> None:
+        if not isinstance(item, dict):
+            msg = {"field": "event", "value": None, "expectation": "a JSON object of tracker parameters"}
+            self._bad(out, "tracker_protocol_violations", [msg], {}, req)
+            return
+        try:
+            ev = self.decoder.decode(item)
+            if envelope is not None:
+                failures = envelope.errors([item])
+                if failures:
+                    reports = [f.as_dict() for f in failures]
+                    error = {"error": "ValidationError", "dataReports": reports}
+                    raise Rejected("schema_violations", [{"schemaKey": envelope.key.uri, "error": error}])
+        except Rejected as rej:
+            self._bad(out, rej.kind, rej.messages, item, req)
+            return
+        if not req.collector_tstamp:
+            req.collector_tstamp = tstamp(req.collector_ms)
+        key, line = self.enricher.enrich(ev, req.ident, req.collector_ms, req.useragent, req.collector_tstamp)
+        out.messages.append((self.topic_good, key.encode(), line))
+        out.good += 1
+
+    def _bad(self, out: Outcome, kind: str, messages: list[Any], item: Any, req: RequestInfo) -> None:
+        params = item if isinstance(item, dict) else {}
+        row = self.badrows.event_row(
+            kind, messages, params, req.ident, req.collector_ms, req.headers, req.version
+        )
+        out.add_bad(self.topic_bad, kind, row)
+
+    def request_bad_row(
+        self, kind: str, messages: list[Any], body: bytes, req: RequestInfo, *, body_size: int | None = None
+    ) -> Message:
+        row = self.badrows.request_row(
+            kind,
+            messages,
+            body,
+            req.querystring,
+            req.ident,
+            req.collector_ms,
+            req.headers,
+            req.version,
+            body_size=body_size,
+        )
+        return (self.topic_bad, None, row)

@@ -1,0 +1,537 @@
+"""The Iglu schema repository and its compiled validators.
+
+Schemas are laid out like an Iglu static repository, ``<root>/schemas/<vendor>/<name>/jsonschema/
+<version>``, each file an Iglu self-describing JSON Schema (draft 4, ``$schema`` = Iglu's self-desc
+meta-schema, a ``self`` block naming the schema). The project's own schemas are bundled in
+``lvp/iglu/schemas``; ``LVP_SCHEMA_DIRS`` adds roots (a later root wins over an earlier one and
+over the bundled repository).
+
+Two validators, one semantics: each schema is compiled once with fastjsonschema (the hot path,
+microseconds per instance) and, only for instances that fail, checked again with jsonschema's
+``Draft4Validator`` for precise error messages. Both run JSON Schema draft 4 with the same
+``format`` checks (:data:`FORMATS`: ``date-time``, ``email``, ``ipv4``, ``ipv6``, ``uri``; every
+other format is ignored by both) and the same ECMA-262 reading of ``$`` in ``pattern`` (end of
+input, not "before a final newline").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import fastjsonschema
+import jsonschema
+import orjson
+from fastjsonschema.draft04 import DOLLAR_FINDER, CodeGeneratorDraft04
+from jsonschema import Draft4Validator
+from jsonschema.validators import extend
+from referencing import Registry as RefRegistry
+from referencing import Resource
+from referencing.jsonschema import DRAFT4 as REF_DRAFT4
+
+log = logging.getLogger(__name__)
+
+IGLU_META_SCHEMA = "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#"
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+BUNDLED_ROOT = Path(__file__).resolve().parent / "iglu"
+
+_URI_RE = re.compile(
+    r"^iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([1-9][0-9]*)-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\Z"
+)
+
+
+class IgluError(ValueError):
+    """A schema URI, file or reference is malformed."""
+
+
+class UnknownSchema(IgluError):
+    """No schema with this key is in the registry."""
+
+
+class SchemaKey(NamedTuple):
+    vendor: str
+    name: str
+    format: str
+    version: str
+
+    @classmethod
+    def parse(cls, uri: str) -> SchemaKey:
+        """``iglu:vendor/name/format/M-R-A`` -> key; raises :class:`IgluError`."""
+        m = _URI_RE.match(uri) if isinstance(uri, str) else None
+        if m is None:
+            raise IgluError(f"not an Iglu schema URI (iglu:vendor/name/format/M-R-A): {uri!r}")
+        return cls(m.group(1), m.group(2), m.group(3), f"{m.group(4)}-{m.group(5)}-{m.group(6)}")
+
+    @property
+    def uri(self) -> str:
+        return f"iglu:{self.vendor}/{self.name}/{self.format}/{self.version}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.vendor}/{self.name}/{self.format}/{self.version}"
+
+    @property
+    def model(self) -> int:
+        return int(self.version.split("-", 1)[0])
+
+
+# --- format checks shared by both validators ----------------------------------------------------
+
+_DATE_TIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))\Z", re.ASCII
+)
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\Z")
+_URI_FORMAT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f]*\Z")
+
+
+_DATE_TIME_SEEN: dict[str, bool] = {}
+
+
+def is_date_time(value: str) -> bool:
+    """RFC 3339 ``date-time`` (``2024-11-16T13:33:22.625Z``, an offset, or ``z``). Results are
+    cached: the same timestamps (a media session's ``startedAt``) repeat on every event."""
+    hit = _DATE_TIME_SEEN.get(value)
+    if hit is None:
+        if len(_DATE_TIME_SEEN) >= 10_000:
+            _DATE_TIME_SEEN.clear()
+        hit = _DATE_TIME_SEEN[value] = _is_date_time(value)
+    return hit
+
+
+def _is_date_time(value: str) -> bool:
+    m = _DATE_TIME_RE.match(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    if hour > 23 or minute > 59 or second > 60:
+        return False
+    return not (m.group(7) is not None and (int(m.group(7)) > 23 or int(m.group(8)) > 59))
+
+
+def is_email(value: str) -> bool:
+    return _EMAIL_RE.match(value) is not None
+
+
+def is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_ipv6(value: str) -> bool:
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return "%" not in value
+
+
+def is_uri(value: str) -> bool:
+    """An absolute URI: a scheme, a colon, no whitespace or control characters."""
+    return _URI_FORMAT_RE.match(value) is not None
+
+
+#: The formats both validators check; any other ``format`` is ignored by both.
+FORMATS: dict[str, Callable[[str], bool]] = {
+    "date-time": is_date_time,
+    "email": is_email,
+    "ipv4": is_ipv4,
+    "ipv6": is_ipv6,
+    "uri": is_uri,
+}
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+# fastjsonschema checks its own built-in formats unless overridden: neutralize the ones not in FORMATS.
+_FAST_FORMATS: dict[str, Callable[[str], bool]] = {
+    **{name: _always for name in [*CodeGeneratorDraft04.FORMAT_REGEXS, "regex"]},
+    **FORMATS,
+}
+
+
+def _strings_only(fn: Callable[[str], bool]) -> Callable[[object], bool]:
+    # a format constrains strings only (fastjsonschema never calls it with anything else)
+    return lambda value: not isinstance(value, str) or fn(value)
+
+
+FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
+for _name, _fn in FORMATS.items():
+    FORMAT_CHECKER.checks(_name)(_strings_only(_fn))
+
+
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: Any
+) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` with ``$`` meaning end of input, exactly as fastjsonschema compiles it."""
+    if isinstance(instance, str) and not re.search(DOLLAR_FINDER.sub(r"\\Z", pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+IgluDraft4Validator = extend(Draft4Validator, {"pattern": _ecma_pattern})
+
+
+# --- validators ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One precise validation failure (shaped like Snowplow's ``dataReports`` entries)."""
+
+    message: str
+    path: str
+    keyword: str
+    targets: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "path": self.path,
+            "keyword": self.keyword,
+            "targets": list(self.targets),
+        }
+
+
+def _json_path(parts: Iterable[Any]) -> str:
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+_ANNOTATIONS = frozenset(("description", "title", "$schema", "self", "id", "$id", "$comment"))
+
+
+def _flat_string_object(schema: Any) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(allowed, required) when ``schema`` only says: an object of string properties from a fixed
+    list, some required, nothing else (the shape of payload_data's events)."""
+    if not isinstance(schema, dict) or set(schema) - _ANNOTATIONS - {
+        "type", "properties", "required", "additionalProperties"
+    }:  # fmt: skip
+        return None
+    props = schema.get("properties")
+    if (
+        schema.get("type") != "object"
+        or schema.get("additionalProperties") is not False
+        or not isinstance(props, dict)
+    ):
+        return None
+    if any(
+        not isinstance(p, dict) or set(p) - _ANNOTATIONS != {"type"} or p["type"] != "string"
+        for p in props.values()
+    ):
+        return None
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not set(required) <= set(props):
+        return None
+    return frozenset(props), frozenset(required)
+
+
+def _self_describing_object(schema: Any) -> re.Pattern[str] | None:
+    """The compiled ``schema`` pattern when ``schema`` only says: an object of exactly a string
+    ``schema`` matching a pattern and any ``data`` (the shape of the unstruct_event and contexts
+    wrappers' items)."""
+    if not isinstance(schema, dict) or set(schema) - _ANNOTATIONS - {
+        "type", "properties", "required", "additionalProperties"
+    }:  # fmt: skip
+        return None
+    props = schema.get("properties")
+    if (
+        schema.get("type") != "object"
+        or schema.get("additionalProperties") is not False
+        or not isinstance(props, dict)
+        or set(props) != {"schema", "data"}
+        or not isinstance(schema.get("required"), list)
+        or set(schema["required"]) != {"schema", "data"}
+    ):
+        return None
+    data, uri = props["data"], props["schema"]
+    if not isinstance(data, dict) or set(data) - _ANNOTATIONS:
+        return None
+    if not isinstance(uri, dict) or set(uri) - _ANNOTATIONS != {"type", "pattern"} or uri["type"] != "string":
+        return None
+    pattern = uri["pattern"]
+    return re.compile(DOLLAR_FINDER.sub(r"\\Z", pattern)) if isinstance(pattern, str) else None
+
+
+def _object_check(schema: Any) -> Callable[[Any], bool] | None:
+    flat = _flat_string_object(schema)
+    if flat is not None:
+        allowed, required = flat
+        is_str = str.__instancecheck__
+
+        def check_flat(d: Any) -> bool:
+            return (
+                isinstance(d, dict)
+                and allowed.issuperset(d)
+                and required.issubset(d)
+                and all(map(is_str, d.values()))
+            )
+
+        return check_flat
+    rx = _self_describing_object(schema)
+    if rx is not None:
+        search = rx.search
+        seen: dict[str, bool] = {}  # the same few schema URIs come again and again
+
+        def check_self_describing(d: Any) -> bool:
+            if not isinstance(d, dict) or len(d) != 2 or "data" not in d:
+                return False
+            uri = d.get("schema")
+            if not isinstance(uri, str):
+                return False
+            ok = seen.get(uri)
+            if ok is None:
+                if len(seen) >= 1024:
+                    seen.clear()
+                ok = seen[uri] = search(uri) is not None
+            return ok
+
+        return check_self_describing
+    return None
+
+
+def _fast_shape_check(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A check equivalent to the schema for the envelope shapes every event goes through (flat
+    string objects like payload_data's events, self-describing ``{schema, data}`` wrappers, and
+    arrays of either with ``minItems``/``maxItems``); ``None`` for any other schema, which then
+    runs compiled by fastjsonschema. Tests hold these to both validators' verdicts."""
+    check = _object_check(schema)
+    if check is not None:
+        return check
+    if (
+        set(schema) - _ANNOTATIONS - {"type", "items", "minItems", "maxItems"}
+        or schema.get("type") != "array"
+    ):
+        return None
+    check_item = _object_check(schema.get("items"))
+    lo, hi = schema.get("minItems", 0), schema.get("maxItems")
+    if check_item is None or type(lo) is not int or (hi is not None and type(hi) is not int):
+        return None
+    item_check = check_item
+
+    def check_array(a: Any) -> bool:
+        return (
+            isinstance(a, list) and len(a) >= lo and (hi is None or len(a) <= hi) and all(map(item_check, a))
+        )
+
+    return check_array
+
+
+class SchemaValidator:
+    """One schema compiled once: ``is_valid`` on the hot path, ``errors`` for what fails."""
+
+    __slots__ = ("_fast", "_precise", "fast_check", "key", "schema")
+
+    def __init__(self, key: SchemaKey, schema: Mapping[str, Any], registry: Registry) -> None:
+        self.key = key
+        self.schema = dict(schema)
+        body = {k: v for k, v in schema.items() if k not in ("$schema", "self")}
+        body["$schema"] = DRAFT4
+        handlers = {
+            "iglu": registry._ref_handler,
+            "http": registry._ref_handler,
+            "https": registry._ref_handler,
+        }
+        try:
+            self._fast = fastjsonschema.compile(
+                body, handlers=handlers, formats=_FAST_FORMATS, use_default=False, detailed_exceptions=False
+            )
+        except fastjsonschema.JsonSchemaDefinitionException as exc:
+            raise IgluError(f"{key.uri}: cannot compile: {exc}") from None
+        self._precise = IgluDraft4Validator(
+            body, format_checker=FORMAT_CHECKER, registry=registry._ref_registry
+        )
+        shape = _fast_shape_check(body)
+        #: the cheapest equivalent check: a shape check for the envelopes, else the compiled one
+        self.fast_check: Callable[[Any], bool] = shape if shape is not None else self._compiled_check
+
+    def _compiled_check(self, instance: Any) -> bool:
+        try:
+            self._fast(instance)
+        except fastjsonschema.JsonSchemaValueException:
+            return False
+        return True
+
+    def is_valid(self, instance: Any) -> bool:
+        return self.fast_check(instance)
+
+    __call__ = is_valid
+
+    def errors(self, instance: Any) -> list[Failure]:
+        """Every failure, precise (empty when the instance is valid)."""
+        out = []
+        for err in sorted(self._precise.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+            targets: tuple[str, ...] = ()
+            if err.validator in ("required", "additionalProperties") and isinstance(err.instance, dict):
+                if err.validator == "required":
+                    targets = tuple(str(t) for t in err.validator_value if t not in err.instance)
+                else:
+                    props = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+                    targets = tuple(sorted(str(k) for k in err.instance if k not in props))
+            out.append(Failure(err.message, _json_path(err.absolute_path), str(err.validator), targets))
+        if not out and not self.is_valid(instance):  # cannot happen when both agree; never hide a failure
+            out.append(Failure("instance is not valid", "$", "unknown"))
+        return out
+
+    def validate(self, instance: Any) -> list[Failure]:
+        """``[]`` when valid (fast path), else the precise failures."""
+        if self.is_valid(instance):
+            return []
+        return self.errors(instance)
+
+
+# --- the registry ----------------------------------------------------------------------------------
+
+
+def _schemas_dir(root: Path) -> Path:
+    sub = root / "schemas"
+    return sub if sub.is_dir() else root
+
+
+def load_schema_file(path: Path, expected: SchemaKey | None = None) -> dict[str, Any]:
+    """Read and check one Iglu self-describing schema file; raises :class:`IgluError`."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise IgluError(f"{path}: not readable JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise IgluError(f"{path}: a schema must be a JSON object")
+    self_ = doc.get("self")
+    if not isinstance(self_, dict) or not all(isinstance(self_.get(k), str) for k in SchemaKey._fields):
+        raise IgluError(f"{path}: no `self` block with vendor, name, format and version")
+    key = SchemaKey(self_["vendor"], self_["name"], self_["format"], self_["version"])
+    try:
+        SchemaKey.parse(key.uri)
+    except IgluError:
+        raise IgluError(f"{path}: `self` does not name a valid schema: {key.uri}") from None
+    if expected is not None and key != expected:
+        raise IgluError(f"{path}: `self` says {key.uri} but the file is at {expected.path}")
+    if doc.get("$schema") != IGLU_META_SCHEMA:
+        raise IgluError(f"{path}: `$schema` must be {IGLU_META_SCHEMA}")
+    body = {k: v for k, v in doc.items() if k not in ("$schema", "self")}
+    try:
+        Draft4Validator.check_schema(body)
+    except jsonschema.SchemaError as exc:
+        raise IgluError(f"{path}: not a valid JSON Schema draft 4: {exc.message}") from None
+    return doc
+
+
+class Registry:
+    """Iglu schemas by key; each validator compiled on first use and kept."""
+
+    def __init__(self, roots: Iterable[Path | str] = (), *, bundled: bool = True) -> None:
+        self._schemas: dict[SchemaKey, dict[str, Any]] = {}
+        self._validators: dict[str, SchemaValidator] = {}
+        #: URI -> fast boolean check, for every validator compiled so far (the hot path's lookup)
+        self.fast_checks: dict[str, Callable[[Any], bool]] = {}
+        self._key_cache: dict[str, SchemaKey] = {}
+        self._ref_registry: RefRegistry[Any] = RefRegistry(retrieve=self._retrieve)  # type: ignore[call-arg]
+        all_roots = ([BUNDLED_ROOT] if bundled else []) + [Path(r) for r in roots]
+        for root in all_roots:
+            self._load_root(Path(root))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Registry:
+        return cls(settings.schema_dir_list)
+
+    def _load_root(self, root: Path) -> None:
+        base = _schemas_dir(root)
+        if not base.is_dir():
+            raise IgluError(f"schema directory {root} does not exist")
+        for path in sorted(base.glob("*/*/*/*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            rel = path.relative_to(base).parts
+            key = SchemaKey(*rel)
+            try:
+                SchemaKey.parse(key.uri)
+            except IgluError:
+                raise IgluError(f"{path}: not laid out as <vendor>/<name>/<format>/<M-R-A>") from None
+            doc = load_schema_file(path, key)
+            if key in self._schemas:
+                log.info("schema %s from %s replaces an earlier one", key.uri, root)
+            self._schemas[key] = doc
+
+    # -- lookups --
+    def __contains__(self, uri: object) -> bool:
+        try:
+            return isinstance(uri, str) and SchemaKey.parse(uri) in self._schemas
+        except IgluError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+    def keys(self) -> list[SchemaKey]:
+        return sorted(self._schemas)
+
+    def schema(self, uri: str) -> dict[str, Any]:
+        key = SchemaKey.parse(uri)
+        try:
+            return self._schemas[key]
+        except KeyError:
+            raise UnknownSchema(f"schema {uri} is not in the registry") from None
+
+    def validator(self, uri: str) -> SchemaValidator:
+        """The compiled validator of ``uri``; raises :class:`UnknownSchema` / :class:`IgluError`."""
+        v = self._validators.get(uri)
+        if v is None:
+            key = SchemaKey.parse(uri)
+            doc = self._schemas.get(key)
+            if doc is None:
+                raise UnknownSchema(f"schema {uri} is not in the registry")
+            v = SchemaValidator(key, doc, self)
+            self._validators[uri] = v
+            self.fast_checks[uri] = v.fast_check
+        return v
+
+    def key_of(self, uri: str) -> SchemaKey:
+        """``SchemaKey.parse`` with a cache (the same URIs come with every event)."""
+        key = self._key_cache.get(uri)
+        if key is None:
+            key = SchemaKey.parse(uri)
+            if len(self._key_cache) < 10_000:
+                self._key_cache[uri] = key
+        return key
+
+    def validate(self, uri: str, instance: Any) -> list[Failure]:
+        """``[]`` when ``instance`` is valid against ``uri``; raises :class:`UnknownSchema`."""
+        return self.validator(uri).validate(instance)
+
+    def compile_all(self) -> int:
+        """Compile every schema now (startup check); returns how many."""
+        for key in self._schemas:
+            self.validator(key.uri)
+        return len(self._schemas)
+
+    # -- $ref resolution (both validators): only schemas of this registry, never the network --
+    def _retrieve(self, uri: str) -> Resource[Any]:
+        return Resource.from_contents(self._ref_handler(uri), default_specification=REF_DRAFT4)
+
+    def _ref_handler(self, uri: str) -> dict[str, Any]:
+        if uri.startswith("iglu:"):
+            key = SchemaKey.parse(uri.split("#", 1)[0])
+        else:
+            m = re.match(r"^https?://iglucentral\.com/schemas/([^#]+)", uri)
+            if m is None:
+                raise IgluError(f"$ref to {uri} is not allowed (only iglu: and iglucentral schemas)")
+            key = SchemaKey(*m.group(1).split("/"))
+        doc = self._schemas.get(key)
+        if doc is None:
+            raise UnknownSchema(f"$ref to {uri}: not in the registry")
+        return {k: v for k, v in doc.items() if k not in ("$schema", "self")}

@@ -1,0 +1,239 @@
+"""`lvp up`: the whole stack on one machine with one command.
+
+Starts the embedded Tansu broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set) and an embedded
+DynamoDB API (DynamoDB Local when Java is there, else moto server; unless ``AWS_ENDPOINT_URL``
+is set), creates topics and tables, then runs collector, profiles consumer, viewer API/page and
+the tracker demo page as child processes, prefixing their output. Ctrl-C stops every child; a
+child that crashes is reported and the stack shuts down with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lvp.broker import start_broker, stop_process, wait_for_port
+from lvp.cli import setting_flag, settings_from_args
+from lvp.config import Settings, dev_secret
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    restart: bool = False  # restart when it exits 0 (the simulator loop)
+    proc: subprocess.Popen[bytes] | None = None
+    tail: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True, name=f"out-{self.name}").start()
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.tail = [*self.tail[-19:], line]
+            sys.stdout.write(f"[{self.name:>9}] {line}\n")
+            sys.stdout.flush()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _lvp(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lvp.cli", *args]
+
+
+def _wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
+                if resp.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{child.name} did not answer {url} within {timeout:.0f}s")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("up", help="Run the whole stack locally (broker, DynamoDB, all services).")
+    p.add_argument("--collector-port", type=int, default=9090)
+    p.add_argument("--viewer-port", type=int, default=8080)
+    p.add_argument("--tracker-port", type=int, default=3000)
+    p.add_argument("--broker-port", type=int, default=9092, help="Embedded broker port.")
+    p.add_argument("--dynamodb-port", type=int, default=8000, help="Embedded DynamoDB port.")
+    p.add_argument("--host", default="127.0.0.1", help="Bind address of the services.")
+    p.add_argument("--simulate", type=int, default=0, metavar="N", help="Add N synthetic viewers.")
+    p.add_argument("--ping-interval", type=float, default=10.0, help="Simulated viewers' ping interval.")
+    p.add_argument("--metrics-port", type=int, default=9091, help="Profiles consumer metrics port.")
+    setting_flag(p, "--partitions", "topic_partitions")
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("tracker-site", help="Serve the demo player page (tracker-frontend/dist).")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--collector-url", default=None, help="Collector URL the page sends to.")
+    p.add_argument("--viewer-url", default=None, help="Live page URL linked from the player.")
+    p.add_argument("--app-id", default="lvp-demo")
+    p.set_defaults(func=_tracker_site)
+
+
+def _tracker_site(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from lvp.tracker_site import create_app  # noqa: PLC0415
+
+    settings = settings_from_args(args)
+    collector = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
+    app = create_app(ROOT / "tracker-frontend" / "dist", collector, args.app_id)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up script
+    settings = settings_from_args(args)
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    services: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
+
+    def shutdown() -> None:
+        for child in reversed(children):
+            child.stop()
+        for proc in services:
+            stop_process(proc)
+
+    try:
+        if not settings.pseudonym_key:
+            env["LVP_DEV"] = "1"
+            print(f"dev mode: pseudonym key and dev token kept in {state}/ (set LVP_PSEUDONYM_KEY for real use)")
+            settings = settings.with_(dev=True)
+        if settings.kafka_bootstrap_servers and "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+            print(f"Kafka: using {settings.kafka_bootstrap_servers}")
+        else:
+            proc, bootstrap = start_broker(port=args.broker_port, log_path=state / "tansu.log")
+            services.append(proc)
+            env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+            settings = settings.with_(kafka_bootstrap_servers=bootstrap)
+            print(f"Kafka: embedded Tansu broker on {bootstrap}")
+        if settings.aws_endpoint_url:
+            print(f"DynamoDB: using {settings.aws_endpoint_url}")
+        else:
+            from lvp.localdb import start_embedded_dynamodb  # noqa: PLC0415
+
+            proc, url, kind = start_embedded_dynamodb(args.dynamodb_port, log_path=state / "dynamodb.log")
+            services.append(proc)
+            env["AWS_ENDPOINT_URL"] = url
+            settings = settings.with_(aws_endpoint_url=url)
+            print(f"DynamoDB: embedded {kind} on {url}")
+        env.setdefault("AWS_ACCESS_KEY_ID", "local")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        env.setdefault("AWS_REGION", settings.aws_region)
+        if not settings.api_tokens:
+            token = dev_secret(str(state), "dev-token")
+            env["LVP_API_TOKENS"] = token
+        else:
+            token = settings.api_token_list[0]
+
+        from lvp.dynamo import create_tables  # noqa: PLC0415
+        from lvp.kafka import create_topics  # noqa: PLC0415
+
+        print("topics:", ", ".join(f"{t} ({o})" for t, o in create_topics(settings).items()))
+        print("tables:", ", ".join(f"{t} ({o})" for t, o in create_tables(settings).items()))
+
+        host = args.host
+        collector_url = f"http://{host}:{args.collector_port}"
+        viewer_url = f"http://{host}:{args.viewer_port}"
+        tracker_url = f"http://{host}:{args.tracker_port}"
+        children += [
+            Child("collector", _lvp("collector", "--host", host, "--port", str(args.collector_port)), env),
+            Child("profiles", _lvp("profiles", "--metrics-port", str(args.metrics_port)), env),
+            Child("viewer", _lvp("viewer", "--host", host, "--port", str(args.viewer_port)), env),
+            Child(
+                "tracker",
+                _lvp("tracker-site", "--host", host, "--port", str(args.tracker_port),
+                     "--collector-url", collector_url, "--viewer-url", viewer_url),
+                env,
+            ),
+        ]  # fmt: skip
+        for child in children:
+            child.start()
+        _wait_http(collector_url + "/health", children[0])
+        _wait_http(viewer_url + "/health", children[2])
+        _wait_http(tracker_url + "/", children[3])
+        wait_for_port(host, args.metrics_port, timeout=60, proc=children[1].proc)
+        if args.simulate:
+            sim = Child(
+                "simulate",
+                _lvp("simulate", "--viewers", str(args.simulate), "--duration", "600", "--quiet",
+                     "--ping-interval", str(args.ping_interval), "--collector", collector_url),
+                env,
+                restart=True,
+            )  # fmt: skip
+            children.append(sim)
+            sim.start()
+        print(
+            "\nlive-viewer-profiles is up:\n"
+            f"  player (tracker) page  {tracker_url}/\n"
+            f"  live viewer page       {viewer_url}/   (login token: {token})\n"
+            f"  collector              {collector_url}/health\n"
+            f"  profiles metrics       http://{host}:{args.metrics_port}/metrics\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        return _supervise(children)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        shutdown()
+
+
+def _supervise(children: list[Child]) -> int:
+    while True:
+        time.sleep(0.5)
+        for child in children:
+            assert child.proc is not None
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if child.restart and code == 0:
+                child.start()
+                continue
+            print(f"\n!! {child.name} exited with code {code}; last output:", file=sys.stderr)
+            for line in child.tail[-10:]:
+                print(f"   {line}", file=sys.stderr)
+            print("stopping the stack.", file=sys.stderr, flush=True)
+            return 1

@@ -1,0 +1,252 @@
+"""`lvp profiles` (the consumer) and `lvp profile get|history|list|delete` (DynamoDB queries)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from lvp.cli import setting_flag, settings_from_args
+from lvp.config import Settings
+from lvp.pseudonym import pseudonymize
+
+_ID_FLAGS = (
+    ("--user-id", "user_id"),
+    ("--domain-userid", "domain_userid"),
+    ("--network-userid", "network_userid"),
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "profiles",
+        help="Run the profiles consumer: Kafka enriched events -> live profiles in DynamoDB.",
+        description="Consume LVP_TOPIC_GOOD in consumer group LVP_CONSUMER_GROUP, keep every viewer's "
+        "profile, write it to DynamoDB (offsets committed only after the write) and publish "
+        "changes to LVP_TOPIC_CHANGES. SIGTERM/SIGINT: final flush and commit, then exit.",
+    )
+    setting_flag(p, "--group", "consumer_group")
+    setting_flag(p, "--metrics-port", "profiles_metrics_port")
+    setting_flag(p, "--bootstrap-servers", "kafka_bootstrap_servers")
+    setting_flag(p, "--endpoint-url", "aws_endpoint_url")
+    p.add_argument(
+        "--pseudonymize-input",
+        action="store_true",
+        help="Input comes from a raw Snowplow pipeline: replace user_id / domain_userid / "
+        "network_userid (accelerator: viewer_id) by their keyed pseudonyms (needs LVP_PSEUDONYM_KEY).",
+    )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="Clear the profile and history tables, reset the group to the earliest retained offsets "
+        "and recompute every profile (progress on stderr), then keep consuming.",
+    )
+    p.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="Exit once every assigned partition is consumed, flushed and committed.",
+    )
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("profile", help="Read or erase stored profiles (queries DynamoDB directly).")
+    psub = p.add_subparsers(dest="action", metavar="ACTION")
+    psub.required = True
+    g = psub.add_parser("get", help="Print one profile as a JSON object (exit 1 if unknown).")
+    _viewer_args(g)
+    g.set_defaults(func=_get)
+    h = psub.add_parser("history", help="Print a viewer's status changes, oldest first (JSON Lines).")
+    _viewer_args(h)
+    h.set_defaults(func=_history)
+    lst = psub.add_parser("list", help="Print the active viewers' profiles (JSON Lines; no table scan).")
+    lst.add_argument("--active", action="store_true", help="Active viewers (required: lists use the GSI).")
+    setting_flag(lst, "--endpoint-url", "aws_endpoint_url")
+    lst.set_defaults(func=_list)
+    d = psub.add_parser(
+        "delete",
+        help="Erase a viewer: profile, history, and a tombstone on LVP_TOPIC_CHANGES.",
+    )
+    _viewer_args(d)
+    setting_flag(d, "--bootstrap-servers", "kafka_bootstrap_servers")
+    d.set_defaults(func=_delete)
+
+
+def _viewer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("viewer_id", nargs="?", help="Viewer id (the pseudonym).")
+    for flag, _field in _ID_FLAGS:
+        p.add_argument(
+            flag, dest="raw_" + _field, metavar="RAW", help=f"Look up by raw {_field} (pseudonymized)."
+        )
+    setting_flag(p, "--endpoint-url", "aws_endpoint_url")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def viewer_id_from_args(args: argparse.Namespace, settings: Settings) -> str:
+    """The viewer id: given directly, or the keyed pseudonym of exactly one raw identifier."""
+    given = [(f, getattr(args, "raw_" + f)) for _flag, f in _ID_FLAGS if getattr(args, "raw_" + f, None)]
+    if args.viewer_id and given:
+        raise _UsageError("give either a viewer id or one of --user-id / --domain-userid / --network-userid")
+    if len(given) > 1:
+        raise _UsageError("give only one of --user-id / --domain-userid / --network-userid")
+    if given:
+        return pseudonymize(given[0][1], settings.require_pseudonym_key())
+    if not args.viewer_id:
+        raise _UsageError("a viewer id (or --user-id / --domain-userid / --network-userid) is required")
+    return str(args.viewer_id)
+
+
+def _out(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def _err(msg: str) -> None:
+    print(f"lvp: {msg}", file=sys.stderr)
+
+
+def _store(settings: Settings) -> Any:
+    from profiles.store import ProfileStore
+
+    return ProfileStore(settings)
+
+
+def _query(args: argparse.Namespace, action: Any) -> int:
+    from profiles.store import StoreError
+
+    settings = settings_from_args(args)
+    try:
+        vid = viewer_id_from_args(args, settings) if hasattr(args, "viewer_id") else ""
+    except _UsageError as exc:
+        _err(str(exc))
+        return 2
+    store = _store(settings)
+    try:
+        return int(action(store, settings, vid))
+    except StoreError as exc:
+        _err(f"DynamoDB: {exc}")
+        return 1
+    finally:
+        store.close()
+
+
+def _get(args: argparse.Namespace) -> int:
+    from profiles.profile import with_active
+
+    def action(store: Any, settings: Settings, vid: str) -> int:
+        profile = store.get_profile(vid)
+        if profile is None:
+            _err(f"no profile for viewer {vid}")
+            return 1
+        _out(with_active(profile, time.time(), settings.active_timeout_s))
+        return 0
+
+    return _query(args, action)
+
+
+def _history(args: argparse.Namespace) -> int:
+    def action(store: Any, settings: Settings, vid: str) -> int:
+        n = 0
+        for entry in store.history(vid):
+            _out(entry)
+            n += 1
+        if n == 0 and store.get_profile(vid) is None:
+            _err(f"no profile for viewer {vid}")
+            return 1
+        return 0
+
+    return _query(args, action)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from profiles.profile import is_active, with_active
+
+    if not args.active:
+        _err("only `lvp profile list --active` is supported: listing every profile would scan the table")
+        return 2
+
+    def action(store: Any, settings: Settings, _vid: str) -> int:
+        now = time.time()
+        for profile in store.active_profiles(now, settings.active_timeout_s):
+            if is_active(profile, now, settings.active_timeout_s):
+                _out(with_active(profile, now, settings.active_timeout_s))
+        return 0
+
+    return _query(args, action)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    def action(store: Any, settings: Settings, vid: str) -> int:
+        existed, history = store.delete_viewer(vid)
+        tombstone = _send_tombstone(settings, vid)
+        _out(
+            {"viewer_id": vid, "profile_deleted": existed, "history_deleted": history, "tombstone": tombstone}
+        )
+        if not tombstone:
+            _err(f"could not publish the tombstone to {settings.topic_changes}; run the delete again")
+            return 1
+        if not existed and not history:
+            _err(f"no profile for viewer {vid}")
+            return 1
+        return 0
+
+    return _query(args, action)
+
+
+def _send_tombstone(settings: Settings, viewer_id: str, timeout_s: float = 15.0) -> bool:
+    from confluent_kafka import Producer
+
+    from lvp.kafka import producer_config
+
+    delivered: list[bool] = []
+    producer = Producer(producer_config(settings, **{"message.timeout.ms": int(timeout_s * 1000)}))
+    producer.produce(
+        settings.topic_changes,
+        key=viewer_id.encode(),
+        value=None,
+        on_delivery=lambda err, _msg: delivered.append(err is None),
+    )
+    producer.flush(timeout_s + 1)
+    return bool(delivered and delivered[0])
+
+
+def _run(args: argparse.Namespace) -> int:
+    from profiles.consumer import ProfilesConsumer
+    from profiles.store import ProfileStore, StoreError
+
+    settings = settings_from_args(args)
+    if args.pseudonymize_input:
+        settings.require_pseudonym_key()
+    from profiles.metrics import ProfilesMetrics
+
+    metrics = ProfilesMetrics()
+    store = ProfileStore(settings, metrics=metrics)
+    try:
+        store.check_tables()
+    except StoreError as exc:
+        _err(f"{exc} (create them with `lvp tables create`)")
+        store.close()
+        return 2
+    consumer = ProfilesConsumer(
+        settings,
+        pseudonymize_input=args.pseudonymize_input,
+        rebuild=args.rebuild,
+        exit_at_end=args.exit_at_end,
+        store=store,
+        metrics=metrics,
+        progress=(lambda line: print(line, file=sys.stderr, flush=True)) if args.rebuild else None,
+    )
+
+    def _stop(signum: int, _frame: Any) -> None:
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        return consumer.run()
+    finally:
+        store.close()

@@ -1,0 +1,727 @@
+"""`lvp profiles`: the Kafka consumer group that keeps every viewer's profile.
+
+Hot state lives in memory (one :class:`~profiles.engine.ViewerState` per viewer); DynamoDB sees
+coalesced, batched writes. The delivery contract is *at-least-once input + idempotent
+application = exact final state*:
+
+* Offsets are committed **only after the flush that covers them succeeded**. A flush takes a
+  snapshot — the dirty viewers' profiles, engine states and history changes, plus each
+  partition's next offset — in the poll thread, writes it from a background thread while
+  consumption goes on, and commits the snapshot's offsets once the write succeeded.
+* DynamoDB throttled or down: the flush fails, nothing is committed, the state stays in memory
+  and the flush is retried with exponential backoff; when too many viewers are dirty the
+  partitions are paused. When DynamoDB is back, everything is written and committed.
+* A viewer's state is loaded from DynamoDB the first time it is seen after an assignment or a
+  restart (one BatchGetItem for all unknown viewers of a poll batch, before any of the batch is
+  applied). Messages re-read after a crash are recognised as duplicates by the engine.
+* Before partitions are revoked, everything is flushed and committed, and the revoked
+  partitions' viewers are dropped; the next owner loads them from DynamoDB.
+* Changed profiles are published to ``LVP_TOPIC_CHANGES`` every ``LVP_PUBLISH_INTERVAL_S``
+  (fast live view), independently of the DynamoDB flush interval.
+
+Input messages must be keyed so that all events of a viewer land in one partition (our collector
+keys by viewer id; configure a Snowbridge partition key accordingly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from lvp import badrows
+from lvp.config import Settings
+from lvp.kafka import consumer_config, producer_config
+from lvp.pseudonym import Pseudonymizer
+from profiles.engine import ViewerState
+from profiles.inputs import InputDecoder, InputError
+from profiles.metrics import ProfilesMetrics
+from profiles.store import ProfileStore, ProfileWrite, StoreError
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE: Final = 2000
+_MAX_BACKOFF_S: Final = 30.0
+_LAG_INTERVAL_S: Final = 1.0
+_PROGRESS_INTERVAL_S: Final = 2.0
+_PRODUCER_FLUSH_S: Final = 10.0
+#: Events waiting for their viewers' stored state before consumption pauses.
+_MAX_WAITING: Final = 200_000
+
+HistKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Flush:
+    """A flush in flight: what it covers and what to restore if it fails."""
+
+    vids: set[str]
+    hist: dict[HistKey, Any]
+    offsets: dict[int, int]
+    started: float
+    requests: int
+    future: Future[int] | None = None
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for progress output, tests and the benchmark."""
+
+    messages: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    bad: int = 0
+    flushes: int = 0
+    flush_failures: int = 0
+    writes: int = 0
+    loads: int = 0
+    commits: int = 0
+    published: int = 0
+    evicted: int = 0
+    load_failures: int = 0
+
+
+class ProfilesConsumer:
+    """One member of the ``lvp profiles`` consumer group. Call :meth:`run` (blocking) and
+    :meth:`stop` (from a signal handler or another thread) to finish with a final flush."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pseudonymize_input: bool = False,
+        rebuild: bool = False,
+        exit_at_end: bool = False,
+        store: ProfileStore | None = None,
+        metrics: ProfilesMetrics | None = None,
+        progress: Callable[[str], None] | None = None,
+        batch_size: int = BATCH_SIZE,
+        evict_after_s: float | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topic = settings.topic_good
+        self.rebuild = rebuild
+        self.exit_at_end = exit_at_end
+        self.batch_size = batch_size
+        self.metrics = metrics or ProfilesMetrics()
+        self.store = store or ProfileStore(settings, metrics=self.metrics)
+        self._own_store = store is None
+        self.decoder = InputDecoder(
+            Pseudonymizer(settings.require_pseudonym_key()) if pseudonymize_input else None
+        )
+        self.progress = progress
+        self.reorder_window_s = settings.reorder_window_s
+        self.evict_after_s = (
+            evict_after_s if evict_after_s is not None else max(600.0, 4 * settings.active_timeout_s)
+        )
+        self.stats = Stats()
+        self._consumer_overrides = consumer_overrides or {}
+
+        self.states: dict[str, ViewerState] = {}
+        self.viewer_partition: dict[str, int] = {}
+        self.dirty: set[str] = set()
+        self.changed: set[str] = set()
+        self.pending_hist: dict[HistKey, Any] = {}
+        self.assigned: set[int] = set()
+        self.next_offsets: dict[int, int] = {}
+        self.committed: dict[int, int] = {}
+        self.eof: set[int] = set()
+        self._reset_done: set[int] = set()
+        self._touched: set[str] = set()
+        self._touched_prev: set[str] = set()
+
+        # viewers seen for the first time wait here (events in arrival order) while their stored
+        # state is loaded in the background; their offsets are held back from commits
+        self._loading: dict[str, list[tuple[int, int, Any]]] = {}
+        self._to_load: set[str] = set()
+        self._load_job: tuple[Future[dict[str, str]], set[str], int] | None = None
+        self._load_failures = 0
+        self._load_retry_at = 0.0
+        self._waiting = 0
+        self._generation = 0  # bumped on every revocation: older loads are stale
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvp-load")
+
+        self._inflight: _Flush | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._paused = False
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvp-flush")
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._bad_in_flight = 0
+        self._caught_up_reported = False
+        self.metrics_port = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (final flush and commit). Safe from signal handlers."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Consume until :meth:`stop` (or, with ``exit_at_end``, until every assigned partition is
+        consumed, flushed and committed). Returns 0, or 1 if the final flush failed."""
+        s = self.settings
+        self.metrics_port = self.metrics.serve(s.profiles_metrics_port)
+        if self.rebuild:
+            self._clear_tables()
+        conf = consumer_config(s, **{"enable.partition.eof": True, **self._consumer_overrides})
+        self._consumer = consumer = Consumer(conf)
+        self._producer = Producer(producer_config(s, **{"message.timeout.ms": 120_000, "linger.ms": 5}))
+        consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        now = time.monotonic()
+        next_flush = now + s.flush_interval_s
+        next_publish = now + s.publish_interval_s
+        next_lag = now + _LAG_INTERVAL_S
+        next_progress = now + _PROGRESS_INTERVAL_S
+        next_evict = now + self.evict_after_s / 2
+        ok = True
+        try:
+            while not self._stop.is_set():
+                msgs = consumer.consume(self.batch_size, 0.05 if (self.dirty or self.changed) else 0.2)
+                if msgs:
+                    self._handle(msgs)
+                now = time.monotonic()
+                self._poll_load()
+                if self._to_load and self._load_job is None and now >= self._load_retry_at:
+                    self._start_load()
+                self._poll_flush()
+                if now >= next_publish:
+                    self._publish()
+                    next_publish = now + s.publish_interval_s
+                if (
+                    self._inflight is None
+                    and now >= self._retry_at
+                    and (now >= next_flush or len(self.dirty) >= s.flush_max_dirty)
+                ):
+                    self._start_flush()
+                    next_flush = now + s.flush_interval_s
+                if self._paused and not self._must_pause():
+                    self._resume()
+                if now >= next_lag:
+                    self._update_lag()
+                    next_lag = now + _LAG_INTERVAL_S
+                if self.progress is not None and now >= next_progress:
+                    self._report_progress()
+                    next_progress = now + _PROGRESS_INTERVAL_S
+                if now >= next_evict:
+                    self._evict()
+                    next_evict = now + self.evict_after_s / 2
+                self._producer.poll(0)
+                if self._at_end():
+                    if self.progress is not None and not self._caught_up_reported:
+                        self._caught_up_reported = True
+                        self._report_progress("caught up")
+                    if self.exit_at_end:
+                        break
+        finally:
+            ok = self._shutdown()
+        return 0 if ok else 1
+
+    def _shutdown(self) -> bool:
+        ok = True
+        try:
+            self._finish_inflight()
+            ok = self._flush_now(attempts=3)
+            self._publish()
+        except Exception:
+            log.exception("final flush failed")
+            ok = False
+        if self._producer is not None:
+            self._producer.flush(_PRODUCER_FLUSH_S)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer: %s", exc)
+        self._pool.shutdown(wait=True)
+        self._loader.shutdown(wait=True)
+        if self._own_store:
+            self.store.close()
+        self.metrics.close()
+        return ok
+
+    def _clear_tables(self) -> None:
+        self._say("rebuild: clearing the profile and history tables")
+        counts = self.store.clear(progress=lambda table, n: self._say(f"rebuild: {table}: {n} items deleted"))
+        self._say("rebuild: cleared " + ", ".join(f"{t} ({n} items)" for t, n in counts.items()))
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+        log.info("%s", line)
+
+    # --- rebalancing -------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if self.rebuild and tp.partition not in self._reset_done:
+                tp.offset = OFFSET_BEGINNING  # rebuild: recompute from the earliest retained offset
+                self._reset_done.add(tp.partition)
+            self.assigned.add(tp.partition)
+            self.eof.discard(tp.partition)
+        consumer.assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
+        log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {tp.partition for tp in partitions}
+        log.info("partitions %s revoked: flushing", sorted(revoked))
+        try:
+            self._finish_inflight()
+            if not self._flush_now(attempts=2):
+                log.warning("flush before revocation failed; the next owner re-reads from the last commit")
+            self._publish()
+        except Exception:
+            log.exception("flush before revocation failed")
+        self._drop_partitions(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {tp.partition for tp in partitions}
+        log.warning("partitions %s lost: dropping their viewers without commit", sorted(lost))
+        self._finish_inflight(commit=False)
+        self._drop_partitions(lost)
+
+    def _drop_partitions(self, parts: set[int]) -> None:
+        self._generation += 1  # loads in flight may predate a new owner's writes
+        for vid in [v for v, waiting in self._loading.items() if waiting[0][0] in parts]:
+            self._waiting -= len(self._loading.pop(vid))
+            self._to_load.discard(vid)
+        gone = [v for v, p in self.viewer_partition.items() if p in parts]
+        for vid in gone:
+            self.states.pop(vid, None)
+            self.viewer_partition.pop(vid, None)
+            self.dirty.discard(vid)
+            self.changed.discard(vid)
+        if gone:
+            gone_set = set(gone)
+            self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in gone_set}
+        for p in parts:
+            self.assigned.discard(p)
+            self.next_offsets.pop(p, None)
+            self.committed.pop(p, None)
+            self.eof.discard(p)
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(str(p))
+        self.metrics.tracked_viewers.set(len(self.states))
+
+    # --- the hot path ------------------------------------------------------------------------------
+    def _handle(self, msgs: list[Message]) -> None:
+        decode = self.decoder.decode
+        states = self.states
+        loading = self._loading
+        dirty_add = self.dirty.add
+        changed_add = self.changed.add
+        touched_add = self._touched.add
+        vp = self.viewer_partition
+        bad: list[tuple[bytes | None, InputError]] = []
+        last_offset: dict[int, int] = {}
+        tally: Tally[str] = Tally()
+        ages: list[float] = []
+        wall = time.time()
+        applied = seen = waiting = 0
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self.eof.add(m.partition())
+                else:
+                    log.warning("consumer error: %s", err)
+                continue
+            p = m.partition()
+            off = m.offset()
+            last_offset[p] = off
+            value = m.value()
+            try:
+                ev = decode(value)
+            except InputError as exc:
+                bad.append((value, exc))
+                continue
+            seen += 1
+            vid = ev.viewer_id
+            st = states.get(vid)
+            if st is None:  # first sight: wait for the stored state
+                queue = loading.get(vid)
+                if queue is None:
+                    loading[vid] = [(p, off, ev)]
+                    self._to_load.add(vid)
+                else:
+                    queue.append((p, off, ev))
+                waiting += 1
+                continue
+            if st.apply(ev):
+                applied += 1
+                dirty_add(vid)
+                changed_add(vid)
+                tally[ev.name] += 1
+                ages.append(wall - ev.collector_ts)
+            else:
+                self.stats.duplicates += 1
+            vp[vid] = p
+            touched_add(vid)
+        for p, off in last_offset.items():
+            self.eof.discard(p)
+            self.next_offsets[p] = off + 1
+        self.stats.messages += seen + len(bad)
+        self.stats.applied += applied
+        self._waiting += waiting
+        if tally:
+            self.metrics.applied(tally)
+            self.metrics.ages(ages)
+        if bad:
+            self._send_bad(bad)
+        if self._waiting >= _MAX_WAITING:
+            self._pause()
+
+    # --- loading viewers seen for the first time ----------------------------------------------------
+    def _start_load(self) -> None:
+        ids = self._to_load
+        self._to_load = set()
+        self._load_job = (self._loader.submit(self.store.load_states, ids), ids, self._generation)
+
+    def _poll_load(self, wait: bool = False) -> None:
+        job = self._load_job
+        if job is None or not (wait or job[0].done()):
+            return
+        self._load_job = None
+        future, ids, generation = job
+        try:
+            found = future.result()
+        except StoreError as exc:
+            self.stats.load_failures += 1
+            self._load_failures += 1
+            delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (self._load_failures - 1))
+            self._load_retry_at = time.monotonic() + delay
+            log.warning("DynamoDB: loading %d viewers failed (%s); retrying in %.1fs", len(ids), exc, delay)
+            self._to_load |= {v for v in ids if v in self._loading}
+            return
+        if self._load_failures:
+            log.info("DynamoDB loads succeed again")
+        self._load_failures = 0
+        if generation != self._generation:  # a revocation happened meanwhile: load again
+            self._to_load |= {v for v in ids if v in self._loading}
+            return
+        self.stats.loads += len(found)
+        window = self.reorder_window_s
+        wall = time.time()
+        tally: Tally[str] = Tally()
+        ages: list[float] = []
+        for vid in ids:
+            queue = self._loading.pop(vid, None)
+            if queue is None:
+                continue  # its partition was revoked
+            state = found.get(vid)
+            st: ViewerState
+            if state is None:
+                st = ViewerState.new(vid, window)
+            else:
+                try:
+                    st = ViewerState.load(vid, state, window)
+                except ValueError:  # a state we cannot read must not stop the consumer
+                    log.exception("unreadable stored state of viewer %s; starting it afresh", vid)
+                    st = ViewerState.new(vid, window)
+            self.states[vid] = st
+            self._waiting -= len(queue)
+            for _p, _off, ev in queue:
+                if st.apply(ev):
+                    self.stats.applied += 1
+                    tally[ev.name] += 1
+                    ages.append(wall - ev.collector_ts)
+                else:
+                    self.stats.duplicates += 1
+            self.viewer_partition[vid] = queue[-1][0]
+            self.dirty.add(vid)
+            self.changed.add(vid)
+            self._touched.add(vid)
+        if tally:
+            self.metrics.applied(tally)
+            self.metrics.ages(ages)
+        self.metrics.tracked_viewers.set(len(self.states))
+
+    def _send_bad(self, bad: list[tuple[bytes | None, InputError]]) -> None:
+        producer = self._producer
+        assert producer is not None
+        for value, exc in bad:
+            row = self.decoder.bad_row(value, exc)
+            self._produce(self.settings.topic_bad, None, badrows.encode(row))
+            self.metrics.bad(exc.reason)
+        self.stats.bad += len(bad)
+        log.warning(
+            "%d unparseable messages sent to %s (last: %s)", len(bad), self.settings.topic_bad, bad[-1][1]
+        )
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    # --- publishing --------------------------------------------------------------------------------
+    def _publish(self) -> None:
+        if not self.changed or self._producer is None:
+            return
+        topic = self.settings.topic_changes
+        states = self.states
+        dumps = orjson.dumps
+        n = 0
+        for vid in self.changed:
+            st = states.get(vid)
+            if st is not None:
+                self._produce(topic, vid.encode(), dumps(st.profile()))
+                n += 1
+        self.changed.clear()
+        self.stats.published += n
+        self._producer.poll(0)
+
+    # --- flushing ----------------------------------------------------------------------------------
+    def _snapshot(self) -> _Flush:
+        vids = self.dirty
+        self.dirty = set()
+        writes: list[ProfileWrite] = []
+        hist = self.pending_hist
+        for vid in vids:
+            st = self.states.get(vid)
+            if st is None:
+                continue
+            puts, deletes = st.history_changes()  # before dump(): the stored state knows them
+            for h in puts:
+                hist[(vid, h.seq)] = h
+            for seq in deletes:
+                hist[(vid, seq)] = None
+            writes.append(ProfileWrite(vid, st.profile(), st.dump()))
+            st.compact()
+        self.pending_hist = {}
+        offsets = self._committable()
+        flush = _Flush(vids, hist, offsets, time.monotonic(), len(writes) + len(hist))
+        if writes or hist:
+            flush.future = self._pool.submit(self._write, writes, hist)
+        return flush
+
+    def _committable(self) -> dict[int, int]:
+        """Next offset per assigned partition, held back to the first event still waiting for
+        its viewer's state."""
+        offsets = {p: o for p, o in self.next_offsets.items() if p in self.assigned}
+        for queue in self._loading.values():
+            p, off, _ev = queue[0]
+            if p in offsets and off < offsets[p]:
+                offsets[p] = off
+        return offsets
+
+    def _write(self, writes: list[ProfileWrite], hist: dict[HistKey, Any]) -> int:
+        puts = [h for h in hist.values() if h is not None]
+        deletes = [k for k, h in hist.items() if h is None]
+        return self.store.write(writes, puts, deletes)
+
+    def _start_flush(self) -> None:
+        if not (self.dirty or self.pending_hist or self._uncommitted()):
+            return
+        self._inflight = self._snapshot()
+        if self._inflight.future is None:  # nothing to write, offsets to commit
+            self._complete(self._inflight, None)
+
+    def _poll_flush(self) -> None:
+        f = self._inflight
+        if f is not None and f.future is not None and f.future.done():
+            self._complete(f, f.future.exception())
+
+    def _finish_inflight(self, commit: bool = True) -> None:
+        f = self._inflight
+        if f is None:
+            return
+        exc: BaseException | None = None
+        if f.future is not None:
+            try:
+                f.future.result()
+            except BaseException as e:
+                exc = e
+        if commit:
+            self._complete(f, exc)
+        else:
+            self._inflight = None
+
+    def _complete(self, f: _Flush, exc: BaseException | None) -> bool:
+        self._inflight = None
+        elapsed = time.monotonic() - f.started
+        if exc is not None:
+            self.dirty |= {v for v in f.vids if v in self.states}
+            for k, v in f.hist.items():
+                self.pending_hist.setdefault(k, v)
+            self.stats.flush_failures += 1
+            self._store_failed(f"flush of {f.requests} writes failed: {exc}")
+            return False
+        if f.requests:
+            self.metrics.flush_size.observe(f.requests)
+            self.metrics.flush_seconds.observe(elapsed)
+            self.stats.flushes += 1
+            self.stats.writes += f.requests
+        if self._failures:
+            log.info("DynamoDB writes succeed again")
+        self._failures = 0
+        self._retry_at = 0.0
+        self._commit(f.offsets)
+        return True
+
+    def _flush_now(self, attempts: int = 1) -> bool:
+        """Synchronous flush + commit (revocation, shutdown), retried ``attempts`` times."""
+        for i in range(attempts):
+            if not (self.dirty or self.pending_hist or self._uncommitted()):
+                return True
+            f = self._snapshot()
+            self._inflight = f
+            exc: BaseException | None = None
+            if f.future is not None:
+                try:
+                    f.future.result()
+                except BaseException as e:
+                    exc = e
+            if self._complete(f, exc) and not self._uncommitted():
+                return True
+            if i + 1 < attempts:
+                time.sleep(min(2.0, 0.25 * 2**i))
+        return not (self.dirty or self.pending_hist or self._uncommitted())
+
+    def _uncommitted(self) -> bool:
+        return any(self.committed.get(p, -1) < o for p, o in self._committable().items())
+
+    def _commit(self, offsets: dict[int, int]) -> bool:
+        consumer, producer = self._consumer, self._producer
+        if consumer is None or producer is None:
+            return False
+        tps = [
+            TopicPartition(self.topic, p, o)
+            for p, o in offsets.items()
+            if p in self.assigned and o > self.committed.get(p, -1)
+        ]
+        if not tps:
+            return True
+        remaining = producer.flush(_PRODUCER_FLUSH_S)  # bad rows and changes out before the commit
+        if remaining:
+            log.warning("%d produced messages still undelivered; commit postponed", remaining)
+            return False
+        try:
+            consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed (retried with the next flush): %s", exc)
+            return False
+        for tp in tps:
+            self.committed[tp.partition] = tp.offset
+        self.stats.commits += 1
+        return True
+
+    def _store_failed(self, message: str) -> None:
+        self._failures += 1
+        delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1))
+        self._retry_at = time.monotonic() + delay
+        log.warning("DynamoDB: %s; not committing, retrying in %.1fs", message, delay)
+        if len(self.dirty) >= self.settings.flush_max_dirty:
+            self._pause()
+
+    def _must_pause(self) -> bool:
+        """Backpressure: too many viewers dirty while DynamoDB refuses writes, or too many events
+        waiting for viewer states."""
+        return (self._failures > 0 and len(self.dirty) >= self.settings.flush_max_dirty) or (
+            self._waiting >= _MAX_WAITING
+        )
+
+    def _pause(self) -> None:
+        consumer = self._consumer
+        if consumer is None or self._paused:
+            return
+        parts = [TopicPartition(self.topic, p) for p in self.assigned]
+        if parts:
+            consumer.pause(parts)
+        self._paused = True
+        log.warning("consumption paused (backpressure) until DynamoDB catches up")
+
+    def _resume(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        parts = [TopicPartition(self.topic, p) for p in self.assigned]
+        if parts:
+            consumer.resume(parts)
+        self._paused = False
+        log.info("consumption resumed")
+
+    # --- housekeeping ------------------------------------------------------------------------------
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for p in list(self.assigned):
+            try:
+                _lo, hi = consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+            except KafkaException:
+                continue
+            if hi is None or hi < 0:
+                continue
+            pos = self.next_offsets.get(p, self.committed.get(p, -1))
+            if pos < 0:
+                continue
+            self.metrics.consumer_lag.labels(str(p)).set(max(0, hi - pos))
+        self.metrics.tracked_viewers.set(len(self.states))
+
+    def total_lag(self) -> int:
+        lag = 0
+        for sample in self.metrics.consumer_lag.collect()[0].samples:
+            lag += int(sample.value)
+        return lag
+
+    def _report_progress(self, note: str = "") -> None:
+        s = self.stats
+        line = (
+            f"{'rebuild' if self.rebuild else 'profiles'}: {s.applied} events applied, "
+            f"{s.duplicates} duplicates, "
+            f"{s.bad} bad, {len(self.states)} viewers, {s.writes} writes, lag {self.total_lag()}"
+        )
+        self._say(line + (f" — {note}" if note else ""))
+
+    def _evict(self) -> None:
+        """Forget viewers untouched for ``evict_after_s`` (their state is in DynamoDB)."""
+        if self._inflight is None and not self._failures:
+            keep = self._touched | self._touched_prev | self.dirty | self.changed
+            gone = [v for v in self.states if v not in keep]
+            for vid in gone:
+                del self.states[vid]
+                self.viewer_partition.pop(vid, None)
+            self.stats.evicted += len(gone)
+            self.metrics.tracked_viewers.set(len(self.states))
+        self._touched_prev = self._touched
+        self._touched = set()
+
+    def _at_end(self) -> bool:
+        return (
+            bool(self.assigned)
+            and self.assigned <= self.eof
+            and self._inflight is None
+            and not self.dirty
+            and not self.pending_hist
+            and not self.changed
+            and not self._loading
+            and self._load_job is None
+            and not self._uncommitted()
+        )

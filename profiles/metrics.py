@@ -1,0 +1,114 @@
+"""Prometheus metrics of `lvp profiles` (names: docs/contracts.md).
+
+Each consumer owns a :class:`ProfilesMetrics` with its own registry, so several consumers can
+live in one process (tests) and ``--metrics-port`` serves exactly one consumer's numbers.
+
+Consumer lag is computed from the high watermark the consumer *saw while fetching*
+(``get_watermark_offsets(cached=True)``), never from a ListOffsets request: Tansu answers
+ListOffsets with a wrong high watermark (docs: real-components.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf"))
+_FLUSH_SIZE_BUCKETS = (1, 5, 25, 100, 250, 1000, 2500, 5000, 10000, 25000, float("inf"))
+_FLUSH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
+
+
+class ProfilesMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_applied = Counter(
+            "lvp_profiles_events_applied_total",
+            "Events applied to profiles, by event name.",
+            ["event"],
+            registry=r,
+        )
+        self.bad_messages = Counter(
+            "lvp_profiles_bad_messages_total",
+            "Messages sent to the bad-rows topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "lvp_profiles_consumer_lag",
+            "Messages behind the high watermark seen while fetching, per partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.flush_size = Histogram(
+            "lvp_profiles_flush_size",
+            "DynamoDB write requests per flush.",
+            buckets=_FLUSH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.flush_seconds = Histogram(
+            "lvp_profiles_flush_seconds",
+            "Duration of a DynamoDB flush.",
+            buckets=_FLUSH_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.dynamodb_retries = Counter(
+            "lvp_profiles_dynamodb_retries_total",
+            "DynamoDB calls retried (errors, unprocessed items).",
+            registry=r,
+        )
+        self.dynamodb_throttles = Counter(
+            "lvp_profiles_dynamodb_throttles_total", "DynamoDB calls refused by throttling.", registry=r
+        )
+        self.tracked_viewers = Gauge(
+            "lvp_profiles_tracked_viewers", "Viewers whose state is held in memory.", registry=r
+        )
+        self.event_age = Histogram(
+            "lvp_profiles_event_age_seconds",
+            "Collector timestamp to applied, per event.",
+            buckets=_AGE_BUCKETS,
+            registry=r,
+        )
+        self._applied_children: dict[str, Any] = {}
+        self._server: Any = None
+
+    # --- hot path helpers (called once per poll batch, not per event) ----------------------------
+    def applied(self, tally: Tally[str]) -> None:
+        children = self._applied_children
+        for name, n in tally.items():
+            child = children.get(name)
+            if child is None:
+                child = children[name] = self.events_applied.labels(name)
+            child.inc(n)
+
+    def bad(self, reason: str) -> None:
+        self.bad_messages.labels(reason).inc()
+
+    def ages(self, ages: list[float]) -> None:
+        observe = self.event_age.observe
+        for a in ages:
+            observe(a if a > 0 else 0.0)
+
+    # --- StoreMetrics -----------------------------------------------------------------------------
+    def dynamodb_retry(self) -> None:
+        self.dynamodb_retries.inc()
+
+    def dynamodb_throttle(self) -> None:
+        self.dynamodb_throttles.inc()
+
+    # --- serving -----------------------------------------------------------------------------------
+    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+        """Serve ``/metrics`` on ``port`` (0 = off). Returns the bound port or 0."""
+        if port <= 0:
+            return 0
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from collector.badrows import REDACTED, redact_text
+from collector.identity import ANONYMOUS_NUID, Identities, client_ip, first_forwarded_for, uuid_shaped
+from collector.ratelimit import RateLimiter
+from lvp.pseudonym import pseudonymize
+
+KEY = b"k"
+
+
+@pytest.mark.parametrize(
+    ("header", "ip"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("203.0.113.7, 10.0.0.1, 10.0.0.2", "203.0.113.7"),
+        ("203.0.113.7:5555", "203.0.113.7"),
+        ("[2001:db8::1]:443, 10.0.0.1", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_first_forwarded_for_hop(header: str, ip: str) -> None:
+    assert first_forwarded_for(header) == ip
+    assert client_ip({"x-forwarded-for": header}, "10.9.9.9") == ip
+
+
+def test_peer_address_without_forwarded_for() -> None:
+    assert client_ip({}, "10.9.9.9") == "10.9.9.9"
+    assert client_ip({"x-forwarded-for": " "}, "10.9.9.9") == "10.9.9.9"
+
+
+def test_network_user_id_precedence() -> None:
+    ids = Identities(KEY)
+    existing = "11111111-2222-4333-8444-555555555555"
+    param = ids.for_request({}, {"sp": existing}, "1.2.3.4", "from-param-123")
+    assert param.nuid == "from-param-123" and param.set_cookie
+    cookie = ids.for_request({}, {"sp": existing}, "1.2.3.4", None)
+    assert cookie.nuid == existing and cookie.nuid_pseudonym == pseudonymize(existing, KEY)
+    fresh = ids.for_request({}, {}, "1.2.3.4", None)
+    assert uuid.UUID(fresh.nuid).version == 4
+    assert ids.for_request({}, {"sp": "bad value;"}, None, None).nuid != "bad value;"
+    anon = ids.for_request({"sp-anonymous": "*"}, {"sp": existing}, "1.2.3.4", "from-param-123")
+    assert anon.anonymous and anon.nuid == ANONYMOUS_NUID and anon.ip == "" and not anon.set_cookie
+
+
+def test_cookie_attributes() -> None:
+    header = Identities(KEY, cookie_name="sp", cookie_domain=".example.com").cookie_header("abc")
+    parts = header.split("; ")
+    assert parts[0] == "sp=abc"
+    assert {
+        "Max-Age=31536000",
+        "Path=/",
+        "Domain=.example.com",
+        "Secure",
+        "HttpOnly",
+        "SameSite=None",
+    } <= set(parts)
+    assert any(re.match(r"Expires=\w{3}, \d{2} \w{3} \d{4} \d\d:\d\d:\d\d GMT$", p) for p in parts)
+    assert "Domain" not in Identities(KEY).cookie_header("abc")
+
+
+def test_scrub_replaces_longest_raw_values_first() -> None:
+    ids = Identities(KEY)
+    ident = ids.for_request({}, {}, "203.0.113.77", None)
+    pairs = ids.scrub_pairs({"uid": "alice", "duid": "alice-device-1", "ip": "198.51.100.5"}, ident)
+    text = ids.scrub("alice-device-1 203.0.113.77 198.51.100.5 " + ident.nuid, pairs)
+    assert "alice-device-1" not in text and pseudonymize("alice-device-1", KEY) in text
+    assert "203.0.113.x" in text and "198.51.100.x" in text and ident.nuid not in text
+    assert "alice" in ids.scrub("alice", pairs)  # too short to search for safely
+
+
+def test_uuid_shaped_pseudonym() -> None:
+    p = pseudonymize("x", KEY)
+    assert uuid.UUID(uuid_shaped(p)).hex == p[:32]
+
+
+def test_unparseable_payloads_are_redacted() -> None:
+    text = (
+        '{"uid":"alice","co":"{\\"userId\\":\\"dev-1\\"}","e":"pv"} '
+        "e=pv&duid=dev-2&url=x&_sp=dev-3.1&tnuid=n1;fp=f1 ip=1.2.3.4 nuid=n2"
+    )
+    out = redact_text(text)
+    for raw in ("alice", "dev-1", "dev-2", "dev-3", "n1", "f1", "n2"):
+        assert raw not in out, raw
+    assert out.count(REDACTED) == 8 and '"e":"pv"' in out and "url=x" in out
+
+
+def test_rate_limiter_token_bucket() -> None:
+    limiter = RateLimiter(2.0, KEY)  # 2 req/s, burst 2
+    assert limiter.check("1.2.3.4", now=0.0) == 0
+    assert limiter.check("1.2.3.4", now=0.0) == 0
+    wait = limiter.check("1.2.3.4", now=0.0)
+    assert wait == pytest.approx(0.5) and limiter.retry_after(wait) == 1
+    assert limiter.check("5.6.7.8", now=0.0) == 0  # per client
+    assert limiter.check("1.2.3.4", now=0.5) == 0  # refilled
+    assert all("1.2.3.4" not in repr(k) for k in limiter._buckets)  # keyed by a hash, not the IP

@@ -1,0 +1,130 @@
+"""`lvp profile get|history|list|delete` and `lvp profiles --rebuild`, against real services."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from enriched_factory import MediaSessionBuilder, full_session, interleave
+from profiles_support import committed_total, dump_tables, produce, read_topic, run_consumer, settings_env
+
+from lvp.cli import main
+from lvp.config import Settings
+from lvp.dynamo import create_tables
+from lvp.kafka import create_topics
+from lvp.pseudonym import pseudonymize
+from profiles.engine import ViewerState
+from profiles.profile import PROFILE_FIELDS
+from profiles.store import ProfileStore, ProfileWrite
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "test-pseudonym-key-not-secret"
+ALICE = pseudonymize("alice@example.com", KEY.encode())
+
+
+@pytest.fixture
+def loaded(
+    make_settings: Callable[..., Settings], dynamodb_local: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Settings, int]:
+    """Settings (also in the environment, as the CLI reads them) and profiles consumed from Kafka."""
+    s = make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=0.1, profiles_metrics_port=0)
+    create_topics(s)
+    create_tables(s)
+    for f in dataclasses.fields(Settings):
+        monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
+    now = int(time.time() * 1000)
+    builders = [
+        MediaSessionBuilder("cli-active", now - 20_000).page_view().ready().play().wait(8).ping(),
+        MediaSessionBuilder(ALICE, now - 15_000, id_column="user_id").ready().play().wait(5).pause(),
+        full_session("cli-ended", now - 200_000),
+        MediaSessionBuilder("cli-stale", now - 7_200_000).ready().play().wait(30).pause(),
+    ]
+    pairs = interleave(builders)
+    produce(s, pairs)
+    run_consumer(s)
+    return s, len(pairs)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_get_history_list_delete(loaded: tuple[Settings, int], capsys: pytest.CaptureFixture[str]) -> None:
+    settings, _n = loaded
+    stored = dump_tables(settings)
+
+    code, out, err = cli(capsys, "profile", "get", "cli-active")
+    assert code == 0 and err == ""
+    profile = orjson.loads(out)
+    assert out.count("\n") == 1 and list(profile)[: len(PROFILE_FIELDS)] == list(PROFILE_FIELDS)
+    assert profile["active"] is True and profile["status"] == "watching"
+    assert {k: v for k, v in profile.items() if k != "active"} == stored["cli-active"]["profile"]
+    assert orjson.loads(cli(capsys, "profile", "get", "cli-stale")[1])["active"] is False
+    assert orjson.loads(cli(capsys, "profile", "get", "cli-ended")[1])["active"] is False
+
+    code, out, err = cli(capsys, "profile", "get", "nobody-here")
+    assert (code, out) == (1, "") and "no profile" in err
+
+    by_raw = cli(capsys, "profile", "get", "--user-id", "alice@example.com")
+    assert by_raw[0] == 0 and orjson.loads(by_raw[1])["viewer_id"] == ALICE
+    assert cli(capsys, "profile", "get", "cli-active", "--user-id", "alice@example.com")[0] == 2
+    assert cli(capsys, "profile", "get")[0] == 2
+
+    code, out, _ = cli(capsys, "profile", "history", "cli-ended")
+    assert code == 0
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert rows == stored["cli-ended"]["history"] and rows[-1]["status"] == "ended"
+    assert cli(capsys, "profile", "history", "nobody-here")[0] == 1
+
+    code, out, _ = cli(capsys, "profile", "list", "--active")
+    listed = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0 and sorted(p["viewer_id"] for p in listed) == sorted(["cli-active", ALICE])
+    assert all(p["active"] is True for p in listed)
+    assert cli(capsys, "profile", "list")[0] == 2  # no table scans
+
+    code, out, err = cli(capsys, "profile", "delete", "--user-id", "alice@example.com")
+    assert code == 0, err
+    summary = orjson.loads(out)
+    assert summary == {"viewer_id": ALICE, "profile_deleted": True, "history_deleted": 2, "tombstone": True}
+    assert cli(capsys, "profile", "get", ALICE)[0] == 1
+    assert ALICE not in dump_tables(settings)
+    last = {}
+    for k, v in read_topic(settings, settings.topic_changes):
+        last[k.decode()] = v
+    assert last[ALICE] is None and last["cli-active"] is not None  # tombstone for the erased viewer
+    assert cli(capsys, "profile", "delete", ALICE)[0] == 1  # nothing left to erase
+
+
+def test_rebuild_recomputes_everything(loaded: tuple[Settings, int], output_dir: Path) -> None:
+    settings, n = loaded
+    before = dump_tables(settings)
+    # a profile that no event supports (e.g. written by an older state machine) must go
+    store = ProfileStore(settings)
+    bogus = ViewerState.new("bogus")
+    store.write([ProfileWrite("bogus", {**before["cli-active"]["profile"], "viewer_id": "bogus"}, bogus.dump())])
+    store.close()
+    assert "bogus" in dump_tables(settings)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lvp.cli", "--log-level", "WARNING", "profiles", "--rebuild", "--exit-at-end"],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (output_dir / "profiles-rebuild.log").write_text(proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    assert "rebuild: cleared" in proc.stderr and "caught up" in proc.stderr
+    assert f"{n} events applied" in proc.stderr
+    assert dump_tables(settings) == before
+    assert committed_total(settings) == n

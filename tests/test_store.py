@@ -1,0 +1,150 @@
+"""DynamoDB store of profiles and history, on DynamoDB Local and on moto server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from enriched_factory import MediaSessionBuilder, full_session
+from tcpproxy import TcpProxy
+
+from lvp.config import Settings
+from lvp.dynamo import create_tables, dynamodb_client
+from lvp.tables import ACTIVE_INDEX
+from profiles.engine import ViewerState
+from profiles.inputs import InputDecoder
+from profiles.profile import iso, parse_iso
+from profiles.store import ProfileStore, ProfileWrite, StoreError, from_attr, shard_of, to_attr
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], dynamodb_endpoint: str) -> Settings:
+    s = make_settings(aws_endpoint_url=dynamodb_endpoint, active_shards=4)
+    create_tables(s)
+    return s
+
+
+def engine_for(builder: MediaSessionBuilder) -> ViewerState:
+    decoder = InputDecoder()
+    st = ViewerState.new(builder.viewer_id)
+    for _key, line in builder.lines():
+        st.apply(decoder.decode(line.encode()))
+    return st
+
+
+def write_viewers(store: ProfileStore, states: list[ViewerState]) -> dict[str, Any]:
+    writes, puts, profiles = [], [], {}
+    for st in states:
+        p, d = st.history_changes()
+        assert not d
+        puts += p
+        profiles[st.viewer_id] = st.profile()
+        writes.append(ProfileWrite(st.viewer_id, profiles[st.viewer_id], st.dump()))
+    assert store.write(writes, puts) == len(writes) + len(puts)
+    return profiles
+
+
+def test_attribute_values_round_trip() -> None:
+    for v in ("x", "", 0, 7, -3, 1.5, 0.1 + 0.2, 1e-7, 1e21, True, False, {"a": 1, "b": None}, [1, "x", None]):
+        a = to_attr(v)
+        assert a is not None
+        back = from_attr(a)
+        if isinstance(v, dict):
+            assert back == {"a": 1}
+        else:
+            assert back == v  # numbers: DynamoDB normalises 3.0 to 3, so only the value counts
+            assert type(back) is type(v) or isinstance(v, float)
+    assert to_attr(None) is None and to_attr(float("nan")) is None
+    assert shard_of("viewer-1", 8) == shard_of("viewer-1", 8) and 0 <= int(shard_of("viewer-1", 8)) < 8
+
+
+def test_item_layout_and_queries(settings: Settings) -> None:
+    now_ms = int(time.time() * 1000)
+    watching = MediaSessionBuilder("v-watching", now_ms - 20_000).page_view().ready().play().wait(10).ping()
+    ended = full_session("v-ended", now_ms - 200_000)
+    stale = MediaSessionBuilder("v-stale", now_ms - 3_600_000).ready().play().wait(5).pause()
+    store = ProfileStore(settings)
+    states = [engine_for(b) for b in (watching, ended, stale)]
+    profiles = write_viewers(store, states)
+
+    # the item: API fields as attributes (no nulls), state, ttl, last_seen_ms, sparse active_shard
+    client = dynamodb_client(settings)
+    item = client.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": "v-watching"}})["Item"]
+    assert item["status"] == {"S": "watching"}
+    assert item["plays"] == {"N": "1"}
+    assert "ad" not in item and "active" not in item  # null -> not stored; active is derived
+    assert item["active_shard"] == {"S": shard_of("v-watching", 4)}
+    last_seen = profiles["v-watching"]["last_seen"]
+    assert int(item["last_seen_ms"]["N"]) == round(parse_iso(last_seen) * 1000)
+    assert int(item["ttl"]["N"]) == int(item["last_seen_ms"]["N"]) // 1000 + settings.retention_days * 86400
+    assert ViewerState.load("v-watching", item["state"]["S"]).profile() == profiles["v-watching"]
+    ended_item = client.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": "v-ended"}})["Item"]
+    assert ended_item["status"] == {"S": "ended"} and "active_shard" not in ended_item
+
+    # reads give back exactly what was written
+    for vid, profile in profiles.items():
+        assert store.get_profile(vid) == profile
+    assert store.get_profile("nobody") is None
+    hist = list(store.history("v-ended"))
+    assert [h["seq"] for h in hist] == sorted(h["seq"] for h in hist)
+    assert [(h["prev_status"], h["status"]) for h in hist][-1] == ("watching", "ended")
+    assert set(hist[0]) == {"viewer_id", "seq", "at", "status", "prev_status", "event_name", "event_id"}
+
+    # active viewers: the GSI, per shard, last_seen within the timeout; ended never listed
+    active = store.active_profiles(time.time(), settings.active_timeout_s)
+    assert [p["viewer_id"] for p in active] == ["v-watching"]
+    assert [p["viewer_id"] for p in store.active_profiles(time.time(), 7200)] == ["v-watching", "v-stale"]
+    gsi = client.describe_table(TableName=settings.table_profiles)["Table"]["GlobalSecondaryIndexes"]
+    assert [g["IndexName"] for g in gsi] == [ACTIVE_INDEX]
+
+    # history deletes and erasure
+    seq = hist[-1]["seq"]
+    store.write([], [], [("v-ended", seq)])
+    assert seq not in [h["seq"] for h in store.history("v-ended")]
+    assert store.delete_viewer("v-ended") == (True, len(hist) - 1)
+    assert store.get_profile("v-ended") is None and list(store.history("v-ended")) == []
+    assert store.delete_viewer("v-ended") == (False, 0)
+    store.close()
+
+
+def test_batches_loads_and_clear(settings: Settings) -> None:
+    """Many viewers: concurrent 25-item batches, 100-key BatchGets, and the rebuild's clear()."""
+    store = ProfileStore(settings, max_workers=3)
+    base = int(time.time() * 1000)
+    states = [engine_for(MediaSessionBuilder(f"v-{i:03d}", base + i).ready().play().wait(3).pause()) for i in range(130)]
+    write_viewers(store, states)
+    ids = [st.viewer_id for st in states]
+    loaded = store.load_states([*ids, "unknown-1", "unknown-2"])
+    assert set(loaded) == set(ids)
+    assert ViewerState.load("v-042", loaded["v-042"]).profile() == states[42].profile()
+    counts = store.clear()
+    assert counts == {settings.table_profiles: 130, settings.table_history: 130 * 2}  # idle->watching->paused
+    assert store.load_states(ids) == {}
+    store.close()
+
+
+def test_unreachable_dynamodb_raises_store_error_then_recovers(
+    make_settings: Callable[..., Settings], dynamodb_local: str
+) -> None:
+    port = int(dynamodb_local.rsplit(":", 1)[1])
+    proxy = TcpProxy("127.0.0.1", port)
+    try:
+        settings = make_settings(aws_endpoint_url=proxy.url)
+        create_tables(settings)
+        store = ProfileStore(settings, max_attempts=3, base_delay_s=0.01)
+        st = engine_for(MediaSessionBuilder("v-outage", int(time.time() * 1000)).ready().play())
+        write = ProfileWrite("v-outage", st.profile(), st.dump())
+        proxy.cut()
+        with pytest.raises(StoreError):
+            store.write([write])
+        with pytest.raises(StoreError):
+            store.load_states(["v-outage"])
+        proxy.restore()
+        store.write([write])
+        assert store.get_profile("v-outage") == st.profile()
+        assert iso(time.time())[:4] == st.profile()["last_seen"][:4]
+        store.close()
+    finally:
+        proxy.close()

@@ -1,0 +1,153 @@
+"""The in-memory live view: which viewers are active, counts, expiry, paging and deltas."""
+
+from __future__ import annotations
+
+import pytest
+
+from viewer.live import API_FIELDS, CursorError, LiveView, decode_cursor, is_active, iso, parse_ts
+from viewer.testing import make_profile
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def prof(vid: str, status: str = "watching", seen: float = T0, **kw: object) -> dict[str, object]:
+    return make_profile(vid, status, last_seen=iso(seen), **kw)
+
+
+def test_timestamps_round_trip() -> None:
+    assert parse_ts("2024-11-16T13:33:22.625Z") == pytest.approx(1731764002.625)
+    assert iso(1731764002.625) == "2024-11-16T13:33:22.625Z"
+    assert parse_ts("yesterday") is None and parse_ts(None) is None and parse_ts("") is None
+
+
+def test_active_rule() -> None:
+    p = prof("v", "watching", T0)
+    assert is_active(p, T0 + 75, 75)
+    assert not is_active(p, T0 + 75.01, 75)
+    assert not is_active(prof("v", "ended", T0), T0, 75)
+    assert not is_active({**p, "last_seen": None}, T0, 75)
+
+
+def test_apply_counts_and_tombstones() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    view.apply("a", prof("a", "watching", media_label="M1"))
+    view.apply("b", prof("b", "paused", media_label="M1"))
+    view.apply("c", prof("c", "buffering", media_label=None))
+    view.apply("d", prof("d", "ended"))  # not active: never shown
+    view.apply("e", prof("e", seen=T0 - 100))  # too old
+    counts = view.counts()
+    assert counts["active"] == 3
+    assert counts["by_status"] == {"watching": 1, "watching_ad": 0, "buffering": 1, "paused": 1, "idle": 0}
+    assert counts["by_media"] == {"M1": 2, "unknown": 1}
+    view.apply("a", prof("a", "watching_ad", media_label="M2", events=6))
+    assert view.counts()["by_status"]["watching_ad"] == 1 and view.counts()["by_media"]["M2"] == 1
+    view.apply("b", None)  # erased
+    view.apply("c", prof("c", "ended", events=9))  # finished
+    counts = view.counts()
+    assert counts["active"] == 1 and counts["by_media"] == {"M2": 1}
+    assert "b" not in view and "c" not in view
+
+
+def test_only_api_fields_and_the_key_wins() -> None:
+    view = LiveView(75, Clock())
+    raw = {**prof("from-value"), "state": "{secret engine state}", "ttl": 1, "active_shard": "3"}
+    view.apply("from-key", raw)
+    p = view.get("from-key")
+    assert p is not None
+    assert set(p) == {*API_FIELDS, "active"} and p["viewer_id"] == "from-key" and p["active"] is True
+
+
+def test_stale_versions_and_unusable_profiles_are_ignored() -> None:
+    view = LiveView(75, Clock())
+    view.apply("a", prof("a", "paused", events=10))
+    view.apply("a", prof("a", "watching", events=9))  # older than what we show
+    assert view.get("a")["status"] == "paused"  # type: ignore[index]
+    view.apply("z", {**prof("z"), "last_seen": "not a time"})
+    assert "z" not in view and view.ignored == 2
+
+
+def test_viewers_time_out_without_a_new_message() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    view.apply("a", prof("a", seen=T0))
+    view.apply("b", prof("b", seen=T0 + 30))
+    view.take_delta(1)
+    clock.t = T0 + 60
+    view.apply("a", prof("a", seen=T0 + 60, events=6))  # refreshed: must survive its first expiry
+    view.take_delta(2)
+    clock.t = T0 + 76
+    assert view.expire() == 0 and len(view) == 2
+    clock.t = T0 + 106
+    assert view.expire() == 1 and "b" not in view
+    delta = view.take_delta(3)
+    assert delta["remove"] == ["b"] and delta["upsert"] == [] and delta["counts"]["active"] == 1
+    clock.t = T0 + 136
+    assert view.expire() == 1 and len(view) == 0
+    assert view.next_expiry() is None
+
+
+def test_deltas_collect_changes_between_pushes() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    assert not view.has_changes()
+    view.apply("a", prof("a"))
+    view.apply("b", prof("b"))
+    view.apply("b", prof("b", "paused", events=6))
+    d1 = view.take_delta(10)
+    assert d1["seq"] == 10
+    assert sorted(p["viewer_id"] for p in d1["upsert"]) == ["a", "b"]
+    assert [p["status"] for p in d1["upsert"] if p["viewer_id"] == "b"] == ["paused"]
+    assert not view.has_changes()
+    view.apply("a", None)
+    view.apply("c", prof("c"))
+    view.apply("c", None)  # came and went between two pushes
+    d2 = view.take_delta(11)
+    assert d2["upsert"] == [] and d2["remove"] == ["a", "c"]
+    assert d2["counts"]["active"] == 1
+
+
+def test_paging_newest_first_with_cursor() -> None:
+    clock = Clock(T0 + 100)
+    view = LiveView(75, clock)
+    for i in range(25):
+        view.apply(f"v{i:02d}", prof(f"v{i:02d}", seen=T0 + 30 + (i % 10)))
+    pages, cursor = [], None
+    while True:
+        page = view.page(limit=7, cursor=cursor)
+        pages.append([p["viewer_id"] for p in page.viewers])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    flat = [v for page in pages for v in page]
+    assert len(flat) == 25 == len(set(flat))
+    order = [(-(T0 + 30 + int(v[1:]) % 10), v) for v in flat]
+    assert order == sorted(order)
+    assert [len(p) for p in pages] == [7, 7, 7, 4]
+    snap = view.snapshot(seq=5, limit=3)
+    assert snap["seq"] == 5 and snap["active"] == 25 and len(snap["viewers"]) == 3 and snap["next_cursor"]
+    with pytest.raises(CursorError):
+        decode_cursor("not-a-cursor")
+
+
+def test_events_increase_for_events_per_minute() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    # a brand-new viewer: all its events are recent
+    assert view.apply("a", prof("a", events=3, first_seen=iso(T0 - 5))) == 3
+    assert view.apply("a", prof("a", events=8, first_seen=iso(T0 - 5))) == 5
+    # a returning viewer we have never seen: only the change we know of
+    assert view.apply("b", prof("b", events=500, first_seen=iso(T0 - 86400))) == 1
+    # a viewer that timed out and comes back: the increase since we last saw it
+    clock.t = T0 + 200
+    view.expire()
+    assert "a" not in view
+    assert view.apply("a", prof("a", seen=T0 + 200, events=12, first_seen=iso(T0 - 5))) == 4

@@ -1,0 +1,98 @@
+"""``/api/profiles/{id}`` and ``/history`` read DynamoDB items in the contract layout, on both
+DynamoDB API servers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lvp.config import Settings
+from lvp.dynamo import create_tables, dynamodb_client
+from viewer.app import create_app
+from viewer.testing import make_profile, now_iso, put_history_item, put_profile_item, serve_in_thread
+
+TOKEN = "test-token-profiles-api-42"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def settings(lvp_settings: Settings, dynamodb_endpoint: str) -> Settings:
+    s = lvp_settings.with_(api_tokens=TOKEN, aws_endpoint_url=dynamodb_endpoint)
+    create_tables(s)
+    return s
+
+
+def test_profile_and_history_from_dynamodb(settings: Settings) -> None:
+    ddb = dynamodb_client(settings)
+    vid = "a" * 64
+    profile = make_profile(
+        vid,
+        "watching_ad",
+        ad={"ad_id": "ad-7", "name": "Sneakers", "break_id": "pre-1"},
+        last_error={"code": "E42", "message": "decode"},
+        position_s=12.25,
+        muted=True,
+    )
+    put_profile_item(ddb, settings, profile)
+    put_profile_item(ddb, settings, make_profile("b" * 64, "ended", last_seen=now_iso(-3600)))
+    put_history_item(ddb, settings, vid, now_iso(-30), "idle", None, "ready")
+    put_history_item(ddb, settings, vid, now_iso(-20), "watching", "idle", "play")
+    put_history_item(ddb, settings, vid, now_iso(-10), "watching_ad", "watching", "ad_start")
+
+    app = create_app(settings, read_changes=False)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        got = http.get(f"/api/profiles/{vid}")
+        assert got.status_code == 200
+        body = got.json()
+        assert body == {**profile, "active": True}
+        assert not {"state", "ttl", "active_shard", "last_seen_ms"} & set(body)
+
+        ended = http.get(f"/api/profiles/{'b' * 64}").json()
+        assert ended["status"] == "ended" and ended["active"] is False
+
+        hist = http.get(f"/api/profiles/{vid}/history").json()
+        assert hist["viewer_id"] == vid
+        assert [h["status"] for h in hist["items"]] == ["watching_ad", "watching", "idle"]  # newest first
+        assert hist["items"][0] == {
+            "at": hist["items"][0]["at"],
+            "status": "watching_ad",
+            "prev_status": "watching",
+            "event_name": "ad_start",
+            "event_id": hist["items"][0]["event_id"],
+        }
+        assert hist["items"][2]["prev_status"] is None
+        asc = http.get(f"/api/profiles/{vid}/history", params={"order": "asc"}).json()
+        assert [h["status"] for h in asc["items"]] == ["idle", "watching", "watching_ad"]
+
+        # paging: limit 2 then the cursor gives the rest
+        p1 = http.get(f"/api/profiles/{vid}/history", params={"limit": 2}).json()
+        assert len(p1["items"]) == 2 and p1["next_cursor"]
+        p2 = http.get(f"/api/profiles/{vid}/history", params={"limit": 2, "cursor": p1["next_cursor"]}).json()
+        assert [h["status"] for h in p1["items"] + p2["items"]] == ["watching_ad", "watching", "idle"]
+
+        # a profile with no history yet: empty list, not 404
+        assert http.get(f"/api/profiles/{'b' * 64}/history").json()["items"] == []
+
+        for path in (
+            "/api/profiles/" + "c" * 64,
+            "/api/profiles/" + "c" * 64 + "/history",
+            "/api/profiles/bad%20id",
+            "/api/profiles/" + "x" * 300,
+        ):
+            r = http.get(path)
+            assert r.status_code == 404, path
+            assert r.json()["error"] == "not found"
+        assert http.get(f"/api/profiles/{vid}/history", params={"limit": 0}).status_code == 400
+        assert http.get(f"/api/profiles/{vid}/history", params={"order": "sideways"}).status_code == 400
+        assert http.get(f"/api/profiles/{vid}/history", params={"cursor": "!!"}).status_code == 400
+
+
+def test_store_unavailable_is_503_not_500(lvp_settings: Settings) -> None:
+    from lvp.broker import free_port
+
+    settings = lvp_settings.with_(api_tokens=TOKEN, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    app = create_app(settings, read_changes=False)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+        r = http.get("/api/profiles/" + "a" * 64)
+        assert r.status_code == 503
+        assert r.headers["retry-after"]

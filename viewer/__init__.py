@@ -1,0 +1,68 @@
+"""The live viewer API and page (`lvp viewer`).
+
+Design
+======
+
+Where the live view comes from
+    ``lvp profiles`` publishes every changed profile to the compacted topic
+    ``LVP_TOPIC_CHANGES`` (key = viewer id, value = the profile JSON without ``active``; a
+    tombstone means the profile was erased). Every ``lvp viewer`` process reads that topic *in
+    full*: it assigns itself all partitions from the beginning, with no consumer group
+    (:mod:`viewer.changes`). So any number of ``lvp profiles`` processes sharing the partitions
+    of the events topic all feed every viewer process, and any number of viewer processes can
+    run behind a load balancer, each with the complete live view. A new process rebuilds its
+    view from the compacted topic (``/health`` reports ``loaded`` once it has caught up). No
+    DynamoDB scan is ever needed; DynamoDB serves only the per-viewer pages
+    (``/api/profiles/{id}`` and ``/history``, :mod:`viewer.profiles_api`).
+
+The in-memory view (:mod:`viewer.live`)
+    A map viewer id -> profile of the *active* viewers only (``active`` is derived with the
+    single rule :func:`profiles.profile.is_active`: status is not ``ended`` and the
+    collector-clock ``last_seen`` is within ``LVP_ACTIVE_TIMEOUT_S``). Counts by status and media are kept
+    incrementally; a heap of expiry times finds viewers that time out without a new message.
+    Memory is bounded by the number of active viewers, not by the size of the topic.
+
+One push loop, one encoding (:mod:`viewer.service`, :mod:`viewer.hub`)
+    A single asyncio task wakes when changes arrive (at most every ``LVP_PUSH_INTERVAL_S``) or
+    when a viewer is due to time out, and builds ONE delta
+    ``{seq, generated_at, counts, upsert: [...], remove: [ids]}``, encodes it once as an SSE
+    frame (``id: <seq>``, ``event: delta``) and hands the same bytes to every connected client's
+    bounded queue. A client whose queue is full is dropped (its stream ends and the browser
+    reconnects), never buffered without bound. A ring of recent frames lets a reconnect with
+    ``Last-Event-ID`` (or ``?last_event_id=``) receive exactly the deltas it missed; when the
+    id is older than the ring, or comes from another process, it gets a fresh snapshot.
+    ``seq`` grows by one per push from a random 50-bit starting point per process, so an id
+    from another process behind the load balancer (or from before a restart) is never mistaken
+    for one of ours.
+
+SSE protocol (``GET /api/viewers/stream``)
+    ``retry: 2000``, then ``event: snapshot`` (same JSON as ``GET /api/viewers``, plus
+    ``seq``), then ``event: delta`` frames with increasing ids, and ``: ping`` comments every
+    15 s.
+
+Access control (:mod:`viewer.auth`)
+    Every ``/api/*`` route needs ``Authorization: Bearer <token>`` (a static token from
+    ``LVP_API_TOKENS`` or an HS256 JWT signed with ``LVP_JWT_SECRET``) or the session cookie
+    that ``POST /api/login`` sets (HttpOnly, SameSite=Strict, a short-lived signed JWT, renewed
+    while in use) — except ``/api/login`` and ``/api/public/*``. ``EventSource`` cannot send
+    headers, so the page's stream authenticates by that cookie; other clients may use a
+    short-lived ``?ticket=`` from ``POST /api/stream-ticket``. Query strings are never logged
+    (uvicorn's access log is off; :mod:`viewer.app` logs method, path, status and duration).
+    Concurrent streams are limited per token (``LVP_SSE_MAX_PER_TOKEN``, 429 above). With more
+    than one process set ``LVP_JWT_SECRET`` so sessions and tickets are valid on all of them.
+
+Public aggregates
+    ``GET /api/public/stats`` (open) serves the active counts with discrete Laplace noise through
+    :mod:`lvp.privacy` (OpenDP), cached per release interval, within a privacy budget.
+
+Modules
+    ``app`` (``create_app(settings)``), ``auth``, ``changes``, ``live``, ``hub``, ``service``
+    (the push loop), ``stats``, ``profiles_api``, ``metrics``, ``cli`` (``lvp viewer``) and
+    ``testing`` (helpers for tests and ``bench/viewer_bench.py``). The page is plain
+    HTML/CSS/JS in ``viewer-frontend/`` (no build step, nothing loaded from elsewhere).
+
+Stats (:mod:`viewer.stats`)
+    Sampled by the push loop: active viewers every 10 s for 15 minutes; events per minute over
+    1/5/15-minute windows from the increases of each profile's ``events`` counter; QoE and the
+    ad funnel over the active viewers.
+"""

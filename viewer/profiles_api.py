@@ -1,0 +1,187 @@
+"""``GET /api/profiles/{viewer_id}`` and ``GET /api/profiles/{viewer_id}/history`` from DynamoDB
+(aioboto3). Only API fields leave: never ``state``, ``ttl``, ``active_shard`` or the raw keys.
+
+History: newest first by default (``?order=asc`` for oldest first), ``?limit=`` (1..500, default
+100) and ``?cursor=`` (the ``next_cursor`` of the previous page).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from contextlib import AsyncExitStack
+from decimal import Decimal
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import BotoCoreError, ClientError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from lvp.config import Settings
+from lvp.dynamo import client_kwargs
+from viewer.live import api_profile, is_active
+
+VIEWER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HISTORY_FIELDS = ("at", "status", "prev_status", "event_name", "event_id")
+HISTORY_DEFAULT = 100
+HISTORY_MAX = 500
+_deser = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB values -> JSON values (Decimal -> int/float, sets -> lists)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | frozenset | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return None
+    return value
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_deser.deserialize(v)) for k, v in item.items()}
+
+
+def profile_view(item: dict[str, Any], timeout_s: float, now: float | None = None) -> dict[str, Any]:
+    """A DynamoDB profile item -> the API dict (with the derived ``active``)."""
+    raw = from_item(item)
+    return api_profile(raw, active=is_active(raw, time.time() if now is None else now, timeout_s))
+
+
+def history_view(item: dict[str, Any]) -> dict[str, Any]:
+    raw = from_item(item)
+    return {f: raw.get(f) for f in HISTORY_FIELDS}
+
+
+class ProfileStore:
+    """The aioboto3 DynamoDB client for the lifetime of the app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = AsyncExitStack()
+        self.client: Any = None
+
+    async def open(self) -> None:
+        kw = client_kwargs(self.settings)
+        cfg = kw.pop("config", None)
+        kw["config"] = AioConfig().merge(cfg) if cfg is not None else AioConfig()
+        session = aioboto3.Session()
+        self.client = await self._stack.enter_async_context(session.client("dynamodb", **kw))
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self.client = None
+
+    async def get_profile(self, viewer_id: str) -> dict[str, Any] | None:
+        resp = await self.client.get_item(
+            TableName=self.settings.table_profiles, Key={"viewer_id": {"S": viewer_id}}
+        )
+        item = resp.get("Item")
+        return profile_view(item, self.settings.active_timeout_s) if item else None
+
+    async def exists(self, viewer_id: str) -> bool:
+        resp = await self.client.get_item(
+            TableName=self.settings.table_profiles,
+            Key={"viewer_id": {"S": viewer_id}},
+            ProjectionExpression="viewer_id",
+        )
+        return "Item" in resp
+
+    async def history(
+        self, viewer_id: str, limit: int, cursor: str | None, ascending: bool
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        params: dict[str, Any] = {
+            "TableName": self.settings.table_history,
+            "KeyConditionExpression": "viewer_id = :v",
+            "ExpressionAttributeValues": {":v": {"S": viewer_id}},
+            "ScanIndexForward": ascending,
+            "Limit": limit,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = {"viewer_id": {"S": viewer_id}, "seq": {"S": cursor}}
+        resp = await self.client.query(**params)
+        items = [history_view(i) for i in resp.get("Items", [])]
+        last = resp.get("LastEvaluatedKey")
+        nxt = last["seq"]["S"] if last and len(items) >= limit else None
+        return items, nxt
+
+
+def _store(request: Request) -> ProfileStore:
+    store: ProfileStore = request.app.state.profiles
+    return store
+
+
+def _not_found(viewer_id: str) -> Response:
+    return JSONResponse({"error": "not found", "viewer_id": viewer_id}, status_code=404)
+
+
+def _unavailable() -> Response:
+    return JSONResponse({"error": "profile store unavailable"}, status_code=503, headers={"Retry-After": "2"})
+
+
+def encode_history_cursor(seq: str) -> str:
+    return base64.urlsafe_b64encode(seq.encode()).decode().rstrip("=")
+
+
+def decode_history_cursor(cursor: str) -> str | None:
+    try:
+        seq = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    return seq if 0 < len(seq) <= 200 and seq.isprintable() else None
+
+
+async def get_profile(request: Request) -> Response:
+    viewer_id = request.path_params["viewer_id"]
+    if not VIEWER_ID.match(viewer_id):
+        return _not_found(viewer_id[:128])
+    try:
+        profile = await _store(request).get_profile(viewer_id)
+    except (BotoCoreError, ClientError):
+        return _unavailable()
+    if profile is None:
+        return _not_found(viewer_id)
+    return JSONResponse(profile)
+
+
+async def get_history(request: Request) -> Response:
+    viewer_id = request.path_params["viewer_id"]
+    if not VIEWER_ID.match(viewer_id):
+        return _not_found(viewer_id[:128])
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", HISTORY_DEFAULT))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= HISTORY_MAX:
+        return JSONResponse({"error": f"limit must be 1..{HISTORY_MAX}"}, status_code=400)
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        return JSONResponse({"error": "order must be asc or desc"}, status_code=400)
+    cursor = None
+    if q.get("cursor"):
+        cursor = decode_history_cursor(q["cursor"])
+        if cursor is None:
+            return JSONResponse({"error": "invalid cursor"}, status_code=400)
+    store = _store(request)
+    try:
+        items, nxt = await store.history(viewer_id, limit, cursor, order == "asc")
+        if not items and cursor is None and not await store.exists(viewer_id):
+            return _not_found(viewer_id)
+    except (BotoCoreError, ClientError):
+        return _unavailable()
+    return JSONResponse(
+        {
+            "viewer_id": viewer_id,
+            "items": items,
+            "next_cursor": encode_history_cursor(nxt) if nxt else None,
+        }
+    )
