@@ -1,0 +1,81 @@
+"""`lvp simulate` against the real collector and broker: every event sent is accepted and lands
+on the good topic under the viewer's pseudonym; expectations are written; 503s are retried."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+from collector_server import read_topic, serve_collector
+from conftest import TEST_KEY
+
+from lvp.config import Settings
+from lvp.enriched import from_tsv
+from lvp.events import from_enriched
+from lvp.pseudonym import pseudonymize
+from lvp.simulate import Viewer, expectations, simulate
+
+
+def test_script_is_a_plausible_media_session() -> None:
+    v = Viewer(0, random.Random(3), "app")
+    names = [
+        orjson.loads(item["ue_pr"])["data"]["schema"].split("/")[1] if item["e"] == "ue" else "page_view"
+        for _, item in v.script(ping_interval=10, length=120)
+    ]
+    assert names[0] == "page_view" and names[1] == "ready_event"
+    assert "play_event" in names and "ping_event" in names
+    if v.status == "ended":
+        assert names[-1] == "end_event"
+    # ad events only between a break's start and end
+    depth = 0
+    for n in names:
+        depth += n == "ad_break_start_event"
+        depth -= n == "ad_break_end_event"
+        if n.startswith("ad_") and n not in ("ad_break_start_event", "ad_break_end_event"):
+            assert depth == 1, names
+
+
+def test_simulated_viewers_reach_the_good_topic_pseudonymized(lvp_settings: Settings) -> None:
+    with serve_collector(lvp_settings) as running:
+        population, counters = asyncio.run(
+            simulate(
+                running.url, 6, 60, ping_interval=5, time_scale=200, batch_size=7, seed=11, progress=None
+            )
+        )
+    assert counters.sent == counters.accepted == sum(v.events_sent for v in population) > 6 * 5
+    lines = read_topic(lvp_settings.kafka_bootstrap_servers, lvp_settings.topic_good, counters.sent)
+    assert len(lines) == counters.sent
+    events = [from_enriched(from_tsv(value)) for _, value in lines]
+    per_viewer = Counter(e.viewer_id for e in events)
+    key = TEST_KEY.encode()
+    rows = expectations(population, key)
+    for v, row in zip(population, rows, strict=True):
+        assert row["viewer_id"] == pseudonymize(v.uid or v.duid, key)
+        assert per_viewer[row["viewer_id"]] == v.events_sent
+        assert row["expected_status"] in {"idle", "watching", "paused", "watching_ad", "buffering", "ended"}
+    blob = b"".join(value for _, value in lines)
+    for v in population:
+        assert v.duid.encode() not in blob
+        if v.uid:
+            assert v.uid.encode() not in blob
+
+
+def test_cli_writes_expectations_and_summary(lvp_settings: Settings, tmp_path: Path) -> None:
+    expect = tmp_path / "expect.jsonl"
+    with serve_collector(lvp_settings) as running:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", "3", "--duration", "30",
+             "--time-scale", "100", "--ping-interval", "5", "--collector", running.url,
+             "--expect", str(expect), "--seed", "5"],
+            capture_output=True, text=True, timeout=120,
+            env={"LVP_PSEUDONYM_KEY": TEST_KEY, "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "simulated 3 viewers" in proc.stdout and "0 refused/failed" in proc.stdout
+    rows = [orjson.loads(line) for line in expect.read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["viewer_id"]) == 64 for r in rows)
