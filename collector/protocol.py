@@ -57,9 +57,10 @@ MAX_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 INT_MAX: Final = 2_147_483_647
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-_DIM_RE = re.compile(r"^(\d{1,6})x(\d{1,6})\Z")
-_INT_RE = re.compile(r"^-?\d{1,10}\Z")
-_MS_RE = re.compile(r"^\d{1,15}\Z")
+_DIM_RE = re.compile(r"^(\d{1,6})x(\d{1,6})\Z", re.ASCII)  # ASCII: no other scripts' digits
+_INT_RE = re.compile(r"^-?\d{1,10}\Z", re.ASCII)
+_MS_RE = re.compile(r"^\d{1,15}\Z", re.ASCII)
+_DOUBLE_RE = re.compile(r"^-?\d{1,30}(?:\.\d{1,30})?(?:[eE][+-]?\d{1,3})?\Z", re.ASCII)
 _B64_STD = str.maketrans("-_", "+/")
 
 
@@ -158,12 +159,9 @@ def _check_value(name: str, check: int, raw: str, ev: DecodedEvent, errors: list
             return True
         errors.append(_violation(name, raw[:64], "a 32-bit integer"))
     elif check == CHECK_DOUBLE:
-        try:
-            if math.isfinite(float(raw)):
-                return True
-        except ValueError:
-            pass
-        errors.append(_violation(name, raw[:64], "a finite number"))
+        if _DOUBLE_RE.match(raw) and math.isfinite(float(raw)):
+            return True
+        errors.append(_violation(name, raw[:64], "a finite decimal number (e.g. 12.5)"))
     elif check == CHECK_DIM:
         if _DIM_RE.match(raw):
             return True

@@ -29,10 +29,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "profile, write it to DynamoDB (offsets committed only after the write) and publish "
         "changes to LVP_TOPIC_CHANGES. SIGTERM/SIGINT: final flush and commit, then exit.",
     )
-    setting_flag(p, "--group", "consumer_group")
-    setting_flag(p, "--metrics-port", "profiles_metrics_port")
-    setting_flag(p, "--bootstrap-servers", "kafka_bootstrap_servers")
-    setting_flag(p, "--endpoint-url", "aws_endpoint_url")
+    setting_flag(p, "--group", "consumer_group", metavar="GROUP")
+    setting_flag(p, "--metrics-port", "profiles_metrics_port", metavar="PORT")
+    setting_flag(p, "--bootstrap-servers", "kafka_bootstrap_servers", metavar="HOST:PORT")
+    setting_flag(p, "--endpoint-url", "aws_endpoint_url", metavar="URL")
     p.add_argument(
         "--pseudonymize-input",
         action="store_true",
@@ -63,14 +63,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     h.set_defaults(func=_history)
     lst = psub.add_parser("list", help="Print the active viewers' profiles (JSON Lines; no table scan).")
     lst.add_argument("--active", action="store_true", help="Active viewers (required: lists use the GSI).")
-    setting_flag(lst, "--endpoint-url", "aws_endpoint_url")
+    setting_flag(lst, "--endpoint-url", "aws_endpoint_url", metavar="URL")
     lst.set_defaults(func=_list)
     d = psub.add_parser(
         "delete",
         help="Erase a viewer: profile, history, and a tombstone on LVP_TOPIC_CHANGES.",
     )
     _viewer_args(d)
-    setting_flag(d, "--bootstrap-servers", "kafka_bootstrap_servers")
+    setting_flag(d, "--bootstrap-servers", "kafka_bootstrap_servers", metavar="HOST:PORT")
     d.set_defaults(func=_delete)
 
 
@@ -80,7 +80,7 @@ def _viewer_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             flag, dest="raw_" + _field, metavar="RAW", help=f"Look up by raw {_field} (pseudonymized)."
         )
-    setting_flag(p, "--endpoint-url", "aws_endpoint_url")
+    setting_flag(p, "--endpoint-url", "aws_endpoint_url", metavar="URL")
 
 
 class _UsageError(Exception):

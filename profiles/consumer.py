@@ -12,8 +12,11 @@ application = exact final state*:
   and the flush is retried with exponential backoff; when too many viewers are dirty the
   partitions are paused. When DynamoDB is back, everything is written and committed.
 * A viewer's state is loaded from DynamoDB the first time it is seen after an assignment or a
-  restart (one BatchGetItem for all unknown viewers of a poll batch, before any of the batch is
-  applied). Messages re-read after a crash are recognised as duplicates by the engine.
+  restart: its events wait (in order) while a background BatchGetItem fetches every unknown
+  viewer at once, other viewers' events go on, and commits hold back at the first waiting
+  offset. Messages re-read after a crash are recognised as duplicates by the engine.
+* A flush writes history changes before the profiles whose engine state assumes them, so a
+  crash between the two cannot lose history.
 * Before partitions are revoked, everything is flushed and committed, and the revoked
   partitions' viewers are dropped; the next owner loads them from DynamoDB.
 * Changed profiles are published to ``LVP_TOPIC_CHANGES`` every ``LVP_PUBLISH_INTERVAL_S``
@@ -344,12 +347,14 @@ class ProfilesConsumer:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self.eof.add(m.partition())
+                    self.eof.add(m.partition())  # type: ignore[arg-type]
                 else:
                     log.warning("consumer error: %s", err)
                 continue
-            p = m.partition()
-            off = m.offset()
+            p: int = m.partition()  # type: ignore[assignment]  # set on every fetched message
+            off: int = m.offset()  # type: ignore[assignment]
+            if p not in last_offset:
+                self.eof.discard(p)  # (an EOF later in this batch sets it again)
             last_offset[p] = off
             value = m.value()
             try:
@@ -380,7 +385,6 @@ class ProfilesConsumer:
             vp[vid] = p
             touched_add(vid)
         for p, off in last_offset.items():
-            self.eof.discard(p)
             self.next_offsets[p] = off + 1
         self.stats.messages += seen + len(bad)
         self.stats.applied += applied
@@ -687,8 +691,9 @@ class ProfilesConsumer:
 
     def total_lag(self) -> int:
         lag = 0
-        for sample in self.metrics.consumer_lag.collect()[0].samples:
-            lag += int(sample.value)
+        for metric in self.metrics.consumer_lag.collect():
+            for sample in metric.samples:
+                lag += int(sample.value)
         return lag
 
     def _report_progress(self, note: str = "") -> None:

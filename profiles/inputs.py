@@ -150,7 +150,7 @@ class InputDecoder:
 
     def _tsv(self, value: bytes) -> ViewerEvent:
         try:
-            return from_enriched(from_tsv(value))
+            return from_enriched(from_tsv(value, EVENT_COLUMNS))
         except EnrichedFormatError as exc:
             raise InputError(REASON_INVALID_TSV, str(exc), TSV) from None
 
@@ -216,10 +216,14 @@ def sdk_event(obj: Mapping[str, Any]) -> ViewerEvent:
 
 
 # Columns from_enriched reads besides contexts / unstruct_event.
-_SDK_SCALARS: Final = (
+_SDK_SCALARS: Final[tuple[str, ...]] = (
     "event_id", "user_id", "domain_userid", "network_userid", "collector_tstamp", "derived_tstamp",
     "dvce_created_tstamp", "event_name", "event", "app_id", "useragent",
 )  # fmt: skip
+
+
+#: The columns :func:`lvp.events.from_enriched` reads (the rest of a line is not looked at).
+EVENT_COLUMNS: Final[tuple[str, ...]] = (*_SDK_SCALARS, "contexts", "unstruct_event")
 
 
 def _scalar_str(name: str, v: Any) -> str:

@@ -40,9 +40,7 @@ WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
 CONTEXTS = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
 UNSTRUCT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
 
-DESKTOP_UA = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
-)
+DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
 MOBILE_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/17.5 Mobile/15E148 Safari/604.1"
@@ -228,7 +226,9 @@ class MediaSessionBuilder:
         return ents
 
     # --- emitting ------------------------------------------------------------------------------------
-    def _emit(self, event: str, *, name: str, vendor: str, unstruct: dict[str, Any] | None, ents: list[Any]) -> None:
+    def _emit(
+        self, event: str, *, name: str, vendor: str, unstruct: dict[str, Any] | None, ents: list[Any]
+    ) -> None:
         true_ms = self.t_ms
         created = true_ms + self.clock_skew_ms
         sent = created + self.send_delay_ms
@@ -381,7 +381,9 @@ class MediaSessionBuilder:
 
     def quality_change(self, new_quality: str) -> Self:
         old, self.quality = self.quality, new_quality
-        return self.event("quality_change", {"previousQuality": old, "newQuality": new_quality, "automatic": True})
+        return self.event(
+            "quality_change", {"previousQuality": old, "newQuality": new_quality, "automatic": True}
+        )
 
     def error(self, code: str, description: str, name: str = "MEDIA_ERR") -> Self:
         return self.event("error", {"errorCode": code, "errorName": name, "errorDescription": description})

@@ -104,9 +104,10 @@ def read_topic(settings: Settings, topic: str, timeout: float = 20) -> list[tupl
         m = c.poll(0.2)
         if m is None:
             continue
-        if m.error() is not None:
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                done.add(m.partition())
+        err = m.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                done.add(m.partition())  # type: ignore[arg-type]
             continue
         out.append((m.key(), m.value()))
     c.close()

@@ -107,8 +107,12 @@ def test_page_view_needs_no_self_describing_event(registry: Registry) -> None:
         (event(eid="not-a-uuid"), {"eid"}),
         (event(dtm="12.5", stm="-1", ttm="99999999999999999"), {"dtm", "stm", "ttm"}),
         (event(vid="x", pp_mix="1e3"), {"vid", "pp_mix"}),
-        (event(se_va="NaN", tr_tt="abc"), {"se_va", "tr_tt"}),
+        (
+            event(se_va="NaN", tr_tt="abc", tr_tx="1_000", tr_sh=" 2", ti_pr="1e999"),
+            {"se_va", "tr_tt", "tr_tx", "tr_sh", "ti_pr"},
+        ),
         (event(res="1920*1080", vp="x"), {"res", "vp"}),
+        (event(vid="\u0663", dtm="\u0661\u0662"), {"vid", "dtm"}),  # Arabic-Indic digits are not numbers here
         (event(ue_pr=None), {"ue_pr"}),
         (event(ue_pr="{not json"), {"ue_pr"}),
         (event(ue_pr=None, ue_px="%%%"), {"ue_px"}),

@@ -320,26 +320,72 @@ def test_sigkill_mid_stream_then_restart_gives_identical_profiles(
 def test_two_consumers_split_partitions_and_agree(
     make_settings: Callable[..., Settings], dynamodb_local: str
 ) -> None:
-    env = ready(make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=0.1, profiles_metrics_port=0))
+    """A second member joins while the first holds unflushed state: the first flushes and commits
+    before its partitions are revoked, each member loads its viewers from DynamoDB on first sight,
+    and the result is the in-order one. (Long flush interval: only revocation and stop flush.)"""
+    env = ready(make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=60, profiles_metrics_port=0))
     pairs = interleave(many_viewers("split", 24, int(time.time() * 1000) - 400_000))
-    want = expected(lines_of(pairs))
-    with consumer_thread(env) as c1, consumer_thread(env) as c2:
-        wait_for(
-            lambda: (
-                c1.assigned
-                and c2.assigned
-                and not (c1.assigned & c2.assigned)
-                and len(c1.assigned | c2.assigned) == 4
-            ),
-            60,
-            "both consumers assigned",
+    first, second = pairs[: len(pairs) // 2], pairs[len(pairs) // 2 :]
+    produce(env, first)
+    with consumer_thread(env) as c1:
+        wait_for(lambda: c1.stats.applied == len(first), 60, "first half applied by the only member")
+        assert c1.stats.flushes == 0 and committed_total(env) == 0
+        with consumer_thread(env) as c2:
+            wait_for(
+                lambda: (
+                    c1.assigned
+                    and c2.assigned
+                    and not (c1.assigned & c2.assigned)
+                    and len(c1.assigned | c2.assigned) == 4
+                ),
+                60,
+                "both members assigned",
+            )
+            assert c1.stats.flushes >= 1 and committed_total(env) == len(first)  # flushed on revocation
+            produce(env, second)
+            wait_for(lambda: c1.stats.applied + c2.stats.applied == len(pairs), 60, "second half applied")
+            assert c2.stats.applied > 0 and c2.stats.loads > 0  # viewers taken over, state loaded
+            assert not set(c1.states) & set(c2.states)
+    assert committed_total(env) == len(pairs)
+    assert dump_tables(env) == expected(lines_of(pairs))
+
+
+def test_sigterm_flushes_and_commits_before_exit(
+    make_settings: Callable[..., Settings], dynamodb_local: str, output_dir: Path
+) -> None:
+    port = free_port()
+    env = ready(
+        make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=60, profiles_metrics_port=port)
+    )
+    pairs = interleave(many_viewers("term", 5, int(time.time() * 1000) - 400_000))
+    produce(env, pairs)
+    log = open(output_dir / "profiles-sigterm.log", "ab")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "lvp.cli", "--log-level", "WARNING", "profiles"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(env), stdout=log, stderr=log)
+
+    def applied() -> float:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0.0
+        return sum(
+            float(ln.split()[-1])
+            for ln in text.splitlines()
+            if ln.startswith("lvp_profiles_events_applied_total{")
         )
-        produce(env, pairs)
-        wait_for(lambda: dump_tables(env) == want, 90, "profiles of both consumers")
-        wait_for(lambda: committed_total(env) == len(pairs), 30, "commits")
-        assert c1.stats.applied > 0 and c2.stats.applied > 0
-        assert c1.stats.applied + c2.stats.applied == len(pairs)
-        assert not set(c1.states) & set(c2.states)
+
+    try:
+        wait_for(lambda: applied() == len(pairs), 60, "all events applied")
+        assert dump_tables(env) == {} and committed_total(env) == 0  # nothing flushed yet
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert committed_total(env) == len(pairs)
+    assert dump_tables(env) == expected(lines_of(pairs))
 
 
 def test_dynamodb_outage_stops_commits_and_loses_nothing(
@@ -351,19 +397,27 @@ def test_dynamodb_outage_stops_commits_and_loses_nothing(
         env = ready(
             make_settings(aws_endpoint_url=proxy.url, flush_interval_s=0.1, profiles_metrics_port=port)
         )
-        builders = many_viewers("outage", 6, int(time.time() * 1000) - 400_000)
-        all_pairs = interleave(builders)
-        half = len(all_pairs) // 2
-        before, during = all_pairs[:half], all_pairs[half:]
+        start = int(time.time() * 1000) - 400_000
+        known = interleave(many_viewers("outage", 6, start))
+        half = len(known) // 2
+        before = known[:half]
+        # during the outage: the known viewers go on, and new viewers whose state cannot be loaded
+        during = known[half:]
+        newcomers = interleave(many_viewers("newcomer", 3, start + 60_000))
+        all_pairs = before + during + newcomers
         produce(env, before)
         with consumer_thread(env) as c:
             wait_for(lambda: sum(c.committed.values()) == len(before), 60, "commits before the outage")
             proxy.cut()
-            produce(env, during)
+            produce(env, during + newcomers)
             wait_for(
-                lambda: c.stats.applied == len(all_pairs) and c.stats.flush_failures >= 2,
+                lambda: (
+                    c.stats.applied == len(before) + len(during)
+                    and c.stats.flush_failures >= 2
+                    and c.stats.load_failures >= 1
+                ),
                 60,
-                "failing flushes",
+                "failing flushes and loads",
             )
             assert committed_total(env) == len(before)  # nothing committed meanwhile
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -372,9 +426,10 @@ def test_dynamodb_outage_stops_commits_and_loses_nothing(
             ]
             assert retries and float(retries[0].split()[1]) > 0
             assert 'lvp_profiles_consumer_lag{partition="' in metrics
-            assert "lvp_profiles_tracked_viewers 6.0" in metrics
+            assert "lvp_profiles_tracked_viewers 6.0" in metrics  # the newcomers wait for DynamoDB
             proxy.restore()
             wait_for(lambda: committed_total(env) == len(all_pairs), 60, "commits after recovery")
+            assert c.stats.applied == len(all_pairs)
         assert dump_tables(env) == expected(lines_of(all_pairs))
     finally:
         proxy.close()

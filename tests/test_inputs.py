@@ -3,14 +3,17 @@ input pseudonymization and bad rows."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 from enriched_factory import full_session
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from snowplow_analytics_sdk.event_transformer import transform
 
-from lvp.enriched import FIELDS, from_tsv
+from lvp.enriched import FIELDS, EnrichedFormatError, format_tstamp, from_tsv, parse_tstamp
 from lvp.events import from_enriched
 from lvp.pseudonym import Pseudonymizer, pseudonymize
 from profiles.inputs import (
@@ -87,7 +90,9 @@ def test_accelerator_json() -> None:
     assert ev.position_s == 126.105709
     assert ev.session_stats == {"adsClicked": 1.0, "adsSkipped": 4.0}
     assert ev.ad_id is None
-    ev = InputDecoder(Pseudonymizer(KEY)).decode(orjson.dumps({**msg, "event_name": "ad_start_event", "adId": 7}))
+    ev = InputDecoder(Pseudonymizer(KEY)).decode(
+        orjson.dumps({**msg, "event_name": "ad_start_event", "adId": 7})
+    )
     assert (ev.name, ev.ad_id, ev.viewer_id) == ("ad_start", "7", pseudonymize(RAW_DUID, KEY))
 
 
@@ -117,7 +122,7 @@ BAD = [
     (b"a\tb\tc", "invalid_tsv"),
     (b"{not json", "invalid_json"),
     (b"[1, 2]", "unknown_format"),
-    (b"{\"a\": [1, 2]", "invalid_json"),
+    (b'{"a": [1, 2]', "invalid_json"),
     (b'{"foo": 1}', "invalid_json"),
     (orjson.dumps({"viewer_id": RAW_DUID, "event_name": "play_event"}), "invalid_event"),
     (orjson.dumps({"event_id": "e1", "domain_userid": RAW_DUID}), "invalid_event"),
@@ -133,7 +138,7 @@ def test_bad_messages_become_bad_rows_without_raw_identifiers(value: bytes, reas
         decoder.decode(value)
     assert info.value.reason == reason
     row = decoder.bad_row(value, info.value, now_ms=1_731_764_001_000)
-    assert row["schema"] == "iglu:com.snowplowanalytics.snowplow.badrows/loader_parsing_error/jsonschema/2-0-0"
+    assert row["schema"].endswith("badrows/loader_parsing_error/jsonschema/2-0-0")
     data = row["data"]
     assert data["processor"]["artifact"] == "lvp-profiles"
     assert data["failure"]["messages"][0]["reason"] == reason
@@ -152,3 +157,38 @@ def test_bad_row_payload_keeps_pseudonymous_context() -> None:
     payload = decoder.bad_row(line.encode(), info.value)["data"]["payload"]
     assert "a" * 64 in payload and "172.29.0.x" in payload and "yesterday" in payload
     assert len(payload) <= MAX_PAYLOAD_CHARS + 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    ms=st.integers(0, 4_102_444_799_999),
+    iso_form=st.booleans(),
+    garbage=st.sampled_from(["", "x", "Z", "+00:00", "9"]),
+    spot=st.integers(0, 22),
+)
+def test_parse_tstamp_fast_path_equals_strptime(ms: int, iso_form: bool, garbage: str, spot: int) -> None:
+    """lvp.enriched.parse_tstamp's fast path (added for this consumer's hot loop) gives exactly
+    the strptime result, and refuses exactly what strptime refuses."""
+    text = format_tstamp(ms)
+    if iso_form:
+        text = text.replace(" ", "T") + "Z"
+    variants = [text, text[:spot] + garbage + text[spot + 1 :]]
+    for value in variants:
+        try:
+            want: float | None = _strptime_epoch(value)
+        except ValueError:
+            want = None
+        try:
+            got: float | None = parse_tstamp(value)
+        except EnrichedFormatError:
+            got = None
+        assert got == want, value
+    assert parse_tstamp(text) == ms / 1000
+
+
+def _strptime_epoch(value: str) -> float:
+    v = value.strip().replace("T", " ").rstrip("Z")
+    if "+" in v[10:]:
+        v = v[: 10 + v[10:].index("+")]
+    fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in v else "%Y-%m-%d %H:%M:%S"
+    return datetime.strptime(v, fmt).replace(tzinfo=UTC).timestamp()

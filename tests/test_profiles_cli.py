@@ -110,7 +110,9 @@ def test_rebuild_recomputes_everything(loaded: tuple[Settings, int], output_dir:
     # a profile that no event supports (e.g. written by an older state machine) must go
     store = ProfileStore(settings)
     bogus = ViewerState.new("bogus")
-    store.write([ProfileWrite("bogus", {**before["cli-active"]["profile"], "viewer_id": "bogus"}, bogus.dump())])
+    store.write(
+        [ProfileWrite("bogus", {**before["cli-active"]["profile"], "viewer_id": "bogus"}, bogus.dump())]
+    )
     store.close()
     assert "bogus" in dump_tables(settings)
 

@@ -47,7 +47,8 @@ def write_viewers(store: ProfileStore, states: list[ViewerState]) -> dict[str, A
 
 
 def test_attribute_values_round_trip() -> None:
-    for v in ("x", "", 0, 7, -3, 1.5, 0.1 + 0.2, 1e-7, 1e21, True, False, {"a": 1, "b": None}, [1, "x", None]):
+    values = ("x", "", 0, 7, -3, 1.5, 0.1 + 0.2, 1e-7, 1e21, True, False, {"a": 1, "b": None}, [1, "x", None])
+    for v in values:
         a = to_attr(v)
         assert a is not None
         back = from_attr(a)
@@ -80,7 +81,8 @@ def test_item_layout_and_queries(settings: Settings) -> None:
     assert int(item["last_seen_ms"]["N"]) == round(parse_iso(last_seen) * 1000)
     assert int(item["ttl"]["N"]) == int(item["last_seen_ms"]["N"]) // 1000 + settings.retention_days * 86400
     assert ViewerState.load("v-watching", item["state"]["S"]).profile() == profiles["v-watching"]
-    ended_item = client.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": "v-ended"}})["Item"]
+    key = {"viewer_id": {"S": "v-ended"}}
+    ended_item = client.get_item(TableName=settings.table_profiles, Key=key)["Item"]
     assert ended_item["status"] == {"S": "ended"} and "active_shard" not in ended_item
 
     # reads give back exactly what was written
@@ -113,7 +115,10 @@ def test_batches_loads_and_clear(settings: Settings) -> None:
     """Many viewers: concurrent 25-item batches, 100-key BatchGets, and the rebuild's clear()."""
     store = ProfileStore(settings, max_workers=3)
     base = int(time.time() * 1000)
-    states = [engine_for(MediaSessionBuilder(f"v-{i:03d}", base + i).ready().play().wait(3).pause()) for i in range(130)]
+    states = [
+        engine_for(MediaSessionBuilder(f"v-{i:03d}", base + i).ready().play().wait(3).pause())
+        for i in range(130)
+    ]
     write_viewers(store, states)
     ids = [st.viewer_id for st in states]
     loaded = store.load_states([*ids, "unknown-1", "unknown-2"])

@@ -26,21 +26,21 @@ drawtext=fontfile=$BOLD:text='$3':fontcolor=white:fontsize=15*$S:box=1:boxcolor=
     -t 24 $VP9 -crf "$4" $OPUS $META "$5"
 }
 
-# ad: a coloured gradient card with the advertiser, a tag line and a countdown
+# ad: a coloured gradient card with the (fictional) advertiser and a tag line; the player draws
+# the ad badge, skip button and progress on top
 ad() { # $1 = n, $2 = seconds, $3 = colour A, $4 = colour B, $5 = brand, $6 = tag line
   ffmpeg -v error -y \
-    -f lavfi -i "gradients=size=640x360:rate=${FPS}:duration=$2:c0=$3:c1=$4:nb_colors=2:speed=0.02:type=linear" \
+    -f lavfi -i "gradients=size=640x360:rate=${FPS}:duration=$2:c0=$3:c1=$4:nb_colors=2:x0=0:y0=0:x1=640:y1=360:speed=0.003:type=linear" \
     -f lavfi -i "aevalsrc=0.03*sin(2*PI*392*t)*(0.5+0.5*sin(2*PI*2*t)):s=48000:d=$2" \
-    -vf "drawtext=fontfile=$BOLD:text='AD $1':fontcolor=0x111111:fontsize=14:box=1:boxcolor=0xfacc15:boxborderw=6:x=16:y=16,\
-drawtext=fontfile=$BOLD:text='$5':fontcolor=white:fontsize=44:shadowcolor=0x000000@0.45:shadowx=2:shadowy=2:x=(w-tw)/2:y=h*0.36,\
-drawtext=fontfile=$FONT:text='$6':fontcolor=white@0.92:fontsize=19:x=(w-tw)/2:y=h*0.53,\
-drawtext=fontfile=$BOLD:text='%{eif\:ceil($2-t)\:d}':fontcolor=white:fontsize=18:box=1:boxcolor=0x000000@0.45:boxborderw=8:x=w-tw-20:y=h-th-20" \
+    -vf "drawtext=fontfile=$BOLD:text='$5':fontcolor=white:fontsize=44:shadowcolor=0x000000@0.45:shadowx=2:shadowy=2:x=(w-tw)/2:y=h*0.38,\
+drawtext=fontfile=$FONT:text='$6':fontcolor=white@0.92:fontsize=19:x=(w-tw)/2:y=h*0.55,\
+drawtext=fontfile=$FONT:text='a fictional advertiser · demo ad $1':fontcolor=white@0.6:fontsize=12:x=(w-tw)/2:y=h-th-24" \
     -t "$2" $VP9 -crf 44 $OPUS $META "ad$1.webm"
 }
 
-content 640 360 360p 42 content-360p.webm
-content 320 180 180p 44 content-180p.webm
+content 640 360 360p 46 content-360p.webm
+content 320 180 180p 46 content-180p.webm
 ad 1 8 0xf97316 0xdb2777 "Acme Rocket Skates" "Faster than your buffer. Almost."
 ad 2 6 0x0d9488 0x1d4ed8 "Nimbus Coffee" "Brewed at the speed of Kafka."
-ad 3 7 0x7c3aed 0x0f172a "Polar Bytes Cloud" "Cold storage, warm feelings."
+ad 3 7 0x7c3aed 0x1e3a8a "Polar Bytes Cloud" "Cold storage, warm feelings."
 ls -l ./*.webm
