@@ -52,6 +52,9 @@ USER_AGENTS = (
 )
 
 
+Step = tuple[float, str, dict[str, Any] | None]
+
+
 # --------------------------------------------------------------------------------------------
 # one viewer's media session
 # --------------------------------------------------------------------------------------------
@@ -134,16 +137,18 @@ class Viewer:
         self.stats[stat] = self.stats.get(stat, 0) + amount
 
     # -- the script --------------------------------------------------------------------------
-    def script(self, ping_interval: float, length: float) -> Iterator[tuple[float, dict[str, str]]]:
-        """Yields (seconds of simulated time to wait first, event)."""
+    def script(self, ping_interval: float, length: float) -> Iterator[Step]:
+        """Yields (seconds of simulated time to wait first, event name, event data). The caller
+        builds the event with :meth:`event` *after* waiting, while the script is suspended, so
+        its timestamps and entities are those of the moment it happens."""
         rng = self.rng
-        yield 0.0, self.event("page_view")
-        yield rng.uniform(0.2, 1.5), self.event("ready")
+        yield 0.0, "page_view", None
+        yield rng.uniform(0.2, 1.5), "ready", None
         self.status = "idle"
         if rng.random() < 0.7:
             yield from self.ad_break_steps("preroll", pod=2)
         self.paused, self.status = False, "watching"
-        yield rng.uniform(0.1, 0.6), self.event("play")
+        yield rng.uniform(0.1, 0.6), "play", None
         end_at = min(self.duration, length * rng.uniform(0.6, 1.0))
         midroll_at = end_at / 2 if rng.random() < 0.5 else None
         boundaries = [10, 25, 50, 75, 90]
@@ -154,8 +159,8 @@ class Viewer:
             self.add("contentWatched", step)
             progress = 100 * self.position / self.duration
             while boundaries and progress >= boundaries[0]:
-                yield 0.0, self.event("percent_progress", {"percentProgress": boundaries.pop(0)})
-            yield step, self.event("ping")
+                yield 0.0, "percent_progress", {"percentProgress": boundaries.pop(0)}
+            yield step, "ping", None
             roll = rng.random()
             if midroll_at is not None and self.position >= midroll_at:
                 midroll_at = None
@@ -163,48 +168,48 @@ class Viewer:
                 self.status = "watching"
             elif roll < 0.08:
                 self.paused, self.status = True, "paused"
-                yield 0.0, self.event("pause")
+                yield 0.0, "pause", None
                 pause = rng.uniform(1, 3 * ping_interval)
                 self.add("timePaused", pause)
                 if rng.random() < 0.15:  # walks away while paused
                     self.abandoned = True
                     return
                 self.paused, self.status = False, "watching"
-                yield pause, self.event("play")
+                yield pause, "play", None
             elif roll < 0.14:
-                yield 0.0, self.event("seek_start")
+                yield 0.0, "seek_start", None
                 self.position = min(end_at, max(0.0, self.position + rng.uniform(-30, 60)))
-                yield rng.uniform(0.1, 0.5), self.event("seek_end")
+                yield rng.uniform(0.1, 0.5), "seek_end", None
             elif roll < 0.20:
                 self.status = "buffering"
-                yield 0.0, self.event("buffer_start")
+                yield 0.0, "buffer_start", None
                 stall = rng.uniform(0.3, 3)
                 self.add("timeBuffering", stall)
                 self.status = "watching"
-                yield stall, self.event("buffer_end")
+                yield stall, "buffer_end", None
             elif roll < 0.23:
                 self.abandoned = True  # closes the tab: no more events
                 return
         if self.position >= self.duration - 1e-6 or rng.random() < 0.8:
             self.ended, self.paused, self.status = True, True, "ended"
-            yield 0.5, self.event("end")
+            yield 0.5, "end", None
         else:
             self.abandoned = True
 
-    def ad_break_steps(self, kind: str, pod: int) -> Iterator[tuple[float, dict[str, str]]]:
+    def ad_break_steps(self, kind: str, pod: int) -> Iterator[Step]:
         rng = self.rng
         self.ad_break = {"breakId": f"{kind}-{uuid.uuid4().hex[:6]}", "name": kind, "breakType": "linear",
                          "startTime": round(self.position, 3), "podSize": pod}  # fmt: skip
         self.add("adBreaks", 1)
         self.status = "watching_ad"
-        yield 0.2, self.event("ad_break_start")
+        yield 0.2, "ad_break_start", None
         for pos in range(1, pod + 1):
             ad_len = rng.choice((6.0, 8.0, 15.0))
             self.ad = {"adId": f"ad-{pos}-{rng.randint(100, 999)}", "name": f"Ad {pos}",
                        "creativeId": f"creative-{pos}", "podPosition": pos, "duration": ad_len,
                        "skippable": True}  # fmt: skip
             self.add("ads", 1)
-            yield 0.1, self.event("ad_start")
+            yield 0.1, "ad_start", None
             fate = rng.random()
             watched = 0.0
             for q, name in ((0.25, "ad_first_quartile"), (0.5, "ad_midpoint"), (0.75, "ad_third_quartile")):
@@ -213,18 +218,18 @@ class Viewer:
                 wait = q * ad_len - watched
                 watched = q * ad_len
                 self.add("timeSpentAds", wait)
-                yield wait, self.event("ad_quartile", {"percentProgress": int(q * 100)})
+                yield wait, "ad_quartile", {"percentProgress": int(q * 100)}
             if fate < 0.3:
                 self.add("adsSkipped", 1)
-                yield max(0.0, 5 - watched), self.event("ad_skip")
+                yield max(0.0, 5 - watched), "ad_skip", None
             else:
                 if fate > 0.85:
                     self.add("adsClicked", 1)
-                    yield 0.1, self.event("ad_click")
+                    yield 0.1, "ad_click", None
                 self.add("timeSpentAds", ad_len - watched)
-                yield ad_len - watched, self.event("ad_complete")
+                yield ad_len - watched, "ad_complete", None
             self.ad = None
-        yield 0.1, self.event("ad_break_end")
+        yield 0.1, "ad_break_end", None
         self.ad_break = None
 
 
@@ -307,11 +312,11 @@ async def _run_viewer(
     viewer: Viewer, sender: Sender, counters: Counters, ping_interval: float, length: float, time_scale: float
 ) -> None:
     await asyncio.sleep(viewer.rng.uniform(0, min(5.0, length / 4)) / time_scale)
-    for wait, item in viewer.script(ping_interval, length):
+    for wait, name, data in viewer.script(ping_interval, length):
         if wait > 0:
             await asyncio.sleep(wait / time_scale)
         counters.sent += 1
-        sender.queue.put_nowait(item)
+        sender.queue.put_nowait(viewer.event(name, data))
 
 
 def _progress_line(counters: Counters, started: float, viewers: int) -> str:

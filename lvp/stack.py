@@ -116,7 +116,9 @@ def _tracker_site(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     collector = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
-    app = create_app(ROOT / "tracker-frontend" / "dist", collector, args.app_id)
+    app = create_app(
+        ROOT / "tracker-frontend" / "dist", collector, args.app_id, live_url=args.viewer_url or ""
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -138,7 +140,9 @@ def _up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up s
     try:
         if not settings.pseudonym_key:
             env["LVP_DEV"] = "1"
-            print(f"dev mode: pseudonym key and dev token kept in {state}/ (set LVP_PSEUDONYM_KEY for real use)")
+            print(
+                f"dev mode: pseudonym key and dev token kept in {state}/ (set LVP_PSEUDONYM_KEY for real use)"
+            )
             settings = settings.with_(dev=True)
         if settings.kafka_bootstrap_servers and "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
             print(f"Kafka: using {settings.kafka_bootstrap_servers}")

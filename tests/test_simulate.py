@@ -23,20 +23,19 @@ from lvp.simulate import Viewer, expectations, simulate
 
 def test_script_is_a_plausible_media_session() -> None:
     v = Viewer(0, random.Random(3), "app")
-    names = [
-        orjson.loads(item["ue_pr"])["data"]["schema"].split("/")[1] if item["e"] == "ue" else "page_view"
-        for _, item in v.script(ping_interval=10, length=120)
-    ]
-    assert names[0] == "page_view" and names[1] == "ready_event"
-    assert "play_event" in names and "ping_event" in names
+    names = [name for _, name, _ in v.script(ping_interval=10, length=120)]
+    assert names[0] == "page_view" and names[1] == "ready"
+    assert "play" in names and "ping" in names
     if v.status == "ended":
-        assert names[-1] == "end_event"
+        assert names[-1] == "end"
+    item = v.event("play", None)  # built when it happens, with the player's current state
+    assert item["e"] == "ue" and item["duid"] == v.duid and "media_player" in item["co"]
     # ad events only between a break's start and end
     depth = 0
     for n in names:
-        depth += n == "ad_break_start_event"
-        depth -= n == "ad_break_end_event"
-        if n.startswith("ad_") and n not in ("ad_break_start_event", "ad_break_end_event"):
+        depth += n == "ad_break_start"
+        depth -= n == "ad_break_end"
+        if n.startswith("ad_") and n not in ("ad_break_start", "ad_break_end"):
             assert depth == 1, names
 
 

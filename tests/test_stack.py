@@ -1,0 +1,125 @@
+"""`lvp up` smoke test: the whole stack as one subprocess (embedded Tansu and DynamoDB Local),
+50 simulated viewers through the real collector, the live API agrees with the simulator's
+expected statuses, Ctrl-C stops everything and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from lvp.broker import free_port
+
+TOKEN = "stack-smoke-token"
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Path) -> None:
+    ports = {
+        name: free_port() for name in ("collector", "viewer", "tracker", "broker", "dynamodb", "metrics")
+    }
+    env = {
+        **os.environ,
+        "LVP_STATE_DIR": str(tmp_path / "state"),
+        "LVP_API_TOKENS": TOKEN,
+        "LVP_ACTIVE_TIMEOUT_S": "300",
+        "LVP_FLUSH_INTERVAL_S": "0.5",
+        "KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+    }
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "AWS_ENDPOINT_URL", "LVP_PSEUDONYM_KEY", "LVP_DEV"):
+        env.pop(var, None)
+    log = (output_dir / "lvp-up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "lvp.cli", "up",
+         "--collector-port", str(ports["collector"]), "--viewer-port", str(ports["viewer"]),
+         "--tracker-port", str(ports["tracker"]), "--broker-port", str(ports["broker"]),
+         "--dynamodb-port", str(ports["dynamodb"]), "--metrics-port", str(ports["metrics"])],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    viewer = f"http://127.0.0.1:{ports['viewer']}"
+    try:
+        deadline = time.monotonic() + 120
+        while b"is up" not in (output_dir / "lvp-up.log").read_bytes():
+            assert up.poll() is None, (output_dir / "lvp-up.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "lvp up did not come up"
+            time.sleep(0.3)
+        text = (output_dir / "lvp-up.log").read_text()
+        assert f"http://127.0.0.1:{ports['tracker']}/" in text and TOKEN in text
+        assert httpx.get(f"http://127.0.0.1:{ports['tracker']}/").status_code == 200
+
+        expect = tmp_path / "expect.jsonl"
+        sim = subprocess.run(
+            [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", "50", "--duration", "60",
+             "--time-scale", "20", "--ping-interval", "5", "--seed", "7", "--quiet",
+             "--collector", f"http://127.0.0.1:{ports['collector']}", "--expect", str(expect)],
+            env={**env, "LVP_DEV": "1"}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+        rows = [orjson.loads(line) for line in expect.read_text().splitlines()]
+        assert len(rows) == 50 and all(r["viewer_id"] for r in rows)
+        want_active = {r["viewer_id"]: r["expected_status"] for r in rows if r["expected_status"] != "ended"}
+        ended = {r["viewer_id"] for r in rows if r["expected_status"] == "ended"}
+
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        got: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            snap = httpx.get(f"{viewer}/api/viewers?limit=500", headers=auth).json()
+            got = {v["viewer_id"]: v["status"] for v in snap["viewers"]}
+            if got == want_active:
+                break
+            time.sleep(0.5)
+        assert got == want_active
+        assert not ended & set(got)
+        print(f"FIGURE lvp-up: 50 viewers, {len(want_active)} active as expected, {len(ended)} ended")
+        # profiles are in DynamoDB too (the viewer API reads them from there)
+        some = next(iter(ended or want_active))
+        assert httpx.get(f"{viewer}/api/profiles/{some}", headers=auth).status_code == 200
+    finally:
+        family = descendants(up.pid)
+        up.send_signal(signal.SIGINT)
+        try:
+            code = up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            raise
+        log.close()
+    assert code == 0
+    time.sleep(0.5)
+    left = [pid for pid in family if alive(pid)]
+    assert len(family) >= 6  # broker, DynamoDB, collector, profiles, viewer, tracker page
+    assert left == [], f"orphan processes: {left}"
