@@ -46,7 +46,8 @@ USER_AGENTS = (
     "Version/17.5 Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/17.5 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/130.0.0.0 Safari/537.36",
     "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/4.0 "
     "Chrome/76.0.3809.146 TV Safari/537.36",
 )
@@ -212,7 +213,7 @@ class Viewer:
             yield 0.1, "ad_start", None
             fate = rng.random()
             watched = 0.0
-            for q, name in ((0.25, "ad_first_quartile"), (0.5, "ad_midpoint"), (0.75, "ad_third_quartile")):
+            for q in (0.25, 0.5, 0.75):
                 if fate < 0.3 and q * ad_len >= 5:  # skippable after 5 s
                     break
                 wait = q * ad_len - watched
@@ -249,7 +250,7 @@ class Sender:
     """Packs queued events into tp2 POSTs and delivers each batch until it is accepted."""
 
     def __init__(self, collector: str, batch_size: int, connections: int, counters: Counters) -> None:
-        import httpx  # noqa: PLC0415
+        import httpx
 
         self.url = collector.rstrip("/") + TP2_PATH
         self.batch_size = batch_size
@@ -374,7 +375,7 @@ async def simulate(
 
 
 def expectations(population: list[Viewer], key: bytes | None) -> list[dict[str, Any]]:
-    from lvp.pseudonym import pseudonymize  # noqa: PLC0415
+    from lvp.pseudonym import pseudonymize
 
     rows = []
     for v in population:

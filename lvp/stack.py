@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lvp.broker import start_broker, stop_process, wait_for_port
 from lvp.cli import setting_flag, settings_from_args
-from lvp.config import Settings, dev_secret
+from lvp.config import dev_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def _wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
         if child.proc is not None and child.proc.poll() is not None:
             raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} while starting")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status < 500:
                     return
         except OSError:
@@ -110,9 +110,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _tracker_site(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from lvp.tracker_site import create_app  # noqa: PLC0415
+    from lvp.tracker_site import create_app
 
     settings = settings_from_args(args)
     collector = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
@@ -123,7 +123,7 @@ def _tracker_site(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up script
+def _up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -155,7 +155,7 @@ def _up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up s
         if settings.aws_endpoint_url:
             print(f"DynamoDB: using {settings.aws_endpoint_url}")
         else:
-            from lvp.localdb import start_embedded_dynamodb  # noqa: PLC0415
+            from lvp.localdb import start_embedded_dynamodb
 
             proc, url, kind = start_embedded_dynamodb(args.dynamodb_port, log_path=state / "dynamodb.log")
             services.append(proc)
@@ -171,8 +171,8 @@ def _up(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a linear start-up s
         else:
             token = settings.api_token_list[0]
 
-        from lvp.dynamo import create_tables  # noqa: PLC0415
-        from lvp.kafka import create_topics  # noqa: PLC0415
+        from lvp.dynamo import create_tables
+        from lvp.kafka import create_topics
 
         print("topics:", ", ".join(f"{t} ({o})" for t, o in create_topics(settings).items()))
         print("tables:", ", ".join(f"{t} ({o})" for t, o in create_tables(settings).items()))
