@@ -196,7 +196,7 @@ def _up(args: argparse.Namespace) -> int:
             child.start()
         _wait_http(collector_url + "/health", children[0])
         _wait_http(viewer_url + "/health", children[2])
-        _wait_http(tracker_url + "/", children[3])
+        _wait_http(tracker_url + "/health", children[3])
         wait_for_port(host, args.metrics_port, timeout=60, proc=children[1].proc)
         if args.simulate:
             sim = Child(

@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from lvp.broker import free_port
 from lvp.tracker_site import config_js, create_app, validate_collector_url
@@ -104,19 +104,26 @@ def test_dependencies_are_pinned_exactly() -> None:
         for name, version in pkg[section].items():
             assert version[0].isdigit(), f"{name} {version} is not an exact pin"
             assert lock["packages"][f"node_modules/{name}"]["version"] == version
-    assert pkg["dependencies"]["@snowplow/browser-tracker"] == pkg["dependencies"]["@snowplow/browser-plugin-media"]
+    assert (
+        pkg["dependencies"]["@snowplow/browser-tracker"]
+        == pkg["dependencies"]["@snowplow/browser-plugin-media"]
+    )
 
 
 # --- the site ----------------------------------------------------------------------------------
 
 
-def test_site_serves_page_config_and_media(dist: Path) -> None:
+def client_for(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://site.test")
+
+
+async def test_site_serves_page_config_and_media(dist: Path) -> None:
     app = create_app(dist, "http://collector.example:9090/", APP_ID, live_url="http://live.example/")
-    with TestClient(app) as client:
-        page = client.get("/")
+    async with client_for(app) as client:
+        page = await client.get("/")
         assert page.status_code == 200 and "Your viewer id" in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
-        cfg = client.get("/config.js")
+        cfg = await client.get("/config.js")
         assert cfg.headers["content-type"].startswith("text/javascript")
         assert cfg.headers["cache-control"] == "no-store"
         body = cfg.text.removeprefix("window.LVP_CONFIG = ").removesuffix(";\n")
@@ -126,18 +133,18 @@ def test_site_serves_page_config_and_media(dist: Path) -> None:
             "pingIntervalS": 10.0,
             "liveUrl": "http://live.example/",
         }
-        clip = client.get("/media/ad1.webm", headers={"Range": "bytes=0-99"})
+        clip = await client.get("/media/ad1.webm", headers={"Range": "bytes=0-99"})
         assert clip.status_code == 206 and len(clip.content) == 100
-        assert client.get("/app.js").status_code == 200
-        assert client.get("/health").text == "ok"
-        assert client.get("/nope.js").status_code == 404
+        assert (await client.get("/app.js")).status_code == 200
+        assert (await client.get("/health")).text == "ok"
+        assert (await client.get("/nope.js")).status_code == 404
 
 
-def test_site_without_a_build_explains_how_to_build(tmp_path: Path) -> None:
-    with TestClient(create_app(tmp_path / "missing", ":9090", APP_ID)) as client:
-        page = client.get("/")
+async def test_site_without_a_build_explains_how_to_build(tmp_path: Path) -> None:
+    async with client_for(create_app(tmp_path / "missing", ":9090", APP_ID)) as client:
+        page = await client.get("/")
         assert page.status_code == 503 and "npm run build" in page.text
-        assert '"collectorUrl": ":9090"' in client.get("/config.js").text
+        assert '"collectorUrl": ":9090"' in (await client.get("/config.js")).text
 
 
 @pytest.mark.parametrize("url", ["", "ftp://x", "127.0.0.1:9090", "http://", "http://h/?q=1", ":abc"])
@@ -195,13 +202,17 @@ class Capture:
             return [e for b in self.bodies for e in b["data"]]
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/com.snowplowanalytics.snowplow/tp2", self.tp2, methods=["POST", "OPTIONS"])])
+        return Starlette(
+            routes=[Route("/com.snowplowanalytics.snowplow/tp2", self.tp2, methods=["POST", "OPTIONS"])]
+        )
 
 
 @contextmanager
 def serve(app: Starlette) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -244,7 +255,7 @@ EXPECTED = {
 def test_browser_plays_through_ads_and_content(dist: Path, output_dir: Path) -> None:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `make setup-system`")
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    from playwright.sync_api import sync_playwright
 
     capture = Capture()
     with serve(capture.app()) as collector:
@@ -259,7 +270,7 @@ def test_browser_plays_through_ads_and_content(dist: Path, output_dir: Path) -> 
                 session_id = page.text_content("#media-session-id") or ""
                 duid = page.text_content("#viewer-id") or ""
                 assert page.get_attribute("#live-link", "href") == "http://127.0.0.1:1/"
-                _wait(lambda: EXPECTED <= {name_of(e) for e in capture.events()}, "all media events")
+                _wait(lambda: {name_of(e) for e in capture.events()} >= EXPECTED, "all media events")
                 page.wait_for_function("Number(document.getElementById('event-count').textContent) > 30")
                 page.screenshot(path=str(output_dir / "tracker-5-log.png"))
                 assert errors == [], errors
@@ -369,7 +380,9 @@ def _check_events(capture: Capture, duid: str, session_id: str) -> None:
         "ad-acme-rocket-skates",
         "ad-polar-bytes",
     ]
-    quartiles = [(entities(e)[MEDIA_AD]["adId"], event_data(e)["percentProgress"]) for e in by_name["ad_quartile"]]
+    quartiles = [
+        (entities(e)[MEDIA_AD]["adId"], event_data(e)["percentProgress"]) for e in by_name["ad_quartile"]
+    ]
     # ad 1 played through (at 4x); ad 2 was moved past 75 % by a seek: no quartiles for it
     assert quartiles[:3] == [("ad-acme-rocket-skates", q) for q in (25, 50, 75)]
     assert not any(ad == "ad-nimbus-coffee" for ad, _ in quartiles)
@@ -403,3 +416,27 @@ def _check_events(capture: Capture, duid: str, session_id: str) -> None:
     assert names.index("end") > max(i for i, n in enumerate(names) if n == "play")
     stats = end[MEDIA_SESSION]
     assert (stats["adBreaks"], stats["ads"], stats["adsSkipped"], stats["adsClicked"]) == (2, 3, 1, 1)
+
+
+@pytest.mark.browser
+def test_browser_query_overrides_the_served_config(dist: Path) -> None:
+    """``?collector=`` and ``?app_id=`` win over /config.js (here pointing at a dead port)."""
+    from playwright.sync_api import sync_playwright
+
+    capture = Capture()
+    with (
+        serve(capture.app()) as collector,
+        serve(create_app(dist, f"http://127.0.0.1:{free_port()}", APP_ID)) as site,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(bypass_csp=True)
+            page.goto(f"{site}/?collector={collector}&app_id=override-app")
+            _wait(lambda: any(e["e"] == "pv" for e in capture.events()), "the page view")
+            assert page.text_content("#cfg-collector") == collector
+            assert page.text_content("#cfg-app-id") == "override-app"
+            assert page.is_hidden("#live-link")
+        finally:
+            browser.close()
+    assert {e["aid"] for e in capture.events()} == {"override-app"}

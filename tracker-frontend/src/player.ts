@@ -56,6 +56,7 @@ export class Player {
   private knownDuration = 0;
   private trackedVolume = 80; // the start volume (set below), so setting it is not a change
   private trackedMuted = false;
+  private trackedRate = 1;
   private played = new Set<string>(); // ad breaks already played in this media session
   private ad: AdPlayback | null = null;
   private adSeeking = false;
@@ -337,7 +338,11 @@ export class Player {
       this.render();
     });
     on("ratechange", () => {
-      if (!this.switching) this.tracking.rate(c.playbackRate);
+      // also fired for defaultPlaybackRate and by reloads: only a new playbackRate is a change
+      if (!this.switching && c.playbackRate !== this.trackedRate) {
+        this.trackedRate = c.playbackRate;
+        this.tracking.rate(c.playbackRate);
+      }
       this.render();
     });
     on("waiting", () => this.bufferStart());
