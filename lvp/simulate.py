@@ -247,36 +247,45 @@ class Counters:
 
 
 class Sender:
-    """Packs queued events into tp2 POSTs and delivers each batch until it is accepted."""
+    """Packs queued events into tp2 POSTs and delivers each batch until it is accepted.
+
+    Each viewer's events always go through the same connection's queue, in order, as a
+    tracker's single event queue does: a batch held back by retries is never overtaken by the
+    same viewer's newer events."""
 
     def __init__(self, collector: str, batch_size: int, connections: int, counters: Counters) -> None:
         import httpx
 
         self.url = collector.rstrip("/") + TP2_PATH
         self.batch_size = batch_size
-        self.queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        self.queues: list[asyncio.Queue[dict[str, str]]] = [asyncio.Queue() for _ in range(connections)]
         self.counters = counters
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.client = httpx.AsyncClient(limits=limits, timeout=30.0, http2=False)
-        self.workers = [asyncio.create_task(self._worker()) for _ in range(connections)]
+        self.workers = [asyncio.create_task(self._worker(q)) for q in self.queues]
 
-    async def _worker(self) -> None:
+    def put(self, viewer_index: int, item: dict[str, str]) -> None:
+        self.queues[viewer_index % len(self.queues)].put_nowait(item)
+
+    async def _worker(self, queue: asyncio.Queue[dict[str, str]]) -> None:
         while True:
-            first = await self.queue.get()
+            first = await queue.get()
             batch = [first]
-            while len(batch) < self.batch_size and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            while len(batch) < self.batch_size and not queue.empty():
+                batch.append(queue.get_nowait())
             await self._deliver(batch)
             for _ in batch:
-                self.queue.task_done()
+                queue.task_done()
 
     async def _deliver(self, batch: list[dict[str, str]]) -> None:
-        now = str(int(time.time() * 1000))
-        for item in batch:
-            item["stm"] = now
-        body = orjson.dumps({"schema": PAYLOAD_DATA, "data": batch})
         delay = 0.2
         while True:
+            # stm is stamped on every attempt, as the JS tracker does: a stale stm on a retry would
+            # move the event's derived_tstamp to the retry's arrival time
+            now = str(int(time.time() * 1000))
+            for item in batch:
+                item["stm"] = now
+            body = orjson.dumps({"schema": PAYLOAD_DATA, "data": batch})
             self.counters.requests += 1
             try:
                 resp = await self.client.post(
@@ -303,7 +312,8 @@ class Sender:
             return
 
     async def close(self) -> None:
-        await self.queue.join()
+        for q in self.queues:
+            await q.join()
         for w in self.workers:
             w.cancel()
         await self.client.aclose()
@@ -317,7 +327,7 @@ async def _run_viewer(
         if wait > 0:
             await asyncio.sleep(wait / time_scale)
         counters.sent += 1
-        sender.queue.put_nowait(viewer.event(name, data))
+        sender.put(viewer.index, viewer.event(name, data))
 
 
 def _progress_line(counters: Counters, started: float, viewers: int) -> str:

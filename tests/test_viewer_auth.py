@@ -219,6 +219,11 @@ def test_tokens_and_tickets_never_reach_the_logs(settings: Settings) -> None:
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    # an earlier in-process uvicorn with its default log config stops "uvicorn*" propagating
+    uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    old_state = [(lg.propagate, lg.level) for lg in uvicorn_loggers]
+    for lg in uvicorn_loggers:
+        lg.propagate, lg.level = True, logging.NOTSET
     secrets_seen: list[str] = [TOKEN, OTHER, SECRET, "wrong-token-xyz"]
     try:
         app = create_app(settings)
@@ -238,6 +243,8 @@ def test_tokens_and_tickets_never_reach_the_logs(settings: Settings) -> None:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for lg, (prop, level) in zip(uvicorn_loggers, old_state, strict=True):
+            lg.propagate, lg.level = prop, level
     # httpx/httpcore are this test's own HTTP client (at DEBUG they print response headers)
     server_side = [r for r in records if not r.name.startswith(("httpx", "httpcore"))]
     assert any(r.name.startswith("uvicorn") for r in server_side)

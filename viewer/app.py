@@ -55,6 +55,7 @@ access_log = logging.getLogger("lvp.viewer.access")
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "viewer-frontend"
 PING_S = 15.0
 SEND_TIMEOUT_S = 30.0
+LOAD_WAIT_S = 10.0
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -149,12 +150,21 @@ class StreamResponse(EventSourceResponse):
             self._on_close()
 
 
+async def _until_loaded(svc: LiveService, timeout: float = LOAD_WAIT_S) -> None:
+    """A stream opened while a fresh process still reads the changes topic (a client reconnecting
+    after a restart) waits, bounded, for the view to load: its snapshot is then the current one."""
+    deadline = time.monotonic() + timeout
+    while svc.reader is not None and not svc.loaded and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 async def stream(request: Request) -> Response:
     svc = _service(request)
     try:
         limit, cursor = _paging(request)
     except ParamError as exc:
         return _json({"error": str(exc)}, 400)
+    await _until_loaded(svc)
     principal: Principal = request.state.principal
     limiter: ConnectionLimiter = request.app.state.limiter
     m: ViewerMetrics = request.app.state.metrics
