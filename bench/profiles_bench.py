@@ -9,6 +9,17 @@ pinned to the other CPUs when the benchmark starts them. Prints a markdown table
 
     python -m bench.profiles_bench [--viewers 5000] [--quick] [--bootstrap-servers H:P --endpoint-url URL]
 
+Rates: from the partition assignment to the moment every event is applied, in wall-clock time
+(suffers from anything else running on CPU 0) and per second of the process's CPU time (all its
+threads: decoding and folding, the DynamoDB flush and load threads, librdkafka's threads).
+
+Memory per tracked viewer: what materialising a copy of every tracked engine state allocates
+(tracemalloc), plus the consumer's own dict / set tables (the 64-character viewer id strings,
+~113 B each, are not counted), measured twice: right after the last flush (states compacted) and
+once the viewers have been quiet for the consumer's ``freeze_after_s`` (its freeze passes are
+run instead of waited for: frozen states keep only their compressed ``state``). The walk of the
+live objects is the cross-check.
+
 Targets (issue 3): >= 50,000 events/s on one core, >= 45% of the raw consume rate, < 1 KB RSS
 per tracked viewer.
 """
@@ -133,7 +144,6 @@ def _deep_size(obj: Any, seen: set[int]) -> int:
 
 def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
     from profiles.consumer import ProfilesConsumer
-    from profiles.engine import ViewerState
 
     s = _settings(args)
     consumer = ProfilesConsumer(s, exit_at_end=True)
@@ -165,22 +175,8 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
     rc = consumer.run()
     end = time.perf_counter()
     cpu_end = time.process_time()
-    # memory of a tracked viewer: what materialising a copy of every tracked state allocates
-    # (tracemalloc: RSS growth would hide allocations that reuse memory freed during the run),
-    # plus the consumer's own per-viewer bookkeeping (dict / set entries)
-    states = consumer.states
-    tracked = len(states)
-    dumps = [(vid, st.dump()) for vid, st in states.items()]
-    gc.collect()
-    tracemalloc.start()
-    copies = [ViewerState.load(vid, state) for vid, state in dumps]
-    allocated, _peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    heap = _deep_size(copies, set()) - sys.getsizeof(copies)
-    del copies
-    book = sum(sys.getsizeof(x) for x in (states, consumer.viewer_partition, consumer._touched))
     st = consumer.stats
-    return {
+    out: dict[str, Any] = {
         "rc": rc,
         "applied": st.applied,
         "duplicates": st.duplicates,
@@ -190,10 +186,55 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
         "apply_seconds": marks.get("all_applied", end) - marks.get("first", end),
         "apply_cpu": marks.get("cpu1", cpu_end) - marks.get("cpu0", cpu_end),
         "end_seconds": end - marks.get("first", end),
-        "tracked": tracked,
-        "rss_per_viewer": (allocated + book) / tracked if tracked else 0,
-        "heap_per_viewer": (heap + book) / tracked if tracked else 0,
-        "state_bytes": sum(len(d) for _v, d in dumps) / tracked if tracked else 0,
+        "tracked": len(consumer.states),
+        "freeze_after_s": consumer.freeze_after_s,
+    }
+    # memory per tracked viewer, right after the last flush ("hot": engine states compacted) and
+    # once the viewers have been quiet for freeze_after_s (the consumer's freeze passes, run here
+    # instead of waited for: the first skips viewers flushed since the previous pass)
+    out["hot"] = _memory(consumer)
+    consumer.freeze_quiet()
+    consumer.freeze_quiet()
+    out["quiet"] = _memory(consumer)
+    return out
+
+
+def _memory(consumer: Any) -> dict[str, float]:
+    """Bytes per tracked viewer: what materialising a copy of every tracked engine state, as it
+    is (frozen or compacted), allocates (tracemalloc: RSS growth would hide allocations reusing
+    memory freed during the run), plus the consumer's own containers (dict / set tables, not the
+    viewer id strings); cross-checked by walking the live states; and the stored ``state``."""
+    from profiles.engine import ViewerState
+
+    states = consumer.states
+    tracked = len(states)
+    if not tracked:
+        return {"allocated": 0.0, "heap": 0.0, "state_bytes": 0.0, "frozen": 0.0}
+    dumps = [(vid, st.dump(), st.frozen) for vid, st in states.items()]
+    gc.collect()
+    tracemalloc.start()
+    copies = []
+    for vid, state, frozen in dumps:
+        copy = ViewerState.load(vid, state)
+        copy.compact(freeze=frozen)
+        copies.append(copy)
+    gc.collect()
+    allocated, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del copies
+    heap = _deep_size(list(states.values()), set()) - sys.getsizeof(list(states.values()))
+    book = sum(
+        sys.getsizeof(x)
+        for x in (
+            states, consumer.viewer_partition, consumer._touched, consumer._touched_prev,
+            consumer._unfrozen, consumer._flushed,
+        )
+    )  # fmt: skip
+    return {
+        "allocated": (allocated + book) / tracked,
+        "heap": (heap + book) / tracked,
+        "state_bytes": sum(len(d) for _v, d, _f in dumps) / tracked,
+        "frozen": sum(f for _v, _d, f in dumps) / tracked,
     }
 
 
@@ -328,7 +369,8 @@ def run(args: argparse.Namespace) -> str:
     writes_rate = prof["writes"] / prof["end_seconds"] if prof["end_seconds"] > 0 else 0.0
     ratio = apply_rate / raw_rate if raw_rate else 0.0
     cpu_ratio = apply_cpu_rate / raw_cpu_rate if raw_cpu_rate else 0.0
-    rss = prof["rss_per_viewer"]
+    hot, quiet = prof["hot"], prof["quiet"]
+    rss = quiet["allocated"]
 
     def ok(cond: bool) -> str:
         return "yes" if cond else "**no**"
@@ -351,10 +393,14 @@ def run(args: argparse.Namespace) -> str:
         f"| | |",
         f"| flushes / profile changes published | {prof['flushes']:,} / {prof['published']:,} | | |",
         f"| tracked viewers | {prof['tracked']:,} | | |",
-        f"| memory per tracked viewer (allocated: engine state + consumer bookkeeping) | {rss:,.0f} B "
+        f"| memory per tracked viewer, quiet for {prof['freeze_after_s']:g} s (frozen: "
+        f"{quiet['frozen']:.0%}; allocated: engine state + consumer bookkeeping) | {rss:,.0f} B "
         f"| < {TARGET_RSS:,} B | {ok(rss < TARGET_RSS)} |",
-        f"| … cross-check: reachable Python heap per viewer / stored `state` JSON "
-        f"| {prof['heap_per_viewer']:,.0f} B / {prof['state_bytes']:,.0f} B | | |",
+        f"| … right after the last flush (compacted, frozen: {hot['frozen']:.0%}) "
+        f"| {hot['allocated']:,.0f} B | | |",
+        f"| … cross-check: reachable Python heap per viewer, quiet / just flushed "
+        f"| {quiet['heap']:,.0f} B / {hot['heap']:,.0f} B | | |",
+        f"| … stored `state` JSON per viewer | {hot['state_bytes']:,.0f} B | | |",
     ]
     pin = (
         "consumers pinned to CPU 0 (broker and DynamoDB Local on the others)"

@@ -2,13 +2,15 @@
 
 One module owns the layout. The collector writes lines with :func:`to_tsv`; the profiles consumer
 reads lines from our collector or from a real Snowplow enrich / Snowbridge pipeline with
-:func:`from_tsv`. JSON columns (``contexts``, ``unstruct_event``, ``derived_contexts``) hold the
-self-describing JSON as Snowplow writes it. Timestamps are ``YYYY-MM-DD HH:MM:SS.mmm`` in UTC.
+:func:`from_tsv` (or, in its hot loop, a :class:`ColumnPicker`: the same, for a dozen columns).
+JSON columns (``contexts``, ``unstruct_event``, ``derived_contexts``) hold the self-describing
+JSON as Snowplow writes it. Timestamps are ``YYYY-MM-DD HH:MM:SS.mmm`` in UTC.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,6 +82,11 @@ def format_tstamp(ms: int | float) -> str:
 
 
 _DAY_EPOCH: dict[str, int] = {}
+# "YYYY-MM-DD HH:MM:SS" (or with "T") -> epoch milliseconds of that second, for strings the fast
+# path below has checked; events of one moment share their second, so most parses are one lookup
+_SECOND_MS: dict[str, int] = {}
+_MILLIS: dict[str, int] = {f"{i:03d}": i for i in range(1000)}  # "000".."999" (ASCII digits only)
+_CACHE_MAX = 4096
 
 
 def parse_tstamp(value: str) -> float:
@@ -87,6 +94,12 @@ def parse_tstamp(value: str) -> float:
     # fast path (the hot loop of `lvp profiles`): exactly ``YYYY-MM-DD HH:MM:SS.mmm`` or
     # ``YYYY-MM-DDTHH:MM:SS.mmmZ``; same float as the strptime path below, which handles the rest
     n = len(value)
+    if (n == 23 or (n == 24 and value[23] == "Z")) and value[19] == ".":
+        ms = _MILLIS.get(value[20:23])
+        if ms is not None:
+            second = _SECOND_MS.get(value[:19])
+            if second is not None:
+                return (second + ms) / 1000
     if (n == 23 or (n == 24 and value[23] == "Z")) and value[19] == "." and value.isascii():
         day = _DAY_EPOCH.get(value[:10])
         if day is None and value[10] in " T":
@@ -95,17 +108,21 @@ def parse_tstamp(value: str) -> float:
             except ValueError:
                 day = None
             else:
-                if len(_DAY_EPOCH) >= 4096:
+                if len(_DAY_EPOCH) >= _CACHE_MAX:
                     _DAY_EPOCH.clear()
                 _DAY_EPOCH[value[:10]] = day
-        h, mi, s, ms = value[11:13], value[14:16], value[17:19], value[20:23]
+        h, mi, s, ms_text = value[11:13], value[14:16], value[17:19], value[20:23]
         if (
             day is not None
             and value[10] in " T" and value[13] == ":" and value[16] == ":"
-            and h.isdigit() and mi.isdigit() and s.isdigit() and ms.isdigit()
+            and h.isdigit() and mi.isdigit() and s.isdigit() and ms_text.isdigit()
             and int(h) < 24 and int(mi) < 60 and int(s) < 60
         ):  # fmt: skip
-            return ((day + int(h) * 3600 + int(mi) * 60 + int(s)) * 1000 + int(ms)) / 1000
+            second = (day + int(h) * 3600 + int(mi) * 60 + int(s)) * 1000
+            if len(_SECOND_MS) >= _CACHE_MAX:
+                _SECOND_MS.clear()
+            _SECOND_MS[value[:19]] = second
+            return (second + int(ms_text)) / 1000
     v = value.strip().replace("T", " ").rstrip("Z")
     if "+" in v[10:]:
         v = v[: 10 + v[10:].index("+")]
@@ -154,6 +171,54 @@ def from_tsv(line: str | bytes, columns: tuple[str, ...] | None = None) -> dict[
     if columns is not None:
         return {name: v for name in columns if (v := parts[INDEX[name]])}
     return {name: v for name, v in zip(FIELDS, parts, strict=True) if v}
+
+
+class ColumnPicker:
+    """Reads a fixed set of columns of enriched lines — :func:`from_tsv` for a hot loop.
+
+    ``picker(line)`` returns the raw strings of the ``columns`` given at construction, in that
+    order, ``""`` for an empty column, and raises exactly what :func:`from_tsv` raises for the same
+    line. It does not make a string of every column: the line is split from the left up to the
+    wanted column before the widest run of unwanted columns and from the right back to the wanted
+    column after it; that run stays one string whose tabs are only counted.
+    """
+
+    __slots__ = ("_get", "_head", "_mid_tabs", "_tail")
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        idx = [INDEX[name] for name in columns]  # KeyError for an unknown column
+        if not idx:
+            raise ValueError("no columns to pick")
+        bounds = [-1, *sorted(set(idx)), N_FIELDS]
+        gap = max(range(len(bounds) - 1), key=lambda k: bounds[k + 1] - bounds[k])
+        head = bounds[gap] + 1  # columns 0..head-1 are split off from the left
+        first_tail = bounds[gap + 1]
+        if first_tail == head:  # no unwanted column at all: that column alone is the middle
+            first_tail += 1
+        self._head = head
+        self._tail = N_FIELDS - first_tail  # the last `tail` columns are split off from the right
+        self._mid_tabs = first_tail - head - 1  # tabs inside the middle
+        # the parts list is: head columns, the rest (unused), the middle, the tail columns
+        slots = [i if i < head else head + 1 if i < first_tail else i - first_tail + head + 2 for i in idx]
+        get = operator.itemgetter(*slots)
+        self._get: Callable[[list[str]], tuple[str, ...]] = (
+            get if len(slots) > 1 else lambda parts: (get(parts),)
+        )
+
+    def __call__(self, line: str | bytes) -> tuple[str, ...]:
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EnrichedFormatError(f"not UTF-8: {exc}") from None
+        line = line.rstrip("\r\n")
+        parts = line.split("\t", self._head)
+        if len(parts) == self._head + 1:
+            rest = parts[-1].rsplit("\t", self._tail)
+            if len(rest) == self._tail + 1 and rest[0].count("\t") == self._mid_tabs:
+                parts += rest
+                return self._get(parts)
+        raise EnrichedFormatError(f"expected {N_FIELDS} tab-separated fields, got {line.count(chr(9)) + 1}")
 
 
 def looks_like_tsv(payload: bytes) -> bool:

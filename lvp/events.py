@@ -2,7 +2,9 @@
 
 A :class:`ViewerEvent` is what the profile state machine consumes: one media (or page) event of
 one viewer, with the media player / media session / ad entities already picked out. It is built
-from the columns of an enriched event (:func:`from_enriched`), whichever pipeline wrote them.
+from the columns of an enriched event (:func:`from_enriched`), whichever pipeline wrote them, or
+straight from an enriched TSV line (:func:`from_tsv_line`: the same event, reading only the
+columns it is made of — the hot path of `lvp profiles`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from lvp.enriched import EnrichedFormatError, parse_tstamp
+from lvp.enriched import ColumnPicker, EnrichedFormatError, parse_tstamp
 
 MEDIA_VENDOR = "com.snowplowanalytics.snowplow.media"
 MEDIA_PLAYER = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-"
@@ -110,8 +112,38 @@ def _opt_float(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _opt_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+# Entity kinds, by schema URI (a bounded cache of the startswith() tests below).
+_PLAYER, _SESSION, _AD_BREAK, _AD, _OTHER = range(5)
+_ENTITY_KIND: dict[str, int] = {}
+_CACHE_MAX = 4096
+
+
+def _entity_kind(schema: str) -> int:
+    """The kind of entity ``schema`` is (and remember it)."""
+    if schema.startswith(MEDIA_PLAYER):
+        kind = _PLAYER
+    elif schema.startswith(MEDIA_SESSION):
+        kind = _SESSION
+    elif schema.startswith(MEDIA_AD_BREAK):
+        kind = _AD_BREAK
+    elif schema.startswith(MEDIA_AD):
+        kind = _AD
+    else:
+        kind = _OTHER
+    if len(_ENTITY_KIND) >= _CACHE_MAX:
+        _ENTITY_KIND.clear()
+    _ENTITY_KIND[schema] = kind
+    return kind
+
+
 def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
     """Fill the entity fields of ``ev`` from a list of self-describing entities."""
+    # The hot loop of `lvp profiles`: ``type(v) is float`` / ``is int`` short-cut the common JSON
+    # values; anything else goes through _opt_float / _opt_int, so the result is the same.
     for ent in entities:
         if not isinstance(ent, dict):
             continue
@@ -119,36 +151,51 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
         data = ent.get("data")
         if not isinstance(schema, str) or not isinstance(data, dict):
             continue
-        if schema.startswith(MEDIA_PLAYER):
-            ev.position_s = _opt_float(data.get("currentTime"))
-            ev.duration_s = _opt_float(data.get("duration"))
-            label = data.get("label")
-            ev.media_label = label if isinstance(label, str) else None
-            ev.paused = data.get("paused") if isinstance(data.get("paused"), bool) else None
-            ev.ended = data.get("ended") if isinstance(data.get("ended"), bool) else None
-            ev.playback_rate = _opt_float(data.get("playbackRate"))
-            vol = data.get("volume")
-            ev.volume = vol if isinstance(vol, int) and not isinstance(vol, bool) else None
-            ev.muted = data.get("muted") if isinstance(data.get("muted"), bool) else None
-            ev.fullscreen = data.get("fullscreen") if isinstance(data.get("fullscreen"), bool) else None
-            q = data.get("quality")
-            ev.quality = q if isinstance(q, str) else None
-        elif schema.startswith(MEDIA_SESSION):
-            sid = data.get("mediaSessionId")
+        kind = _ENTITY_KIND.get(schema)
+        if kind is None:
+            kind = _entity_kind(schema)
+        if kind == _OTHER:
+            continue
+        get = data.get
+        if kind == _PLAYER:
+            v = get("currentTime")
+            ev.position_s = v if type(v) is float else _opt_float(v)
+            v = get("duration")
+            ev.duration_s = v if type(v) is float else _opt_float(v)
+            v = get("label")
+            ev.media_label = v if isinstance(v, str) else None
+            v = get("paused")
+            ev.paused = v if v is True or v is False else None
+            v = get("ended")
+            ev.ended = v if v is True or v is False else None
+            v = get("playbackRate")
+            ev.playback_rate = v if type(v) is float else _opt_float(v)
+            v = get("volume")
+            ev.volume = v if type(v) is int else _opt_int(v)
+            v = get("muted")
+            ev.muted = v if v is True or v is False else None
+            v = get("fullscreen")
+            ev.fullscreen = v if v is True or v is False else None
+            v = get("quality")
+            ev.quality = v if isinstance(v, str) else None
+        elif kind == _SESSION:
+            sid = get("mediaSessionId")
             ev.media_session_id = sid if isinstance(sid, str) else None
             stats = {}
             for key in SESSION_STATS:
-                v = _opt_float(data.get(key))
+                v = get(key)
                 if v is not None:
-                    stats[key] = v
+                    v = v if type(v) is float else _opt_float(v)
+                    if v is not None:
+                        stats[key] = v
             ev.session_stats = stats
-        elif schema.startswith(MEDIA_AD_BREAK):
-            bid = data.get("breakId")
+        elif kind == _AD_BREAK:
+            bid = get("breakId")
             ev.ad_break_id = str(bid) if isinstance(bid, (str, int)) else None
-        elif schema.startswith(MEDIA_AD):
-            aid = data.get("adId")
+        else:  # _AD
+            aid = get("adId")
             ev.ad_id = str(aid) if isinstance(aid, (str, int)) else None
-            name = data.get("name")
+            name = get("name")
             ev.ad_name = name if isinstance(name, str) else None
 
 
@@ -158,48 +205,93 @@ def from_enriched(cols: Mapping[str, Any]) -> ViewerEvent:
     JSON columns may be given encoded (TSV) or already decoded. Raises
     :class:`~lvp.enriched.EnrichedFormatError` when a required column is missing or malformed.
     """
-    event_id = cols.get("event_id")
+    return _event(*map(cols.get, EVENT_COLUMNS))
+
+
+#: The enriched columns an event is made of (nothing else of a line is looked at), in the order
+#: of :func:`_event`'s parameters.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "user_id", "domain_userid", "network_userid", "collector_tstamp", "derived_tstamp",
+    "dvce_created_tstamp", "event_name", "event", "app_id", "useragent", "contexts", "unstruct_event",
+)  # fmt: skip
+_pick_event_columns = ColumnPicker(EVENT_COLUMNS)
+
+
+def from_tsv_line(line: str | bytes) -> ViewerEvent:
+    """``from_enriched(from_tsv(line))`` — same event, same errors — without a dict of columns:
+    the hot path of `lvp profiles`."""
+    return _event(*_pick_event_columns(line))
+
+
+def _event(
+    event_id: Any, user_id: Any, domain_userid: Any, network_userid: Any, collector: Any,
+    derived: Any, dvce_created: Any, event_name: Any, event: Any, app_id: Any, useragent: Any,
+    contexts: Any, unstruct: Any,
+) -> ViewerEvent:  # fmt: skip
+    """The event from its columns (absent columns None or empty)."""
     if not event_id:
         raise EnrichedFormatError("missing event_id")
-    viewer_id = viewer_id_of(cols.get("user_id"), cols.get("domain_userid"), cols.get("network_userid"))
+    viewer_id = viewer_id_of(user_id, domain_userid, network_userid)
     if not viewer_id:
         raise EnrichedFormatError("no user_id, domain_userid or network_userid")
-    collector = cols.get("collector_tstamp")
     if not collector:
         raise EnrichedFormatError("missing collector_tstamp")
     collector_ts = parse_tstamp(collector)
-    derived = cols.get("derived_tstamp") or cols.get("dvce_created_tstamp")
+    derived = derived or dvce_created
     derived_ts = parse_tstamp(derived) if derived else collector_ts
 
-    name = str(cols.get("event_name") or cols.get("event") or "")
+    name = str(event_name or event or "")
     data: dict[str, Any] = {}
-    ue = cols.get("unstruct_event")
-    if ue:
-        ue_obj = _json(ue, "unstruct_event")
-        inner = ue_obj.get("data") if isinstance(ue_obj, dict) else None
-        if isinstance(inner, dict) and isinstance(inner.get("schema"), str):
-            media_name = media_event_name(inner["schema"])
-            if media_name is not None:
-                name = media_name
-            if isinstance(inner.get("data"), dict):
-                data = inner["data"]
+    if unstruct:
+        media_name, inner_data = _unstruct(unstruct)
+        if media_name is not None:
+            name = media_name
+        if inner_data is not None:
+            data = inner_data
     ev = ViewerEvent(
         event_id=str(event_id),
         name=name,
         viewer_id=str(viewer_id),
         collector_ts=collector_ts,
         derived_ts=derived_ts,
-        app_id=str(cols.get("app_id") or ""),
-        useragent=str(cols.get("useragent") or ""),
+        app_id=str(app_id or ""),
+        useragent=str(useragent or ""),
         data=data,
     )
-    co = cols.get("contexts")
-    if co:
-        co_obj = _json(co, "contexts")
+    if contexts:
+        co_obj = _json(contexts, "contexts")
         entities = co_obj.get("data") if isinstance(co_obj, dict) else co_obj
         if isinstance(entities, list):
             apply_entities(ev, entities)
     return ev
+
+
+# unstruct_event text -> (media event name, the event's data): the same few texts recur (every
+# viewer's pings, quartiles, ...). Only data of plain values is kept: each event gets a copy.
+_UNSTRUCT: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _unstruct(value: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """(media event name or None, the self-describing event's data or None) of the
+    ``unstruct_event`` column (encoded or decoded)."""
+    if type(value) is str:
+        hit = _UNSTRUCT.get(value)
+        if hit is not None:
+            return hit[0], (dict(hit[1]) if hit[1] is not None else None)
+    ue_obj = _json(value, "unstruct_event")
+    inner = ue_obj.get("data") if isinstance(ue_obj, dict) else None
+    media_name: str | None = None
+    data: dict[str, Any] | None = None
+    if isinstance(inner, dict) and isinstance(inner.get("schema"), str):
+        media_name = media_event_name(inner["schema"])
+        if isinstance(inner.get("data"), dict):
+            data = inner["data"]
+    if type(value) is str and (data is None or all(type(v) in _PLAIN for v in data.values())):
+        if len(_UNSTRUCT) >= _CACHE_MAX:
+            _UNSTRUCT.clear()
+        _UNSTRUCT[value] = (media_name, dict(data) if data is not None else None)
+    return media_name, data
 
 
 def _json(value: Any, column: str) -> Any:

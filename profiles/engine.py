@@ -14,15 +14,19 @@ Events are folded in ``(t, event_id)`` order, lazily: :meth:`ViewerState.apply` 
 event and puts it in place in the pending buffer (microseconds, no fold); reading the profile,
 the history changes or the state folds what is new on top of the current fold. So every late
 event that arrives before the next read costs nothing extra; one that lands before events
-already folded makes the engine fold the pending buffer again from a checkpoint. The checkpoint
-(a fold left at an earlier read) becomes the stable fold once all its events are out of the
-window, so stabilising does not fold events a second time. None of this changes a result.
+already folded makes the engine fold the pending buffer again from a checkpoint. Stabilising
+never folds an event a second time: a read that folds new events past the point where the
+events that left the window end keeps a copy of the fold there as the new stable fold, and the
+checkpoint (the fold left at an earlier read) becomes the stable fold once all its events are
+out of the window. So after a read only about a window of events is pending. None of this
+changes a result.
 
 For the consumer: apply events as they come; per flush, per changed viewer, read
 :meth:`ViewerState.profile`, :meth:`ViewerState.history_changes` (write those), then
-:meth:`ViewerState.dump` (the ``state`` attribute). :meth:`ViewerState.compact` trims a viewer
-that went quiet; ``compact(freeze=True)`` keeps only its compressed state (about 1 KB) until it
-is used again.
+:meth:`ViewerState.dump` (the ``state`` attribute). The profile is built once per change (the
+consumer reads it to publish and again to flush). :meth:`ViewerState.compact` trims a viewer
+after a flush; ``compact(freeze=True)`` — for a viewer that went quiet — keeps only its
+compressed state (a few hundred bytes) until it is used again.
 
 Which events count (this is the contract the property tests check):
 
@@ -52,10 +56,11 @@ import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 
+from lvp.events import MEDIA_EVENTS as _MEDIA_NAMES
 from lvp.events import ViewerEvent
 from lvp.tables import history_seq
 from profiles import state as sm
@@ -124,6 +129,10 @@ def _entry_key(entry: _Entry) -> tuple[float, str]:
     return (entry[0], entry[1])
 
 
+def _entry_t(entry: _Entry) -> float:
+    return entry[0]
+
+
 def _slim_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
     keys = DATA_KEYS.get(name)
     if not keys or not data:
@@ -153,13 +162,15 @@ class ViewerState:
     fold as soon as all its events are out of the window (so stabilising costs no second fold).
     Folds are shared between these three until one of them must change (copy on write). Once
     folded and written by :meth:`dump`, a pending event is kept as its compact JSON row (decoded
-    again only if a late event makes the engine fold it again). :meth:`compact` with
-    ``freeze=True`` keeps nothing but the compressed :meth:`dump` until the viewer is used again.
+    again only if a late event makes the engine fold it again). ``_prof`` caches the profile
+    until the next change. :meth:`compact` with ``freeze=True`` keeps nothing but the compressed
+    :meth:`dump` (``_blob``) and ``_newest`` until the viewer is used again.
     """
 
     __slots__ = (
         "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_m",
-        "_newest", "_out", "_pending", "_ring", "_sjson", "_stable", "_tent", "viewer_id", "window",
+        "_newest", "_out", "_pending", "_prof", "_ring", "_sjson", "_stable", "_tent", "viewer_id",
+        "window",
     )  # fmt: skip
 
     viewer_id: str
@@ -188,6 +199,7 @@ class ViewerState:
         self._fresh: set[str] | None = None  # seqs put since the last drain that were never handed out
         self._base: list[str | None] = [None] * len(_BASE_FIELDS)  # see _encode
         self._blob: bytes | None = None  # frozen: the compressed dump, nothing else
+        self._prof: dict[str, Any] | None = None  # profile() since the last change (until compact)
 
     @classmethod
     def new(cls, viewer_id: str, reorder_window_s: float = 10.0) -> ViewerState:
@@ -211,6 +223,7 @@ class ViewerState:
             return False  # too late (or a copy of an event already stabilised)
         if self._blob is not None:
             self._thaw()
+        self._prof = None
         eid = ev.event_id
         pending = self._pending
         # a copy of an event we already have?
@@ -291,15 +304,16 @@ class ViewerState:
         return self._decode(p) if type(p) is str else p  # type: ignore[return-value]
 
     def _sync(self) -> None:
-        """Stabilise at the checkpoint if the window allows, fold what is not folded yet, and
-        leave a checkpoint for the next time."""
+        """Stabilise at the checkpoint if the window allows, fold what is not folded yet — taking
+        a copy of the fold where the events that left the window end, which becomes the stable
+        fold — and leave a checkpoint for the next time."""
         if self._blob is not None:
             self._thaw()
         pending = self._pending
+        limit = self._newest - self.window
         ck = self._ck
         if ck is not None:
             n = self._ck_n
-            limit = self._newest - self.window
             if pending[n - 1][0] < limit:
                 self._finalise(n, limit)
                 del pending[:n]
@@ -314,13 +328,25 @@ class ViewerState:
             cur = self._cur
             if cur is self._stable or cur is self._ck:
                 cur = self._cur = cur.copy()
-            for j in range(m, len(pending)):
+            n = len(pending)
+            # pending[:k] left the window; if that ends among the events folded now, the fold
+            # there is the new stable fold (one copy instead of folding those events again later)
+            k = bisect.bisect_left(pending, limit, key=_entry_t)
+            snap: Fold | None = None
+            for j in range(m, n):
                 t, eid, p = pending[j]
                 ev = self._decode(p) if type(p) is str else p
                 prev = step(cur, ev, t)  # type: ignore[arg-type]
                 if prev is not None:
                     self._put(t, eid, ev, cur.status, prev)  # type: ignore[arg-type]
-            self._m = len(pending)
+                if j + 1 == k:
+                    snap = cur.copy()
+            self._m = n
+            if snap is not None:  # (no checkpoint is left: it was at or before m < k)
+                self._finalise(k, limit)
+                del pending[:k]
+                self._stable = snap
+                self._m = n - k
         if self._ck is None and pending:
             self._ck = self._cur
             self._ck_n = self._m
@@ -506,7 +532,19 @@ class ViewerState:
 
     # -- reading -----------------------------------------------------------------------------------
     def profile(self) -> dict[str, Any]:
-        """The API profile (docs/contracts.md) without ``active``."""
+        """The API profile (docs/contracts.md) without ``active``. Built once per change: the
+        consumer reads it to publish and again to flush; each caller gets its own copy."""
+        p = self._prof
+        if p is None:
+            p = self._prof = self._build_profile()
+        out = dict(p)
+        if out["ad"] is not None:
+            out["ad"] = dict(out["ad"])
+        if out["last_error"] is not None:
+            out["last_error"] = dict(out["last_error"])
+        return out
+
+    def _build_profile(self) -> dict[str, Any]:
         self._sync()
         f = self._cur
         sess = f.sess
@@ -579,10 +617,14 @@ class ViewerState:
     @property
     def last_seen(self) -> float | None:
         """Latest collector time seen (epoch seconds), for the consumer's bookkeeping."""
+        if self._blob is not None:
+            self._thaw()
         return self._last
 
     @property
     def events(self) -> int:
+        if self._blob is not None:
+            self._thaw()
         return self._events
 
     @property
@@ -613,20 +655,23 @@ class ViewerState:
         pending events as compact rows instead of the events handed to :meth:`apply`. With
         ``freeze`` — for viewers quiet for a while: it costs a fold of the stabilised events and
         a compression now, a decompression and :meth:`load` when the viewer returns — keep only
-        the compressed state (about 1 KB for a typical viewer) until the viewer is used again."""
+        the compressed state (a few hundred bytes for a typical viewer) and the newest event time
+        (for :meth:`apply`'s lateness check) until the viewer is used again."""
         if self._blob is not None:
             return
+        self._prof = self._sjson = None  # caches for the next read / dump: rebuilt when needed
         self._sync()
         self._encode_pending()
         if freeze:
             self._stabilise_prefix()
             self._sync()
-            blob = zlib.compress(self.dump().encode(), 1)
+            blob = _freeze(self.dump().encode())
             self._stable = self._ck = self._ring = self._tent = self._out = self._fresh = self._sjson = None
             self._cur = _FROZEN
             self._base = _NO_BASE
-            self._pending = []
-            self._m = self._ck_n = 0
+            self._pending = _NO_PENDING
+            self._first = self._last = None  # (in the blob, like everything else)
+            self._m = self._ck_n = self._events = 0
             self._blob = blob
 
     def _thaw(self) -> None:
@@ -634,7 +679,7 @@ class ViewerState:
         if blob is None:
             return
         self._blob = None
-        s = ViewerState.load(self.viewer_id, zlib.decompress(blob), self.window)
+        s = ViewerState.load(self.viewer_id, _unfreeze(blob), self.window)
         for name in ViewerState.__slots__:
             setattr(self, name, getattr(s, name))
 
@@ -642,7 +687,7 @@ class ViewerState:
     def dump(self) -> str:
         """Compact JSON of the full engine state (DynamoDB attribute ``state``)."""
         if self._blob is not None:
-            return zlib.decompress(self._blob).decode()
+            return _unfreeze(self._blob).decode()
         self._sync()
         self._encode_pending()
         doc = {
@@ -760,7 +805,43 @@ def _check_row(row: Any) -> None:
 
 
 _FROZEN: Final = Fold()  # stands in for the current fold while a viewer is frozen (never changed)
+
+# Frozen states are compressed with a preset dictionary: what every dump() has in common (its
+# skeleton, statuses, event names, the usual user-agent fragments), so that a few hundred bytes
+# of JSON compress as well as a long text would. Most frequent last (shortest distances). It
+# only ever lives in memory: change it freely.
+_ZDICT: Final = "".join(
+    (
+        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
+        ".0.0.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/ Safari/605.1.15",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS  like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/ Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
+        ".0.0.0 Safari/537.36",
+        "".join(f'"{name}",' for name in (*_MEDIA_NAMES, *sm.STATUSES)),
+        '{"v":1,"n":1,"f":1,"l":1,"e":1,"s":["watching",null,false,false,1,"","ping","",""],',
+        '"b":["","","",""],"p":[[1,"","ping",0,0,1.0,1.0,0,false,false,1.0,100,false,false,',
+        '"1080p",0,[0.0,0.0,0.0,null,0.0,1.0,1.0,null],null,null,null,{}]],"r":null,',
+        '"t":[[1,"00#","T00:00:00.000Z","paused","watching","pause",""]],"o":null,"fr":null}',
+    )
+).encode()
+
+
+def _freeze(state: bytes) -> bytes:
+    c = zlib.compressobj(1, zdict=_ZDICT)
+    return c.compress(state) + c.flush()
+
+
+def _unfreeze(blob: bytes) -> bytes:
+    d = zlib.decompressobj(zdict=_ZDICT)
+    return d.decompress(blob) + d.flush()
+
+
 _NO_BASE: Final[list[str | None]] = [None] * len(_BASE_FIELDS)  # the same, for the base values
+# ... and for the pending events: immutable, so that a path that forgot to thaw fails loudly
+_NO_PENDING: Final = cast("list[_Entry]", ())
 
 
 def _h_json(h: HistoryEntry) -> list[str]:

@@ -350,6 +350,26 @@ def test_two_consumers_split_partitions_and_agree(
     assert dump_tables(env) == expected(lines_of(pairs))
 
 
+def test_quiet_viewers_are_frozen_and_thaw_unchanged(
+    make_settings: Callable[..., Settings], dynamodb_local: str
+) -> None:
+    """Viewers flushed and then quiet for ``freeze_after_s`` keep only their compressed state; their
+    next events thaw them, and the result is the in-order one."""
+    env = ready(make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=0.1, profiles_metrics_port=0))
+    pairs = interleave(many_viewers("frozen", 12, int(time.time() * 1000) - 400_000))
+    first, second = pairs[: len(pairs) // 2], pairs[len(pairs) // 2 :]
+    produce(env, first)
+    with consumer_thread(env, freeze_after_s=0.1) as c:
+        wait_for(lambda: c.stats.applied == len(first), 60, "first half applied")
+        viewers = list(c.states)
+        wait_for(lambda: all(c.states[v].frozen for v in viewers), 30, "quiet viewers frozen")
+        produce(env, second)
+        wait_for(lambda: c.stats.applied == len(pairs), 60, "second half applied")
+        assert c.stats.frozen >= len(viewers)
+        wait_for(lambda: committed_total(env) == len(pairs), 60, "everything flushed and committed")
+    assert dump_tables(env) == expected(lines_of(pairs))
+
+
 def test_sigterm_flushes_and_commits_before_exit(
     make_settings: Callable[..., Settings], dynamodb_local: str, output_dir: Path
 ) -> None:

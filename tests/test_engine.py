@@ -457,6 +457,45 @@ def test_compact_and_reload_change_nothing() -> None:
     assert b.pending <= 6  # frozen: only the last window of events is kept
 
 
+def test_a_read_keeps_only_the_events_inside_the_window() -> None:
+    """A read (here: every 8 events, 3 s apart) stabilises the events that left the window, even
+    those it folds for the first time, so only the window's events stay pending."""
+    s = ViewerState.new("v", 10.0)
+    ref = ViewerState.new("v", 10.0)
+    for k in range(80):
+        e = ev(("ready", "play", "ping", "pause", "play", "ping", "ping", "ping")[k % 8], 3.0 * k)
+        s.apply(e)
+        ref.apply(e)
+        if k % 8 == 7:
+            s.profile()
+            assert s.pending == 4  # t >= newest - 10 s
+    assert s.profile() == ref.profile()
+
+
+def test_profile_is_a_fresh_copy_for_every_caller() -> None:
+    s = ViewerState.new("v")
+    for e in (ev("ready", 0), ev("ad_break_start", 1, ad_break_id="b1"), ev("ad_start", 2, ad_id="a1")):
+        s.apply(e)
+    first = s.profile()
+    assert first["ad"] == {"ad_id": "a1", "name": None, "break_id": "b1"}
+    first["status"] = "changed"
+    first["ad"]["ad_id"] = "changed"
+    second = s.profile()
+    assert second["status"] == "watching_ad" and second["ad"]["ad_id"] == "a1"
+    s.apply(ev("ad_complete", 3, ad_id="a1"))
+    assert s.profile()["ads_completed"] == 1  # a change is seen at once
+
+
+def test_frozen_viewer_answers_like_a_thawed_one() -> None:
+    s = ViewerState.new(SAMPLE_VIEWER)
+    for e in sample_events():
+        s.apply(e)
+    want = (s.events, s.last_seen, s.status, s.profile())
+    s.compact(freeze=True)
+    assert s.frozen
+    assert (s.events, s.last_seen, s.status, s.profile()) == want
+
+
 def test_frozen_viewer_is_small_and_thaws_unchanged() -> None:
     events = sample_events()
     s = ViewerState.new(SAMPLE_VIEWER)

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from snowplow_analytics_sdk.event_transformer import ENRICHED_EVENT_FIELD_TYPES, transform
 
 from lvp.enriched import (
@@ -12,6 +14,7 @@ from lvp.enriched import (
     FIELDS,
     INT_FIELDS,
     TIMESTAMP_FIELDS,
+    ColumnPicker,
     EnrichedFormatError,
     format_tstamp,
     from_tsv,
@@ -81,3 +84,41 @@ def test_real_pipeline_sample_parses_into_viewer_events() -> None:
     assert ad_start.media_label == "Bugs Bunny" and ad_start.duration_s == pytest.approx(596.474195)
     assert ad_start.media_session_id == "e3a82b1d-e44e-4bbf-a797-672b4e879af3"
     assert ad_start.session_stats is not None and ad_start.session_stats["adBreaks"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    columns=st.lists(st.sampled_from(FIELDS), min_size=1, max_size=20),
+    values=st.lists(st.sampled_from(["", "a", "bc", "é", "x\r"]), min_size=131, max_size=131),
+    width=st.sampled_from([131, 131, 131, 130, 132, 1, 200]),
+    ending=st.sampled_from(["", "\n", "\r\n"]),
+    raw=st.sampled_from(["str", "bytes", "not utf-8"]),
+)
+def test_column_picker_reads_what_from_tsv_reads(
+    columns: list[str], values: list[str], width: int, ending: str, raw: str
+) -> None:
+    picker = ColumnPicker(tuple(columns))
+    line: str | bytes = "\t".join((values * 2)[:width]) + ending
+    if raw != "str":
+        line = line.encode() if raw == "bytes" else b"\xff" + line.encode()
+    try:
+        cols = from_tsv(line)
+        want: tuple[str, ...] | str = tuple(cols.get(c, "") for c in columns)
+    except EnrichedFormatError as exc:
+        want = str(exc)
+    try:
+        got: tuple[str, ...] | str = picker(line)
+    except EnrichedFormatError as exc:
+        got = str(exc)
+    assert got == want
+
+
+def test_parse_tstamp_remembers_seconds_not_mistakes() -> None:
+    assert parse_tstamp("2023-11-14 22:13:20.123") == 1_700_000_000.123
+    assert parse_tstamp("2023-11-14T22:13:20.124Z") == 1_700_000_000.124  # same second, other form
+    assert parse_tstamp("2023-11-14 22:13:20.999") == 1_700_000_000.999
+    assert parse_tstamp("2023-11-14 22:13:20.1234") == 1_700_000_000.1234  # strptime's reading
+    assert parse_tstamp("2023-11-14 22:13:2\u0660.123") == 1_700_000_000.123  # (strptime takes \d)
+    for bad in ("2023-11-14 22:13:20.12x", "2023-11-14 22:13:20.123Y", "2023-11-14 22:13:20.12\u0663"):
+        with pytest.raises(EnrichedFormatError):
+            parse_tstamp(bad)
