@@ -293,22 +293,14 @@ def page_latency(
 ) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
+    from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
     from viewer.live import iso
 
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-    ]
+    args = list(CHROMIUM_ARGS)
     vid = str(profile["viewer_id"])
     out: list[float] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(base + "/")
         page.fill("#token", TOKEN)

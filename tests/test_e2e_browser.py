@@ -26,6 +26,7 @@ import pytest
 from collector_server import read_topic, serve_collector
 from profiles_support import consumer_thread
 
+from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.config import Settings
 from lvp.dynamo import create_tables
 from lvp.kafka import create_topics
@@ -40,17 +41,6 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 FRONTEND = ROOT / "tracker-frontend"
 DIST = FRONTEND / "dist"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 TOKEN = "e2e-token"
 APP_ID = "e2e-player"
 #: how long a status may take from the player's click to the live page (a deadline, not a check)
@@ -126,7 +116,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         try:
             yield b
         finally:

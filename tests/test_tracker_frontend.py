@@ -27,22 +27,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from lvp.broker import free_port
+from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.tracker_site import config_js, create_app, validate_collector_url
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONTEND = ROOT / "tracker-frontend"
 DIST = FRONTEND / "dist"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 MEDIA_PLAYER = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-0-0"
 MEDIA_SESSION = "iglu:com.snowplowanalytics.snowplow.media/session/jsonschema/1-0-0"
@@ -261,7 +251,7 @@ def test_browser_plays_through_ads_and_content(dist: Path, output_dir: Path) -> 
     with serve(capture.app()) as collector:
         site_app = create_app(dist, collector, APP_ID, live_url="http://127.0.0.1:1/", ping_interval_s=1)
         with serve(site_app) as site, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
             try:
                 page = browser.new_page(viewport={"width": 1360, "height": 900}, bypass_csp=True)
                 errors: list[str] = []
@@ -429,7 +419,7 @@ def test_browser_query_overrides_the_served_config(dist: Path) -> None:
         serve(create_app(dist, f"http://127.0.0.1:{free_port()}", APP_ID)) as site,
         sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page(bypass_csp=True)
             page.goto(f"{site}/?collector={collector}&app_id=override-app")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from viewer.app import create_app
@@ -18,17 +19,6 @@ from viewer.testing import demo_viewer, produce_changes, put_history_item, put_p
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 TOKEN = "page-test-token-5c1d2e3f4a5b"
 
 
@@ -39,7 +29,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         yield b
         b.close()
 
