@@ -4,12 +4,19 @@ Hot state lives in memory (one :class:`~profiles.engine.ViewerState` per viewer)
 coalesced, batched writes. The delivery contract is *at-least-once input + idempotent
 application = exact final state*:
 
-* Offsets are committed **only after the flush that covers them succeeded**. A flush takes a
+* Offsets are committed **only once everything before them is stored**. A flush takes a
   snapshot — the dirty viewers' profiles, engine states and history changes, plus each
   partition's next offset — in the poll thread, writes it from a background thread while
   consumption goes on, and commits the snapshot's offsets once the write succeeded.
-* DynamoDB throttled or down: the flush fails, nothing is committed, the state stays in memory
-  and the flush is retried with exponential backoff; when too many viewers are dirty the
+* Every dirty viewer remembers the offset of the first event it has not stored yet
+  (``_since``). A flush that fails part-way keeps what it wrote: only the viewers and history
+  changes the store reports unwritten become dirty / pending again, with their first unstored
+  offsets, and each partition is committed up to the first of those (never past an event whose
+  write failed). Writes are ordered by that offset, so a partly written flush moves the commits
+  as far as it can.
+* DynamoDB throttled or down: the flush fails (the store stops after the first batch that gives
+  up), what was not written stays in memory and the flush is retried with exponential backoff
+  (short again after a flush that wrote something); when too many viewers are dirty the
   partitions are paused. When DynamoDB is back, everything is written and committed.
 * A viewer's state is loaded from DynamoDB the first time it is seen after an assignment or a
   restart: its events wait (in order) while a background BatchGetItem fetches every unknown
@@ -63,7 +70,7 @@ from lvp.pseudonym import Pseudonymizer
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder, InputError
 from profiles.metrics import ProfilesMetrics
-from profiles.store import ProfileStore, ProfileWrite, StoreError
+from profiles.store import ProfileStore, ProfileWrite, StoreError, WriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,8 @@ class _Flush:
     vids: set[str]
     hist: dict[HistKey, Any]
     offsets: dict[int, int]
+    #: (partition, offset) of each viewer's first event not stored before this flush
+    since: dict[str, tuple[int, int]]
     started: float
     requests: int
     future: Future[int] | None = None
@@ -109,6 +118,7 @@ class Stats:
     bad: int = 0
     flushes: int = 0
     flush_failures: int = 0
+    partial_flushes: int = 0  # failed flushes that still wrote part of their requests
     writes: int = 0
     loads: int = 0
     commits: int = 0
@@ -160,6 +170,9 @@ class ProfilesConsumer:
         self.states: dict[str, ViewerState] = {}
         self.viewer_partition: dict[str, int] = {}
         self.dirty: set[str] = set()
+        # (partition, offset) of each dirty viewer's first event not yet stored: commits of its
+        # partition stop there until the viewer is written (keys: exactly ``dirty``)
+        self._since: dict[str, tuple[int, int]] = {}
         self.changed: set[str] = set()
         self.pending_hist: dict[HistKey, Any] = {}
         self.assigned: set[int] = set()
@@ -343,6 +356,7 @@ class ProfilesConsumer:
             self.states.pop(vid, None)
             self.viewer_partition.pop(vid, None)
             self.dirty.discard(vid)
+            self._since.pop(vid, None)
             self.changed.discard(vid)
         if gone:
             gone_set = set(gone)
@@ -362,6 +376,7 @@ class ProfilesConsumer:
         states = self.states
         loading = self._loading
         dirty_add = self.dirty.add
+        since = self._since
         changed_add = self.changed.add
         touched_add = self._touched.add
         vp = self.viewer_partition
@@ -405,6 +420,8 @@ class ProfilesConsumer:
             if st.apply(ev):
                 applied += 1
                 dirty_add(vid)
+                if vid not in since:
+                    since[vid] = (p, off)
                 changed_add(vid)
                 tally[ev.name] += 1
                 ages.append(wall - ev.collector_ts)
@@ -484,6 +501,8 @@ class ProfilesConsumer:
                     self.stats.duplicates += 1
             self.viewer_partition[vid] = queue[-1][0]
             self.dirty.add(vid)
+            if vid not in self._since:
+                self._since[vid] = (queue[0][0], queue[0][1])
             self.changed.add(vid)
             self._touched.add(vid)
         if tally:
@@ -534,9 +553,12 @@ class ProfilesConsumer:
     def _snapshot(self) -> _Flush:
         vids = self.dirty
         self.dirty = set()
+        since = self._since
+        self._since = {}
         writes: list[ProfileWrite] = []
         hist = self.pending_hist
-        for vid in vids:
+        # earliest unstored events first: a flush that fails part-way still advances the commits
+        for vid in sorted(vids, key=lambda v: since[v][1] if v in since else -1):
             st = self.states.get(vid)
             if st is None:
                 continue
@@ -551,17 +573,21 @@ class ProfilesConsumer:
         self._flushed |= vids
         self.pending_hist = {}
         offsets = self._committable()
-        flush = _Flush(vids, hist, offsets, time.monotonic(), len(writes) + len(hist))
+        flush = _Flush(vids, hist, offsets, since, time.monotonic(), len(writes) + len(hist))
         if writes or hist:
             flush.future = self._pool.submit(self._write, writes, hist)
         return flush
 
     def _committable(self) -> dict[int, int]:
         """Next offset per assigned partition, held back to the first event still waiting for
-        its viewer's state."""
+        its viewer's state and to the first event of a dirty viewer (not in a flush) that is
+        not stored yet."""
         offsets = {p: o for p, o in self.next_offsets.items() if p in self.assigned}
         for queue in self._loading.values():
             p, off, _ev = queue[0]
+            if p in offsets and off < offsets[p]:
+                offsets[p] = off
+        for p, off in self._since.values():
             if p in offsets and off < offsets[p]:
                 offsets[p] = off
         return offsets
@@ -602,11 +628,7 @@ class ProfilesConsumer:
         self._inflight = None
         elapsed = time.monotonic() - f.started
         if exc is not None:
-            self.dirty |= {v for v in f.vids if v in self.states}
-            for k, v in f.hist.items():
-                self.pending_hist.setdefault(k, v)
-            self.stats.flush_failures += 1
-            self._store_failed(f"flush of {f.requests} writes failed: {exc}")
+            self._restore_unwritten(f, exc)
             return False
         if f.requests:
             self.metrics.flush_size.observe(f.requests)
@@ -619,6 +641,40 @@ class ProfilesConsumer:
         self._retry_at = 0.0
         self._commit(f.offsets)
         return True
+
+    def _restore_unwritten(self, f: _Flush, exc: BaseException) -> None:
+        """After a failed flush: what was not written becomes dirty / pending again (with its
+        first unstored offsets); the rest stays written. Commits what is stored."""
+        if isinstance(exc, WriteFailed):  # the store says exactly what was not written
+            hist = {k: v for k, v in f.hist.items() if k in exc.unwritten_history}
+            failed = {v for v in exc.unwritten_profiles if v in f.vids} | {vid for vid, _seq in hist}
+            written = exc.written
+        else:
+            hist, failed, written = f.hist, f.vids, 0
+        states, vp = self.states, self.viewer_partition
+        for vid in failed:
+            if vid not in states:  # its partition was revoked meanwhile
+                continue
+            self.dirty.add(vid)
+            # (no first offset known: hold its whole partition back)
+            first = f.since.get(vid) or (vp.get(vid, -1), -1)
+            cur = self._since.get(vid)
+            if cur is None or first[1] < cur[1]:
+                self._since[vid] = first
+        for k, v in hist.items():
+            self.pending_hist.setdefault(k, v)
+        # what is stored: each partition up to its first event whose write failed
+        committable = self._committable()
+        self._commit({p: min(o, committable.get(p, o)) for p, o in f.offsets.items()})
+        if written:
+            self.stats.partial_flushes += 1
+            self.stats.writes += written
+            self._failures = 0  # DynamoDB takes writes, just not all: retry soon, not later and later
+        self._store_failed(
+            f"flush of {f.requests} writes failed ({written} written, {len(failed)} viewers and "
+            f"{len(hist)} history changes left for the next flush): {exc}"
+        )
+        self.stats.flush_failures += 1  # last: a test seeing it sees the commit made
 
     def _flush_now(self, attempts: int = 1) -> bool:
         """Synchronous flush + commit (revocation, shutdown), retried ``attempts`` times."""
@@ -671,7 +727,7 @@ class ProfilesConsumer:
         self._failures += 1
         delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1))
         self._retry_at = time.monotonic() + delay
-        log.warning("DynamoDB: %s; not committing, retrying in %.1fs", message, delay)
+        log.warning("DynamoDB: %s; retrying in %.1fs", message, delay)
         if len(self.dirty) >= self.settings.flush_max_dirty:
             self._pause()
 

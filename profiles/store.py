@@ -11,14 +11,18 @@ Writes are batched (BatchWriteItem, 25 requests) and several batches run concurr
 thread pool; a flush writes the history changes before the profiles whose state assumes them.
 BatchWriteItem goes over DynamoDB's JSON protocol directly (:class:`_BatchWriteRpc`: orjson +
 botocore's SigV4 signer), everything else through boto3. Unprocessed items and throttling are
-retried with exponential backoff and jitter; when DynamoDB stays throttled or unreachable a
-:class:`StoreError` tells the caller, who keeps its state and tries again later. Every query the
+retried with exponential backoff and jitter; when a batch still fails after its retries, the
+write stops launching batches (batches retrying stop at their next attempt) and raises
+:class:`WriteFailed`, naming exactly what was not written: everything else stays written, and the
+caller keeps only the rest for its next try. Loads (BatchGetItem) run on their own small thread
+pool, so they never wait behind a flush. Every query the
 API needs is a GetItem or a Query — never a table scan (:meth:`ProfileStore.clear`, used by
 ``--rebuild`` only, is the one scan).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import random
@@ -26,7 +30,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
 from math import isfinite
@@ -80,6 +84,27 @@ _CLIENT_CONFIG = Config(
 
 class StoreError(RuntimeError):
     """DynamoDB refused or could not be reached after the retries: nothing is lost, try later."""
+
+
+class WriteFailed(StoreError):
+    """:meth:`ProfileStore.write` could not write everything. Every request not named here was
+    written; a profile is never written when a history change of its viewer was not."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        unwritten_profiles: frozenset[str],
+        unwritten_history: frozenset[tuple[str, str]],
+        written: int,
+    ) -> None:
+        super().__init__(message)
+        #: viewer ids whose profile item was not written
+        self.unwritten_profiles = unwritten_profiles
+        #: ``(viewer_id, seq)`` of the history puts and deletes not written
+        self.unwritten_history = unwritten_history
+        #: write requests that were
+        self.written = written
 
 
 class StoreMetrics(Protocol):
@@ -208,6 +233,18 @@ def item_to_history(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: from_attr(a) for k, a in item.items() if k != "ttl"}
 
 
+def _requests(pending: Mapping[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(table, req) for table, reqs in pending.items() for req in reqs]
+
+
+def _request_key(req: Mapping[str, Any]) -> tuple[str, str]:
+    """``(viewer_id, seq or "")`` of a BatchWriteItem put or delete request."""
+    put = req.get("PutRequest")
+    key = put["Item"] if put is not None else req["DeleteRequest"]["Key"]
+    seq = key.get("seq")
+    return key["viewer_id"]["S"], seq["S"] if seq is not None else ""
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -303,6 +340,7 @@ class ProfileStore:
         metrics: StoreMetrics | None = None,
         clock: Callable[[], float] = time.time,
         fast_writes: bool = True,
+        load_workers: int = 2,
     ) -> None:
         self.settings = settings
         self.profiles_table = settings.table_profiles
@@ -317,17 +355,23 @@ class ProfileStore:
             if fast_writes:
                 self._rpc = _BatchWriteRpc.create(client, kw, pool_size=max_workers)
         self.client = client
+        self.max_workers = max(1, max_workers)
         self.max_attempts = max_attempts
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.metrics: StoreMetrics = metrics or _NoMetrics()
         self.clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lvp-dynamo")
+        self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="lvp-dynamo")
+        # loads of viewers first seen must not queue behind a flush's batches
+        self._load_pool = ThreadPoolExecutor(
+            max_workers=max(1, load_workers), thread_name_prefix="lvp-dynamo-load"
+        )
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._load_pool.shutdown(wait=True)
 
     def check_tables(self) -> None:
         """Raise :class:`StoreError` naming a table that does not exist (or DynamoDB is down)."""
@@ -345,70 +389,162 @@ class ProfileStore:
         history_puts: Iterable[Any] = (),
         history_deletes: Iterable[tuple[str, str]] = (),
     ) -> int:
-        """Write history puts and deletes (``(viewer_id, seq)``), then the profiles, in concurrent
-        batches. Returns the number of write requests; raises :class:`StoreError` if any batch
-        could not be written (the others may have been: every write is idempotent).
+        """Write history puts and deletes (``(viewer_id, seq)``) and the profiles in concurrent
+        batches. Returns the number of write requests.
 
-        History goes first: a profile item carries the engine state that assumes its history
-        changes are stored, so it is written only once they are. A crash in between leaves the
-        previous state, which recomputes the same changes when its events are read again."""
+        History goes first, per viewer: a profile item carries the engine state that assumes its
+        history changes are stored, so a batch of profiles starts only once every batch holding
+        a history change of one of its viewers is written. A crash in between leaves the
+        previous state, which recomputes the same changes when its events are read again.
+        Batches are started in the order of ``profiles`` (each viewer's history just before its
+        profile), at most ``max_workers`` at a time.
+
+        When a batch gives up (DynamoDB still throttled or unreachable after its retries), no
+        further batch is started, batches still retrying stop at their next attempt, and
+        :class:`WriteFailed` names what was not written; all the rest was (every write is
+        idempotent: the caller writes the rest again later)."""
         now = self.clock()
-        history: list[tuple[str, dict[str, Any]]] = []
-        for h in history_puts:
-            item = history_item(h, retention_s=self.retention_s, now=now)
-            history.append((self.history_table, {"PutRequest": {"Item": item}}))
-        for vid, seq in history_deletes:
-            key = {"viewer_id": {"S": vid}, "seq": {"S": seq}}
-            history.append((self.history_table, {"DeleteRequest": {"Key": key}}))
         profile_reqs: list[tuple[str, dict[str, Any]]] = []
+        rank: dict[str, int] = {}
         for w in profiles:
             item = profile_item(w, retention_s=self.retention_s, shards=self.shards, now=now)
+            rank[w.viewer_id] = len(profile_reqs)
             profile_reqs.append((self.profiles_table, {"PutRequest": {"Item": item}}))
-        self._run_batches(history)
-        self._run_batches(profile_reqs)
-        return len(history) + len(profile_reqs)
+        ranked: list[tuple[int, tuple[str, dict[str, Any]]]] = []
+        for h in history_puts:
+            item = history_item(h, retention_s=self.retention_s, now=now)
+            ranked.append((rank.get(h.viewer_id, -1), (self.history_table, {"PutRequest": {"Item": item}})))
+        for vid, seq in history_deletes:
+            key = {"viewer_id": {"S": vid}, "seq": {"S": seq}}
+            ranked.append((rank.get(vid, -1), (self.history_table, {"DeleteRequest": {"Key": key}})))
+        ranked.sort(key=lambda x: x[0])  # stable: a viewer's changes keep their order
+        history = [r for _rank, r in ranked]
+        total = len(history) + len(profile_reqs)
+        left, left_profiles, error = self._write_ordered(history, profile_reqs)
+        if error is not None:
+            unwritten = len(left) + len(left_profiles)
+            raise WriteFailed(
+                f"{unwritten} of {total} write requests not written: {error}",
+                unwritten_profiles=frozenset(_request_key(r)[0] for _t, r in left_profiles),
+                unwritten_history=frozenset(_request_key(r) for _t, r in left),
+                written=total - unwritten,
+            ) from error
+        return total
 
     def _run_batches(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
-        if not requests:
-            return
-        chunks = [requests[i : i + BATCH_WRITE_MAX] for i in range(0, len(requests), BATCH_WRITE_MAX)]
-        if len(chunks) == 1:
-            self._write_chunk(chunks[0])
-            return
-        futures = [self._pool.submit(self._write_chunk, c) for c in chunks]
-        errors = [f.exception() for f in futures]
-        failed = [e for e in errors if e is not None]
-        if failed:
-            raise StoreError(f"{len(failed)} of {len(chunks)} write batches failed: {failed[0]}") from failed[
-                0
-            ]
+        """Write ``requests`` (any tables); StoreError if any was not written."""
+        left, _, error = self._write_ordered(requests, [])
+        if error is not None:
+            raise StoreError(f"{len(left)} of {len(requests)} write requests not written: {error}") from error
 
-    def _write_chunk(self, chunk: list[tuple[str, dict[str, Any]]]) -> None:
+    def _write_ordered(
+        self, first: list[tuple[str, dict[str, Any]]], then: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]], BaseException | None]:
+        """Write ``first`` and ``then`` in batches, at most ``max_workers`` at a time. A batch of
+        ``then`` starts once every batch of ``first`` holding one of its viewers is written, and
+        before any further batch of ``first``. The first batch to give up sets ``abort``: no
+        further batch starts, running ones stop at their next retry. Returns the requests of
+        ``first`` and of ``then`` not written, and the first error (None: all written)."""
+        firsts = [first[i : i + BATCH_WRITE_MAX] for i in range(0, len(first), BATCH_WRITE_MAX)]
+        thens = [then[i : i + BATCH_WRITE_MAX] for i in range(0, len(then), BATCH_WRITE_MAX)]
+        abort = threading.Event()
+        if len(firsts) + len(thens) == 1:  # one batch: no threads
+            only_left, only_error = self._write_chunk((firsts or thens)[0], abort)
+            return (only_left, [], only_error) if firsts else ([], only_left, only_error)
+        holders: dict[str, set[int]] = {}
+        for i, chunk in enumerate(firsts):
+            for _t, r in chunk:
+                holders.setdefault(_request_key(r)[0], set()).add(i)
+        blockers: list[set[int]] = []  # per batch of ``then``: the batches of ``first`` it waits for
+        dependents: dict[int, list[int]] = {}
+        ready: list[int] = []  # heap of batches of ``then`` free to start
+        for j, chunk in enumerate(thens):
+            deps = {i for _t, r in chunk for i in holders.get(_request_key(r)[0], ())}
+            blockers.append(deps)
+            for i in deps:
+                dependents.setdefault(i, []).append(j)
+            if not deps:
+                ready.append(j)
+        heapq.heapify(ready)
+        left_first: list[tuple[str, dict[str, Any]]] = []
+        left_then: list[tuple[str, dict[str, Any]]] = []
+        error: BaseException | None = None
+        running: dict[Future[tuple[list[tuple[str, dict[str, Any]]], BaseException | None]], int] = {}
+        next_first = 0
+        started_then: set[int] = set()
+        while True:
+            while len(running) < self.max_workers and not abort.is_set():
+                if ready:
+                    j = heapq.heappop(ready)
+                    started_then.add(j)
+                    running[self._pool.submit(self._write_chunk, thens[j], abort)] = -1 - j
+                elif next_first < len(firsts):
+                    running[self._pool.submit(self._write_chunk, firsts[next_first], abort)] = next_first
+                    next_first += 1
+                else:
+                    break
+            if not running:
+                break
+            done, _pending = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = running.pop(future)
+                chunk_left, chunk_error = future.result()
+                if error is None:
+                    error = chunk_error
+                if index < 0:
+                    left_then.extend(chunk_left)
+                    continue
+                left_first.extend(chunk_left)
+                if chunk_left:
+                    continue
+                for j in dependents.get(index, ()):
+                    blockers[j].discard(index)
+                    if not blockers[j]:
+                        heapq.heappush(ready, j)
+        for chunk in firsts[next_first:]:  # never started
+            left_first.extend(chunk)
+        for j, chunk in enumerate(thens):
+            if j not in started_then:
+                left_then.extend(chunk)
+        return left_first, left_then, error
+
+    def _write_chunk(
+        self, chunk: list[tuple[str, dict[str, Any]]], abort: threading.Event
+    ) -> tuple[list[tuple[str, dict[str, Any]]], BaseException | None]:
+        """One BatchWriteItem with its retries. Returns the requests not written (empty: all
+        were) and, when this batch gave up, why (then ``abort`` is set)."""
+        if abort.is_set():
+            return chunk, None
         pending: dict[str, list[dict[str, Any]]] = {}
         for table, req in chunk:
             pending.setdefault(table, []).append(req)
         attempt = 0
-        while True:
-            try:
-                if self._rpc is not None:
-                    resp = self._rpc.batch_write_item(pending)
+        try:
+            while True:
+                try:
+                    if self._rpc is not None:
+                        resp = self._rpc.batch_write_item(pending)
+                    else:
+                        resp = self.client.batch_write_item(RequestItems=pending)
+                except Exception as exc:
+                    self._failed_attempt(exc, attempt, "BatchWriteItem")
                 else:
-                    resp = self.client.batch_write_item(RequestItems=pending)
-            except Exception as exc:
-                self._failed_attempt(exc, attempt, "BatchWriteItem")
-            else:
-                unprocessed = resp.get("UnprocessedItems") or {}
-                if not unprocessed:
-                    return
-                pending = unprocessed
-                self.metrics.dynamodb_retry()
-                if attempt + 1 >= self.max_attempts:
-                    n = sum(len(v) for v in pending.values())
-                    raise StoreError(
-                        f"BatchWriteItem: {n} items still unprocessed after {attempt + 1} attempts"
-                    )
-            attempt += 1
-            self._sleep(attempt)
+                    unprocessed = resp.get("UnprocessedItems") or {}
+                    if not unprocessed:
+                        return [], None
+                    pending = unprocessed
+                    self.metrics.dynamodb_retry()
+                    if attempt + 1 >= self.max_attempts:
+                        n = sum(len(v) for v in pending.values())
+                        raise StoreError(
+                            f"BatchWriteItem: {n} items still unprocessed after {attempt + 1} attempts"
+                        )
+                attempt += 1
+                if abort.wait(self._delay(attempt)):  # another batch gave up: stop here
+                    return _requests(pending), None
+        except Exception as exc:
+            abort.set()
+            return _requests(pending), exc
 
     def _failed_attempt(self, exc: Exception, attempt: int, op: str) -> None:
         """Count and classify a failed call; raise StoreError when it must not be retried."""
@@ -426,10 +562,13 @@ class ProfileStore:
             raise StoreError(f"{op} failed after {attempt + 1} attempts: {exc}") from exc
         log.debug("%s attempt %d failed: %s", op, attempt + 1, exc)
 
-    def _sleep(self, attempt: int) -> None:
+    def _delay(self, attempt: int) -> float:
         with self._rng_lock:
             jitter = 0.5 + self._rng.random()
-        time.sleep(min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1))) * jitter)
+        return float(min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1))) * jitter)
+
+    def _sleep(self, attempt: int) -> None:
+        time.sleep(self._delay(attempt))
 
     # --- loads --------------------------------------------------------------------------------
 
@@ -442,7 +581,7 @@ class ProfileStore:
         if len(chunks) == 1:
             return self._get_chunk(chunks[0])
         out: dict[str, str] = {}
-        futures = [self._pool.submit(self._get_chunk, c) for c in chunks]
+        futures = [self._load_pool.submit(self._get_chunk, c) for c in chunks]
         errors = []
         for f in futures:
             exc = f.exception()

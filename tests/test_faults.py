@@ -57,6 +57,8 @@ from lvp.dynamo import create_tables
 from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
 from lvp.simulate import Counters, Viewer, simulate
+from profiles.metrics import ProfilesMetrics
+from profiles.store import ProfileStore
 from viewer.testing import SSEEvent, SSEStream, make_profile, now_iso, produce_changes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,7 +349,7 @@ def test_dynamodb_throttling_is_counted_retried_and_loses_nothing(
         env = ready(make_settings(aws_endpoint_url=proxy.url, flush_interval_s=0.1, profiles_metrics_port=0))
         pairs = replay("ddb-throttle", 80, 4_000, int(time.time() * 1000) - 3_600_000, seed=11)
         n = len(pairs)
-        # a short burst while every write is throttled (a failed flush runs every batch's retries)
+        # a short burst while every write is throttled (a failed flush stops at its first batch that gives up)
         first, second, third = pairs[: n * 3 // 10], pairs[n * 3 // 10 : n * 4 // 10], pairs[n * 4 // 10 :]
         produce(env, first)
         with consumer_thread(env) as c, CommittedOffsets(env) as committed:
@@ -378,6 +380,55 @@ def test_dynamodb_throttling_is_counted_retried_and_loses_nothing(
     )
     assert throttles == throttled > 0  # every throttle answer counted
     assert forwarded > 0
+    assert (lost, double) == (0, 0)
+    assert got == want
+
+
+@pytest.mark.slow
+def test_half_throttled_backlog_commits_step_by_step_and_ends_exact(
+    make_settings: Callable[..., Settings], dynamodb_local: str
+) -> None:
+    """A backlog of ~70 write batches, half the BatchWriteItem calls throttled and 3 attempts per
+    batch (one batch in 8 gives up): nearly every flush fails somewhere, but keeps what it wrote
+    and commits up to its first unwritten event, so the committed offsets rise flush after flush
+    and the end is exact. (Retrying whole flushes could not finish: all batches of one flush
+    would have to get through, about 1 chance in 10,000.)"""
+    proxy = ThrottlingProxy(dynamodb_local, operations=("BatchWriteItem",), seed=3)
+    try:
+        env = ready(make_settings(aws_endpoint_url=proxy.url, flush_interval_s=0.1, profiles_metrics_port=0))
+        pairs = replay("ddb-backlog", 200, 4_000, int(time.time() * 1000) - 3_600_000, seed=13)
+        n = len(pairs)
+        produce(env, pairs)
+        proxy.fraction = 0.5
+        metrics = ProfilesMetrics()
+        store = ProfileStore(env, max_attempts=3, base_delay_s=0.02, metrics=metrics)
+        seen: list[int] = []  # the committed total each time it changed
+        with consumer_thread(env, store=store, metrics=metrics) as c, CommittedOffsets(env) as committed:
+
+            def all_committed() -> bool:
+                total = committed.total()
+                if not seen or total != seen[-1]:
+                    seen.append(total)
+                return total == n
+
+            wait_for(all_committed, 240, "every offset committed under 50% throttling")
+            failures, partial, writes = c.stats.flush_failures, c.stats.partial_flushes, c.stats.writes
+        store.close()
+        got = dump_tables(env)
+    finally:
+        proxy.close()
+    want = expected(lines_of(pairs))
+    lost, double = tally(got, want)
+    steps = [t for t in seen if 0 < t < n]
+    figure(
+        f"dynamodb-throttled-backlog: {n} events ({len(want)} viewers, {writes} writes) with 50% of "
+        f"BatchWriteItem calls throttled and 3 attempts per batch: {failures} flushes failed part-way "
+        f"({partial} kept what they wrote), committed offsets rose in {len(steps) + 1} steps, "
+        f"{lost} lost, {double} double-counted"
+    )
+    assert failures >= 1 and partial >= 1
+    assert seen == sorted(seen)  # commits only move forward ...
+    assert steps, f"nothing committed before the end: {seen}"  # ... and advance while flushes fail
     assert (lost, double) == (0, 0)
     assert got == want
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from enriched_factory import MediaSessionBuilder, full_session
+from faults_support import ThrottlingProxy
 from tcpproxy import TcpProxy
 
 from lvp.config import Settings
@@ -16,7 +19,15 @@ from lvp.tables import ACTIVE_INDEX
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder
 from profiles.profile import iso, parse_iso
-from profiles.store import ProfileStore, ProfileWrite, StoreError, from_attr, shard_of, to_attr
+from profiles.store import (
+    ProfileStore,
+    ProfileWrite,
+    StoreError,
+    WriteFailed,
+    from_attr,
+    shard_of,
+    to_attr,
+)
 
 
 @pytest.fixture
@@ -150,6 +161,108 @@ def test_unreachable_dynamodb_raises_store_error_then_recovers(
         store.write([write])
         assert store.get_profile("v-outage") == st.profile()
         assert iso(time.time())[:4] == st.profile()["last_seen"][:4]
+        store.close()
+    finally:
+        proxy.close()
+
+
+def cheap_writes(prefix: str, n: int) -> list[ProfileWrite]:
+    """``n`` small profiles (the store does not read the state)."""
+    seen = iso(time.time())
+    return [
+        ProfileWrite(
+            f"{prefix}-{i:04d}",
+            {"viewer_id": f"{prefix}-{i:04d}", "status": "watching", "last_seen": seen},
+            "{}",
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_failed_write_keeps_what_it_wrote_and_names_the_rest(
+    make_settings: Callable[..., Settings], dynamodb_local: str
+) -> None:
+    """Half the BatchWriteItem calls throttled and one attempt per batch: every write fails
+    somewhere, yet writing only what it names as unwritten converges (retrying everything could
+    not: all 12 batches would have to pass at once, 1 chance in 2^12). A profile is never written
+    before its history."""
+    proxy = ThrottlingProxy(dynamodb_local, operations=("BatchWriteItem",), seed=5)
+    try:
+        settings = make_settings(aws_endpoint_url=proxy.url)
+        create_tables(settings)
+        store = ProfileStore(settings, max_attempts=1, max_workers=4)
+        base = int(time.time() * 1000)
+        states = [
+            engine_for(MediaSessionBuilder(f"v-{i:03d}", base + i).ready().play().wait(3).pause())
+            for i in range(100)
+        ]
+        profiles = {st.viewer_id: (st.profile(), st.dump()) for st in states}
+        history = {(h.viewer_id, h.seq): h for st in states for h in st.history_changes()[0]}
+        assert len(history) == 200  # 8 history batches, 4 profile batches
+        proxy.fraction = 0.5
+        todo_p, todo_h = set(profiles), set(history)
+        calls = failures = 0
+        while todo_p or todo_h:
+            calls += 1
+            assert calls <= 60, f"no convergence: {len(todo_p)} profiles, {len(todo_h)} history left"
+            writes = [ProfileWrite(v, *profiles[v]) for v in sorted(todo_p)]
+            try:
+                assert store.write(writes, [history[k] for k in sorted(todo_h)]) == len(writes) + len(todo_h)
+                todo_p, todo_h = set(), set()
+            except WriteFailed as exc:
+                failures += 1
+                assert exc.unwritten_profiles <= todo_p and exc.unwritten_history <= todo_h
+                assert exc.written == len(todo_p) + len(todo_h) - len(exc.unwritten_profiles) - len(
+                    exc.unwritten_history
+                )
+                # history first: a viewer with an unwritten change has an unwritten profile
+                assert {v for v, _seq in exc.unwritten_history} <= exc.unwritten_profiles
+                written = todo_p - exc.unwritten_profiles
+                stored = store.load_states(written)
+                assert stored == {v: profiles[v][1] for v in written}  # what it wrote stays written
+                for v in sorted(written)[:3]:
+                    assert len(list(store.history(v))) == 2
+                todo_p, todo_h = set(exc.unwritten_profiles), set(exc.unwritten_history)
+        assert failures >= 1
+        proxy.fraction = 0.0
+        assert store.load_states(profiles) == {v: d for v, (_p, d) in profiles.items()}
+        scan = dynamodb_client(settings).get_paginator("scan").paginate(TableName=settings.table_history)
+        stored_history = {(i["viewer_id"]["S"], i["seq"]["S"]) for page in scan for i in page["Items"]}
+        assert stored_history == set(history)
+        store.close()
+    finally:
+        proxy.close()
+
+
+def test_fully_throttled_write_fails_fast_then_loads_do_not_wait_behind_writes(
+    make_settings: Callable[..., Settings], dynamodb_local: str
+) -> None:
+    proxy = ThrottlingProxy(dynamodb_local, operations=("BatchWriteItem",))
+    try:
+        settings = make_settings(aws_endpoint_url=proxy.url)
+        create_tables(settings)
+        store = ProfileStore(settings, max_attempts=3, base_delay_s=0.01, max_workers=4)
+        writes = cheap_writes("t", 1000)  # 40 batches
+        proxy.fraction = 1.0
+        with pytest.raises(WriteFailed) as failed:
+            store.write(writes)
+        exc = failed.value
+        assert exc.written == 0 and exc.unwritten_profiles == {w.viewer_id for w in writes}
+        # the first batch to give up stops the others: at most one ladder per worker, not 40
+        assert 3 <= proxy.throttled <= 4 * 3
+        proxy.fraction = 0.0
+        assert store.write(writes) == 1000
+
+        # every flush worker busy: a multi-batch load still completes (its own pool)
+        release = threading.Event()
+        busy = [store._pool.submit(release.wait, 60) for _ in range(store.max_workers)]
+        try:
+            ids = [w.viewer_id for w in writes[:250]]  # 3 BatchGetItem calls
+            loaded = ThreadPoolExecutor(1).submit(store.load_states, ids)
+            assert set(loaded.result(timeout=60)) == set(ids)
+            assert not any(f.done() for f in busy)
+        finally:
+            release.set()
         store.close()
     finally:
         proxy.close()
