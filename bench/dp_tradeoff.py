@@ -31,7 +31,9 @@ def measure(eps: float, releases: int, size: int, seed: int = 7) -> dict[str, fl
     rel_err: list[float] = []
     for _ in range(releases):
         out = r.release(lambda: truth)
-        pairs = [(out["active"], truth.total)] + [(out["by_status"][s], truth.by_status[s]) for s in STATUS_KEYS]
+        pairs = [(out["active"], truth.total)] + [
+            (out["by_status"][s], truth.by_status[s]) for s in STATUS_KEYS
+        ]
         for noisy, true in pairs:
             abs_err.append(abs(noisy - true))
             if true:
@@ -56,7 +58,9 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for name, eps in PRESETS.items():
         m = measure(eps, releases, args.viewers)
-        print(f"| {name} | {eps} | {3 / eps:.1f} | {m['mean_abs']:.2f} | {m['p95_abs']:.0f} | {m['mean_rel_pct']:.1f}% |")
+        print(
+            f"| {name} | {eps} | {3 / eps:.1f} | {m['mean_abs']:.2f} | {m['p95_abs']:.0f} | {m['mean_rel_pct']:.1f}% |"
+        )
 
 
 if __name__ == "__main__":

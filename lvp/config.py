@@ -76,7 +76,8 @@ class Settings:
     schema_dirs: str = _setting(
         "",
         "LVP_SCHEMA_DIRS",
-        "Extra Iglu schema directories (os.pathsep-separated), each <dir>/schemas/<vendor>/<name>/jsonschema/<version>.",
+        "Extra Iglu schema directories (os.pathsep-separated), "
+        "each <dir>/schemas/<vendor>/<name>/jsonschema/<version>.",
     )
     max_body_bytes: int = _setting(
         1_000_000, "LVP_MAX_BODY_BYTES", "Largest request body the collector accepts (413 above)."
@@ -85,7 +86,9 @@ class Settings:
         500, "LVP_MAX_EVENTS_PER_REQUEST", "Most events one tp2 POST may carry (413 above)."
     )
     rate_limit_per_ip: float = _setting(
-        0.0, "LVP_RATE_LIMIT_PER_IP", "Requests per second per client IP at the collector (429 above); 0 = off."
+        0.0,
+        "LVP_RATE_LIMIT_PER_IP",
+        "Requests per second per client IP at the collector (429 above); 0 = off.",
     )
     cookie_name: str = _setting("sp", "LVP_COOKIE_NAME", "Network user id cookie name.")
     cookie_domain: str = _setting("", "LVP_COOKIE_DOMAIN", "Domain attribute of the network user id cookie.")
@@ -93,19 +96,35 @@ class Settings:
         5.0, "LVP_PRODUCE_TIMEOUT_S", "How long a request waits for Kafka acks before answering 503."
     )
     retry_after_s: int = _setting(5, "LVP_RETRY_AFTER_S", "Retry-After seconds sent with 503/429.")
+    request_timeout_s: float = _setting(
+        10.0,
+        "LVP_REQUEST_TIMEOUT_S",
+        "Longest a client may take to send a request's headers, and again its body, "
+        "to the collector (408 / closed above).",
+    )
     # --- profiles ----------------------------------------------------------------------------
-    consumer_group: str = _setting("lvp-profiles", "LVP_CONSUMER_GROUP", "Kafka consumer group of `lvp profiles`.")
-    table_profiles: str = _setting("viewer_profiles", "LVP_TABLE_PROFILES", "DynamoDB table of current profiles.")
+    consumer_group: str = _setting(
+        "lvp-profiles", "LVP_CONSUMER_GROUP", "Kafka consumer group of `lvp profiles`."
+    )
+    table_profiles: str = _setting(
+        "viewer_profiles", "LVP_TABLE_PROFILES", "DynamoDB table of current profiles."
+    )
     table_history: str = _setting("viewer_history", "LVP_TABLE_HISTORY", "DynamoDB table of status changes.")
     reorder_window_s: float = _setting(
-        10.0, "LVP_REORDER_WINDOW_S", "How late (s) an event may arrive and still give the same final profile."
+        10.0,
+        "LVP_REORDER_WINDOW_S",
+        "How late (s) an event may arrive and still give the same final profile.",
     )
     active_timeout_s: float = _setting(
-        75.0, "LVP_ACTIVE_TIMEOUT_S", "A viewer is active while last seen (collector clock) within this many seconds."
+        75.0,
+        "LVP_ACTIVE_TIMEOUT_S",
+        "A viewer is active while last seen (collector clock) within this many seconds.",
     )
     retention_days: int = _setting(30, "LVP_RETENTION_DAYS", "TTL of profiles and history items.")
     flush_interval_s: float = _setting(
-        1.0, "LVP_FLUSH_INTERVAL_S", "How often dirty profiles are written to DynamoDB (offsets commit after)."
+        1.0,
+        "LVP_FLUSH_INTERVAL_S",
+        "How often dirty profiles are written to DynamoDB (offsets commit after).",
     )
     flush_max_dirty: int = _setting(
         5000, "LVP_FLUSH_MAX_DIRTY", "Flush early once this many profiles are dirty."
@@ -129,7 +148,10 @@ class Settings:
         "", "LVP_API_TOKENS", "Bearer tokens accepted by /api/*, comma-separated.", secret=True
     )
     jwt_secret: str = _setting(
-        "", "LVP_JWT_SECRET", "HS256 secret for signed API JWTs and SSE tickets (generated if empty).", secret=True
+        "",
+        "LVP_JWT_SECRET",
+        "HS256 secret for signed API JWTs and SSE tickets (generated if empty).",
+        secret=True,
     )
     sse_max_per_token: int = _setting(
         20, "LVP_SSE_MAX_PER_TOKEN", "Concurrent SSE connections allowed per token."
@@ -151,7 +173,8 @@ class Settings:
     dp_media_labels: str = _setting(
         "",
         "LVP_DP_MEDIA_LABELS",
-        "Public catalogue of media labels released by /api/public/stats, comma-separated; others count as `other`.",
+        "Public catalogue of media labels released by /api/public/stats, comma-separated; "
+        "others count as `other`.",
     )
     # --- AWS -----------------------------------------------------------------------------------
     aws_endpoint_url: str = _setting(
@@ -275,7 +298,13 @@ def settings_table() -> str:
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for f in SETTINGS:
         default = f.default
-        shown = "(empty)" if default == "" else str(default).lower() if isinstance(default, bool) else str(default)
+        shown = (
+            "(empty)"
+            if default == ""
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
         rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['meaning']} |")
     rows.append(
         "| `KAFKA_<KEY>` | | Any other librdkafka property, e.g. `KAFKA_SECURITY_PROTOCOL=SASL_SSL` → "

@@ -41,7 +41,9 @@ def create_tables(settings: Settings) -> dict[str, str]:
             outcome[name] = "created"
         except client.exceptions.ResourceInUseException:
             outcome[name] = "exists"
-        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+        client.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+        )
         ttl = client.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
             client.update_time_to_live(

@@ -38,7 +38,7 @@ def parse_epsilon(value: str | float) -> float:
 
 
 def _laplace_vector(scale: float) -> Callable[[list[int]], list[int]]:
-    import opendp.prelude as dp  # noqa: PLC0415 - heavy import, only where releases happen
+    import opendp.prelude as dp
 
     dp.enable_features("contrib")
     space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)

@@ -35,6 +35,7 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "cookie_domain",
         "produce_timeout_s",
         "retry_after_s",
+        "request_timeout_s",
         "metrics_public",
     ),
     # `lvp profiles`: Kafka consumer -> DynamoDB + changes topic.

@@ -60,7 +60,9 @@ def history_table(name: str = "viewer_history") -> dict[str, Any]:
     }
 
 
-def table_definitions(profiles: str = "viewer_profiles", history: str = "viewer_history") -> list[dict[str, Any]]:
+def table_definitions(
+    profiles: str = "viewer_profiles", history: str = "viewer_history"
+) -> list[dict[str, Any]]:
     """CreateTable requests for both tables (TTL is enabled separately on ``ttl``)."""
     return [profiles_table(profiles), history_table(history)]
 

@@ -26,6 +26,7 @@ locals {
       LVP_COOKIE_DOMAIN          = var.cookie_domain
       LVP_PRODUCE_TIMEOUT_S      = "5"
       LVP_RETRY_AFTER_S          = "5"
+      LVP_REQUEST_TIMEOUT_S      = "10"
       LVP_METRICS_PUBLIC         = "true" # /metrics is not routed by the public load balancer
     }
 

@@ -101,7 +101,7 @@ def make_settings(broker: str) -> Callable[..., Settings]:
 @pytest.fixture
 def lvp_settings(make_settings: Callable[..., Settings]) -> Settings:
     """Fresh settings whose topics exist on the session broker."""
-    from lvp.kafka import create_topics  # noqa: PLC0415
+    from lvp.kafka import create_topics
 
     settings = make_settings()
     create_topics(settings)

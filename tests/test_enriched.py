@@ -29,7 +29,7 @@ SAMPLE = Path(__file__).parent / "fixtures" / "snowplow-enriched-sample.tsv"
 
 def test_layout_matches_the_analytics_sdk() -> None:
     sdk = {name: conv.__name__ for name, conv in ENRICHED_EVENT_FIELD_TYPES}
-    assert FIELDS == tuple(sdk)
+    assert tuple(sdk) == FIELDS
     assert {n for n, c in sdk.items() if c == "convert_tstamp"} == TIMESTAMP_FIELDS
     assert {n for n, c in sdk.items() if c == "convert_int"} == INT_FIELDS
     assert {n for n, c in sdk.items() if c == "convert_bool"} == BOOL_FIELDS

@@ -15,7 +15,9 @@ from lvp.privacy import (
 )
 
 COUNTS = TrueCounts(
-    total=120, by_status={"watching": 80, "paused": 25, "watching_ad": 15}, by_media={"News": 70, "Secret Doc": 50}
+    total=120,
+    by_status={"watching": 80, "paused": 25, "watching_ad": 15},
+    by_media={"News": 70, "Secret Doc": 50},
 )
 
 
@@ -27,7 +29,9 @@ class Clock:
         return self.t
 
 
-def make(eps: float = 1.0, budget: float = 3.0, interval: float = 60, window: float = 3600) -> tuple[PublicStatsReleaser, Clock]:
+def make(
+    eps: float = 1.0, budget: float = 3.0, interval: float = 60, window: float = 3600
+) -> tuple[PublicStatsReleaser, Clock]:
     clock = Clock()
     return PublicStatsReleaser(eps, interval, budget, window, media_labels=("News",), clock=clock), clock
 
