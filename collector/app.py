@@ -59,5 +59,8 @@ def create_app(
             await asyncio.to_thread(sink.close)
 
     app = Starlette(routes=collector.routes(), lifespan=lifespan)
+    # no 307 to the path without a trailing slash: trackers never need it, and Starlette's
+    # redirect fails (500) on a query string that is not UTF-8
+    app.router.redirect_slashes = False
     app.state.collector = collector
     return app

@@ -39,6 +39,17 @@ def redact_text(text: str) -> str:
     return _QUERY_ID_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}", text)
 
 
+def _shallow(value: Any, depth: int = 0) -> Any:
+    """``value`` with whatever lies deeper than 100 levels replaced by a marker string."""
+    if depth >= 100:
+        return "<nested too deep>"
+    if isinstance(value, dict):
+        return {str(k): _shallow(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shallow(v, depth + 1) for v in value]
+    return value
+
+
 class BadRows:
     """Builds bad rows (already encoded) for one collector."""
 
@@ -74,7 +85,10 @@ class BadRows:
         data = doc.get("data") if isinstance(doc, dict) else None
         if isinstance(data, list):
             self.identities.pseudonymize_entities([e for e in data if isinstance(e, dict)])
-        text = orjson.dumps(doc)
+        try:
+            text = orjson.dumps(doc)
+        except TypeError:  # nested deeper than orjson writes (it reads deeper than it writes)
+            return redact_text(value)
         return b64url_encode(text) if encoded else text.decode()
 
     @staticmethod
@@ -104,10 +118,15 @@ class BadRows:
         }
 
     def _encode(self, row: dict[str, Any], pairs: Iterable[tuple[str, str]]) -> bytes:
-        text = orjson.dumps(row).decode()
+        try:
+            text = orjson.dumps(row).decode()
+        except TypeError:  # a value nested deeper than orjson writes: keep its shallow part
+            row = _shallow(row)
+            text = orjson.dumps(row).decode()
         pairs = list(pairs)
-        if pairs:
-            text = self.identities.scrub(text, pairs)
+        if pairs and self.identities.appears(text, pairs):
+            # inside the strings only: a raw value may span JSON syntax (e.g. `{"schema":`)
+            text = orjson.dumps(self.identities.scrub_structure(row, pairs)).decode()
         return text.encode()
 
     # -- the bad rows --
@@ -151,12 +170,16 @@ class BadRows:
         """A bad row for a whole request that could not be parsed (``collector_payload_format_
         violation``, ``size_violation``): body and query string kept redacted and truncated."""
         text = body[: MAX_KEPT_BODY * 4].decode("utf-8", "replace")
-        truncated = len(text) > MAX_KEPT_BODY or (body_size is not None and body_size > len(body))
+        truncated = (
+            len(text) > MAX_KEPT_BODY
+            or (body_size is not None and body_size > len(body))
+            or len(querystring) > MAX_KEPT_BODY
+        )
         payload = {
             **self._raw_event(
                 version, None, ident, collector_ms, headers, referer=headers.get("referer", "")
             ),
-            "querystring": redact_text(querystring) if querystring else None,
+            "querystring": redact_text(querystring[:MAX_KEPT_BODY]) if querystring else None,
             "body": redact_text(text[:MAX_KEPT_BODY]) if text else None,
             "bodyTruncated": truncated,
         }

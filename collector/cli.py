@@ -1,4 +1,5 @@
-"""`lvp collector`: run the collector (uvicorn, uvloop + httptools, one process)."""
+"""`lvp collector`: run the collector (uvicorn, uvloop + httptools, one process; see
+:mod:`collector.server`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setting_flag(p, "--topic-bad", "topic_bad")
     setting_flag(p, "--cors-origins", "cors_origins")
     setting_flag(p, "--schema-dirs", "schema_dirs")
+    setting_flag(p, "--request-timeout", "request_timeout_s")
     setting_flag(p, "--dev", "dev")
     p.set_defaults(func=_run)
 
@@ -24,19 +26,9 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from collector.app import create_app
+    from collector.server import uvicorn_options
 
     settings = settings_from_args(args)
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.collector_host,
-        port=settings.collector_port,
-        loop="uvloop",
-        http="httptools",
-        workers=1,
-        access_log=False,  # an access log would hold raw client IPs
-        proxy_headers=False,  # X-Forwarded-For is read (and anonymized) by the collector itself
-        server_header=False,
-        log_level="info",
-    )
+    uvicorn.run(app, **uvicorn_options(settings))  # httptools with slow-client deadlines
     return 0

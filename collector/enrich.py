@@ -75,6 +75,7 @@ I_REFR_DVCE = INDEX["refr_device_tstamp"]
 _CONTEXTS_HEAD: Final = b'{"schema":"' + CONTEXTS_URI.encode() + b'","data":'
 _UNSTRUCT_HEAD: Final = b'{"schema":"' + UNSTRUCT_URI.encode() + b'","data":'
 _CLEAN: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+_JSON_COLUMNS: Final = frozenset((I_CONTEXTS, I_UNSTRUCT))
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 
 
@@ -273,8 +274,12 @@ class Enricher:
 
         line = join_columns(cols)
         pairs = self.identities.scrub_pairs(params, ident)
-        for raw, _ in pairs:
-            if raw in line:
-                line = self.identities.scrub(line, pairs)
-                break
+        if pairs and self.identities.appears(line, pairs):
+            # column by column, before the TSV cleaning: a raw value may contain tabs or span
+            # JSON syntax, so a scrub of the joined line could break the line or its JSON
+            ids = self.identities
+            for i, c in enumerate(cols):
+                if c:
+                    cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
+            line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()

@@ -8,6 +8,7 @@ raw identifier that still appears elsewhere in an outgoing message.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -15,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Final
+
+import orjson
 
 from lvp.pseudonym import Pseudonymizer, anonymize_ip
 
@@ -26,6 +29,9 @@ IP_PARAM: Final = "ip"
 #: Raw values shorter than this are not searched for in free text (too likely to hit by chance).
 MIN_SCRUB_LENGTH: Final = 6
 _CLIENT_SESSION: Final = "iglu:com.snowplowanalytics.snowplow/client_session/jsonschema/"
+#: Containers nested deeper than this are cut from scrubbed JSON (orjson writes at most 255 levels).
+MAX_SCRUB_DEPTH: Final = 100
+_WHITESPACE: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 _COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
 
 
@@ -47,6 +53,21 @@ def client_ip(headers: Mapping[str, str], peer: str | None) -> str:
         if hop:
             return hop
     return peer or ""
+
+
+@functools.lru_cache(maxsize=4096)
+def text_forms(raw: str) -> tuple[str, ...]:
+    """The forms ``raw`` takes in serialized text: as is, JSON-escaped (quotes, backslashes,
+    control characters) and with tabs/newlines turned into spaces (TSV cleaning)."""
+    forms = [raw]
+    try:
+        escaped = orjson.dumps(raw).decode()[1:-1]
+    except TypeError:  # lone surrogates: never in decoded input, but do not fail on them
+        escaped = raw
+    for form in (escaped, raw.translate(_WHITESPACE)):
+        if form not in forms:
+            forms.append(form)
+    return tuple(forms)
 
 
 def uuid_shaped(pseudonym: str) -> str:
@@ -124,8 +145,10 @@ class Identities:
     def scrub_pairs(self, params: Mapping[str, Any], ident: RequestIdentity) -> list[tuple[str, str]]:
         """(raw, replacement) for every identifier of one event long enough to search for (the
         events of one request usually share them: kept per request)."""
-        get = params.get
-        key = (get("uid"), get("duid"), get("nuid"), get("tnuid"), get("fp"), get(IP_PARAM))
+        key = tuple(  # only strings are searched for (and other values may not be hashable)
+            v if isinstance(v, str) else None
+            for v in (params.get(n) for n in ("uid", "duid", "nuid", "tnuid", "fp", IP_PARAM))
+        )
         cached = ident.pair_cache.get(key)
         if cached is not None:
             return cached
@@ -143,11 +166,44 @@ class Identities:
 
     @staticmethod
     def scrub(text: str, pairs: Iterable[tuple[str, str]]) -> str:
-        """Replace every raw value in ``text`` (longest first, so no raw value survives partly)."""
+        """Replace every raw value in ``text`` (longest first, so no raw value survives partly).
+        Only for plain text: in serialized JSON or TSV a raw value may span the syntax (a run of
+        tabs, ``{"schema":``), so serialized data is scrubbed with :meth:`scrub_structure`."""
         for raw, replacement in sorted(pairs, key=lambda p: -len(p[0])):
             if raw in text:
                 text = text.replace(raw, replacement)
         return text
+
+    @staticmethod
+    def appears(text: str, pairs: Iterable[tuple[str, str]]) -> bool:
+        """Does any raw value occur in serialized ``text``, in any of its :func:`text_forms`?"""
+        return any(form in text for raw, _ in pairs for form in text_forms(raw))
+
+    def scrub_structure(self, value: Any, pairs: list[tuple[str, str]], depth: int = 0) -> Any:
+        """A JSON value with every raw value replaced inside its strings (keys included); the
+        structure itself is never touched. Containers deeper than MAX_SCRUB_DEPTH are cut."""
+        if isinstance(value, str):
+            return self.scrub(value, pairs)
+        if isinstance(value, (dict, list, tuple)) and depth >= MAX_SCRUB_DEPTH:
+            return "<nested too deep>"
+        if isinstance(value, dict):
+            return {
+                self.scrub(str(k), pairs): self.scrub_structure(v, pairs, depth + 1) for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self.scrub_structure(v, pairs, depth + 1) for v in value]
+        return value
+
+    def scrub_json_text(self, text: str, pairs: list[tuple[str, str]]) -> str:
+        """:meth:`scrub_structure` of JSON text (text that is not JSON is scrubbed as plain text)."""
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return self.scrub(text, pairs)
+        try:
+            return orjson.dumps(self.scrub_structure(doc, pairs)).decode()
+        except TypeError:
+            return self.scrub(text, pairs)
 
     def pseudonymize_entities(self, entities: list[dict[str, Any]]) -> bool:
         """Replace user identifiers inside known entities (``client_session.userId``), in place;

@@ -17,6 +17,9 @@ from lvp.iglu import Registry, SchemaValidator
 
 log = logging.getLogger(__name__)
 
+#: librdkafka's default ``message.max.bytes``, less room for the key and record overhead
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000 - 4096
+
 
 @dataclass(slots=True)
 class RequestInfo:
@@ -54,6 +57,8 @@ class Pipeline:
         self.badrows = BadRows(identities)
         self.topic_good = topic_good
         self.topic_bad = topic_bad
+        #: larger messages become size_violation bad rows (Kafka would refuse them: a 503 for ever)
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
 
     def process(
         self, items: Sequence[Any], req: RequestInfo, envelope: SchemaValidator | None = None
@@ -68,7 +73,11 @@ class Pipeline:
                 self._one(item, req, out, envelope if check_items else None)
             except Exception as exc:  # a bug must not lose the rest of the request or crash it
                 log.error("event processing failed: %s", type(exc).__name__)
-                self._bad(out, "generic_error", [{"error": type(exc).__name__}], item, req)
+                messages = [{"error": type(exc).__name__}]
+                try:
+                    self._bad(out, "generic_error", messages, item, req)
+                except Exception:  # not even its payload can be written: a bad row without it
+                    self._bad(out, "generic_error", messages, {}, req)
         return out
 
     def _one(self, item: Any, req: RequestInfo, out: Outcome, envelope: SchemaValidator | None) -> None:
@@ -90,6 +99,9 @@ class Pipeline:
         if not req.collector_tstamp:
             req.collector_tstamp = tstamp(req.collector_ms)
         key, line = self.enricher.enrich(ev, req.ident, req.collector_ms, req.useragent, req.collector_tstamp)
+        if len(line) > self.max_message_bytes:
+            self._too_big(out, line, req, "enriched event")
+            return
         out.messages.append((self.topic_good, key.encode(), line))
         out.good += 1
 
@@ -98,7 +110,31 @@ class Pipeline:
         row = self.badrows.event_row(
             kind, messages, params, req.ident, req.collector_ms, req.headers, req.version
         )
+        if len(row) > self.max_message_bytes:
+            self._too_big(out, row, req, "bad row")
+            return
         out.add_bad(self.topic_bad, kind, row)
+
+    def _too_big(self, out: Outcome, value: bytes, req: RequestInfo, what: str) -> None:
+        """A size_violation bad row (the message kept truncated) in place of ``value``."""
+        limit = self.max_message_bytes
+        msg = {
+            "maximumAllowedSizeBytes": limit,
+            "actualSizeBytes": len(value),
+            "expectation": f"an {what} of at most {limit} bytes (the Kafka message size limit)",
+        }
+        row = self.badrows.request_row(
+            "size_violation",
+            [msg],
+            value,
+            req.querystring,
+            req.ident,
+            req.collector_ms,
+            req.headers,
+            req.version,
+            body_size=len(value),
+        )
+        out.add_bad(self.topic_bad, "size_violation", row)
 
     def request_bad_row(
         self, kind: str, messages: list[Any], body: bytes, req: RequestInfo, *, body_size: int | None = None

@@ -296,7 +296,7 @@ def check_schemas(ev: DecodedEvent, ue_json: Any, co_json: Any, registry: Regist
                 if (check is not None and check(data)) or _validate(registry, inner_uri, data, errors):
                     ev.ue = inner
                     ev.ue_key = registry.key_of(inner_uri)
-                    if uri != UNSTRUCT_URI:
+                    if uri != UNSTRUCT_URI or len(ue_json) != 2:  # other keys are dropped
                         ev.ue_text = None
     if co_json is not None:
         wrapped = _wrapper(co_json, CONTEXTS_PREFIX, "contexts", errors)
@@ -314,7 +314,7 @@ def check_schemas(ev: DecodedEvent, ue_json: Any, co_json: Any, registry: Regist
                         ok = False
                 if ok:
                     ev.entities = entities
-                    if uri != CONTEXTS_URI:
+                    if uri != CONTEXTS_URI or len(co_json) != 2:  # other keys are dropped
                         ev.co_text = None
     if errors:
         raise Rejected("schema_violations", errors)

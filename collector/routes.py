@@ -3,7 +3,8 @@
 - ``POST /com.snowplowanalytics.snowplow/tp2``: a payload_data envelope -> ``ok`` (200) once
   Kafka acknowledged every event and bad row of the request; 400 when none of its events is
   good (all became bad rows) or the body is not an envelope; 413 over the size / event limits;
-  429 over the per-client rate; 503 + Retry-After when Kafka cannot acknowledge.
+  429 over the per-client rate; 408 when the body does not arrive within LVP_REQUEST_TIMEOUT_S;
+  503 + Retry-After when Kafka cannot acknowledge.
 - ``GET /i``, ``/com.snowplowanalytics.snowplow/i``, ``/ice.png``: one event in the query string ->
   the 1x1 GIF (same status rules).
 - ``OPTIONS`` on those paths: CORS preflight (allowed origins from ``LVP_CORS_ORIGINS``).
@@ -15,12 +16,13 @@ No handler lets an exception escape (never a 500): an event that fails unexpecte
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Final
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -60,12 +62,16 @@ class Collector:
         self.sink = sink
         self.metrics = metrics
         self.pipeline = Pipeline(registry, identities, settings.topic_good, settings.topic_bad)
+        max_message = getattr(sink, "max_message_bytes", None)
+        if isinstance(max_message, int):
+            self.pipeline.max_message_bytes = max_message - 4096  # room for the key and overhead
         origins = settings.cors_origin_list
         self.any_origin = "*" in origins
         self.origins = frozenset(o.rstrip("/") for o in origins if o != "*")
         self.max_body = settings.max_body_bytes
         self.max_events = settings.max_events_per_request
         self.retry_after = str(settings.retry_after_s)
+        self.body_timeout_s = settings.request_timeout_s
         self._last_503_log = -1e9
         self.limiter = (
             RateLimiter(settings.rate_limit_per_ip, identities.key)
@@ -180,16 +186,26 @@ class Collector:
             query = request.scope.get("query_string", b"").decode("latin-1")
             ident = self._identity(request, request.query_params.get("nuid") if query else None)
             req = RequestInfo(ident, int(time.time() * 1000), request.headers, "tp2", query)
-            body, size, too_big = await self._read_body(request)
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    body, size, too_big = await self._read_body(request)
+            except TimeoutError:  # a slow (slowloris) client: nothing was received, nothing kept
+                response = self._respond(
+                    "tp2", 408, b'{"error":"request timeout"}', "application/json", origin, None
+                )
+                response.headers["Connection"] = "close"
+                return response
             if too_big:
                 msg = {
                     "maximumAllowedSizeBytes": self.max_body,
                     "actualSizeBytes": size,
                     "expectation": f"a body of at most {self.max_body} bytes (LVP_MAX_BODY_BYTES)",
                 }
-                return await self._request_failure(
+                response = await self._request_failure(
                     "tp2", 413, "size_violation", [msg], body, req, origin, ident, body_size=size
                 )
+                response.headers["Connection"] = "close"  # do not read the rest of the body
+                return response
             items, schema, problem = self._envelope(body)
             if problem is not None:
                 return await self._request_failure(
@@ -206,6 +222,9 @@ class Collector:
                 )
             outcome = self.pipeline.process(items, req, self.registry.validator(schema))
             return await self._finish("tp2", outcome, origin, ident, b"ok", "text/plain")
+        except ClientDisconnect:  # the client went away before sending its body: nobody to answer
+            self.metrics.request("tp2", 499)
+            return Response(status_code=400)
         except Exception as exc:
             return await self._unexpected("tp2", exc, origin, ident)
 
@@ -241,7 +260,7 @@ class Collector:
         """(body, size, too_big). Over LVP_MAX_BODY_BYTES only the first bytes are kept (for the
         bad row) and ``size`` is the declared Content-Length or what was read."""
         length = request.headers.get("content-length")
-        declared = int(length) if length is not None and length.isdigit() else None
+        declared = int(length) if length is not None and length.isascii() and length.isdigit() else None
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():

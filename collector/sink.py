@@ -146,6 +146,12 @@ class KafkaSink:
     def healthy(self) -> bool:
         return self._healthy and self._producer is not None
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message the producer takes (librdkafka ``message.max.bytes``); a larger
+        one fails at produce time, so the pipeline must not hand it over."""
+        return int(self._conf.get("message.max.bytes", 1_000_000))
+
     def queue_depth(self) -> int:
         p = self._producer
         return len(p) if p is not None else 0

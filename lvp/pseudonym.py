@@ -58,11 +58,11 @@ def anonymize_ip(raw: str) -> str:
     if not raw:
         return ""
     try:
-        ip = ipaddress.ip_address(raw)
+        ip = ipaddress.ip_address(raw.split("%", 1)[0])  # without an IPv6 zone (fe80::1%eth0)
     except ValueError:
         return ""
     if isinstance(ip, ipaddress.IPv4Address):
-        a, b, c, _ = raw.split(".")
+        a, b, c, _ = str(ip).split(".")
         return f"{int(a)}.{int(b)}.{int(c)}.x"
     if ip.ipv4_mapped is not None:
         return anonymize_ip(str(ip.ipv4_mapped))

@@ -3,8 +3,9 @@
 The format is detected per message, so the consumer drops in behind either existing pipeline:
 
 * **Snowplow enriched TSV** (131 columns) from our collector or from a real Snowplow enrich /
-  Snowbridge pipeline — parsed by the shared :func:`lvp.enriched.from_tsv` and
-  :func:`lvp.events.from_enriched`.
+  Snowbridge pipeline — parsed by the shared :func:`lvp.events.from_tsv_line` (what
+  :func:`lvp.enriched.from_tsv` + :func:`lvp.events.from_enriched` give, reading only the
+  columns an event is made of).
 * **Snowplow enriched JSON** in the Analytics SDK shape (what Snowbridge's ``spEnrichedToJson``
   transform and the Python/Go Analytics SDKs write): empty columns dropped, timestamps ISO-8601,
   entities flattened to ``contexts_<vendor>_<name>_<major>`` arrays and the event to
@@ -31,8 +32,9 @@ from typing import Any, Final
 import orjson
 
 from lvp import badrows
-from lvp.enriched import IDENTIFIER_FIELDS, INDEX, N_FIELDS, EnrichedFormatError, from_tsv, parse_tstamp
+from lvp.enriched import IDENTIFIER_FIELDS, INDEX, N_FIELDS, EnrichedFormatError, parse_tstamp
 from lvp.events import (
+    EVENT_COLUMNS,
     MEDIA_AD,
     MEDIA_AD_BREAK,
     MEDIA_EVENTS,
@@ -41,6 +43,7 @@ from lvp.events import (
     MEDIA_VENDOR,
     ViewerEvent,
     from_enriched,
+    from_tsv_line,
 )
 from lvp.pseudonym import anonymize_ip
 
@@ -105,15 +108,18 @@ SDK_MEDIA_EVENTS: Final[dict[str, str]] = {
 # --- detection ----------------------------------------------------------------------------------
 
 _WS = b" \t\r\n"
+# First bytes after which detect_format may answer "json" (anything else is TSV or unknown).
+_JSON_HEADS: Final = frozenset((b"{", b" ", b"\r", b"\n"))
 
 
 def detect_format(value: bytes) -> str:
-    """Cheap sniff: JSON objects start with ``{``; enriched TSV lines have 130 tabs."""
+    """Cheap sniff: enriched TSV lines have 130 tabs (checked first: the first column, app_id,
+    may itself start with ``{``); JSON objects start with ``{``."""
+    if value.count(b"\t") == N_FIELDS - 1:
+        return TSV
     head = value[:1]
     if head == b"{" or (head in (b" ", b"\r", b"\n") and value.lstrip(_WS)[:1] == b"{"):
         return "json"
-    if value.count(b"\t") == N_FIELDS - 1:
-        return TSV
     return UNKNOWN
 
 
@@ -132,11 +138,23 @@ class InputDecoder:
         """The event in ``value``; raises :class:`InputError` when it is not one."""
         if not value:
             raise InputError(REASON_UNKNOWN_FORMAT, "empty message")
+        if value[:1] not in _JSON_HEADS:
+            # the common case first: a line from_tsv_line reads has exactly 130 tabs, so
+            # detect_format would have said TSV; anything it refuses takes the path below
+            try:
+                ev = from_tsv_line(value)
+            except EnrichedFormatError:
+                pass
+            else:
+                ev = check_ranges(ev, TSV)
+                if self.pseudonymize is not None:
+                    ev.viewer_id = self.pseudonymize(ev.viewer_id)
+                return ev
         kind = detect_format(value)
         if kind == TSV:
-            ev = self._tsv(value)
+            ev = check_ranges(self._tsv(value), TSV)
         elif kind == "json":
-            ev = self._json(value)
+            ev = check_ranges(self._json(value), "json")
         else:
             tabs = value.count(b"\t")
             if tabs:
@@ -150,7 +168,7 @@ class InputDecoder:
 
     def _tsv(self, value: bytes) -> ViewerEvent:
         try:
-            return from_enriched(from_tsv(value, EVENT_COLUMNS))
+            return from_tsv_line(value)
         except EnrichedFormatError as exc:
             raise InputError(REASON_INVALID_TSV, str(exc), TSV) from None
 
@@ -180,6 +198,21 @@ class InputDecoder:
             processor=PROCESSOR,
             now_ms=now_ms,
         )
+
+
+def check_ranges(ev: ViewerEvent, fmt: str) -> ViewerEvent:
+    """Refuse numbers no tracker sends and the profile cannot hold: timestamps outside years
+    1970-9999 (its ISO times), session stats outside 0-1e12 (its integer counters)."""
+    if not (0 <= ev.collector_ts < _MAX_EPOCH_S and 0 <= ev.derived_ts < _MAX_EPOCH_S):
+        raise InputError(REASON_INVALID_EVENT, "timestamp out of range (years 1970-9999)", fmt)
+    if ev.session_stats:
+        for key, v in ev.session_stats.items():
+            if not 0 <= v <= _MAX_STAT:
+                raise InputError(REASON_INVALID_EVENT, f"session stat {key}={v!r:.40} out of range", fmt)
+    return ev
+
+
+_MAX_STAT: Final = 1e12
 
 
 def sdk_event(obj: Mapping[str, Any]) -> ViewerEvent:
@@ -216,14 +249,9 @@ def sdk_event(obj: Mapping[str, Any]) -> ViewerEvent:
 
 
 # Columns from_enriched reads besides contexts / unstruct_event.
-_SDK_SCALARS: Final[tuple[str, ...]] = (
-    "event_id", "user_id", "domain_userid", "network_userid", "collector_tstamp", "derived_tstamp",
-    "dvce_created_tstamp", "event_name", "event", "app_id", "useragent",
-)  # fmt: skip
-
-
-#: The columns :func:`lvp.events.from_enriched` reads (the rest of a line is not looked at).
-EVENT_COLUMNS: Final[tuple[str, ...]] = (*_SDK_SCALARS, "contexts", "unstruct_event")
+_SDK_SCALARS: Final[tuple[str, ...]] = tuple(
+    c for c in EVENT_COLUMNS if c not in ("contexts", "unstruct_event")
+)
 
 
 def _scalar_str(name: str, v: Any) -> str:
@@ -288,7 +316,13 @@ def _epoch(v: Any) -> float:
     n = _number(v)
     if n is None:
         raise InputError(REASON_INVALID_EVENT, "missing collector_tstamp", ACCELERATOR_JSON)
-    return n / 1000.0 if n > 1e11 else n
+    ts = n / 1000.0 if n > 1e11 else n
+    if not 0 <= ts < _MAX_EPOCH_S:  # the profile's ISO timestamps end with year 9999
+        raise InputError(REASON_INVALID_EVENT, f"collector_tstamp {v!r:.40} out of range", ACCELERATOR_JSON)
+    return ts
+
+
+_MAX_EPOCH_S: Final = 253_402_300_800.0  # 10000-01-01T00:00:00Z
 
 
 # --- bad-row payloads ---------------------------------------------------------------------------
@@ -308,7 +342,7 @@ def redacted_payload(value: bytes, pseudonymize: Pseudonymize | None) -> str:
     """
     text = value[: MAX_PAYLOAD_CHARS * 4].decode("utf-8", "replace")
     ident: Pseudonymize = pseudonymize if pseudonymize is not None else (lambda s: s)
-    if "\t" in text and not text.lstrip().startswith("{"):
+    if "\t" in text and (text.count("\t") == N_FIELDS - 1 or not text.lstrip().startswith("{")):
         parts = text.split("\t")
         if len(parts) == N_FIELDS:
             for i in _ID_COLUMNS:
@@ -341,7 +375,12 @@ def redacted_payload(value: bytes, pseudonymize: Pseudonymize | None) -> str:
                 clean[k] = "<redacted>"
             else:
                 clean[k] = v
-        return _cut(orjson.dumps(clean).decode())
+        try:
+            return _cut(orjson.dumps(clean).decode())
+        except TypeError:  # nested deeper than orjson writes (it reads deeper than it writes)
+            clean = {k: v if isinstance(v, (str, int, float, bool)) or v is None else "<withheld>"
+                     for k, v in clean.items()}  # fmt: skip
+            return _cut(orjson.dumps(clean).decode())
     if pseudonymize is not None:
         return f"<{len(value)} bytes withheld: raw input of unknown layout>"
     return _cut(text)

@@ -1,0 +1,291 @@
+"""Erasure (issue 7, privacy): `lvp profile delete --user-id RAW` (or ``--domain-userid``,
+``--network-userid``) erases a viewer whose data went through the whole pipeline.
+
+Events for four viewers go collector -> Tansu -> profiles consumer -> DynamoDB Local + changes
+topic -> viewer API; a viewer is identified by ``uid``, one only by ``duid``, one only by the
+``sp`` cookie (network user id) and one is kept as a control. Each erasure runs the real CLI in a
+subprocess (the pseudonym is computed there, from the raw identifier and the key) and must
+remove the profile and its whole history from DynamoDB, make the API answer 404 for both, and
+drop the viewer from the live view (the tombstone on the changes topic -> SSE ``remove``),
+leaving the control viewer untouched. A profile is keyed by ``uid``, else ``duid``, else the
+network user id, so a viewer is erased by the identifier its profile is keyed by (a signed-in
+viewer's ``duid`` finds nothing).
+
+The last test records what happens when the erased viewer comes back while the consumer still
+holds it in memory: erasure is about past data, so the new event must start a new profile with
+nothing of the erased one in it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from collector_server import serve_collector
+from profiles_support import consumer_thread, settings_env, wait_for
+
+from lvp.config import Settings
+from lvp.dynamo import create_tables, dynamodb_client
+from lvp.kafka import create_topics
+from lvp.pseudonym import pseudonymize
+from viewer.app import create_app as create_viewer
+from viewer.testing import SSEEvent, SSEStream, serve_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "erasure-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TP2 = "/com.snowplowanalytics.snowplow/tp2"
+PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+MEDIA = "com.snowplowanalytics.snowplow.media"
+UNSTRUCT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+CONTEXTS = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
+
+#: (viewer name, tracker parameters, sp cookie, CLI flag, raw identifier to erase by)
+VIEWERS: dict[str, tuple[dict[str, str], str, str | None, str | None]] = {
+    "by_user_id": (
+        {"uid": "erase.me@example.com", "duid": "6c1b5c2e-0d1e-4f4a-9b0e-1a2b3c4d5e6f"},
+        "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d",
+        "--user-id",
+        "erase.me@example.com",
+    ),
+    "by_domain_userid": (
+        {"duid": "7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b"},
+        "1b2c3d4e-5f6a-4b7c-9d8e-9f0a1b2c3d4e",
+        "--domain-userid",
+        "7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b",
+    ),
+    "by_network_userid": (
+        {},
+        "2c3d4e5f-6a7b-4c8d-8e9f-0a1b2c3d4e5f",
+        "--network-userid",
+        "2c3d4e5f-6a7b-4c8d-8e9f-0a1b2c3d4e5f",
+    ),
+    "control": ({"uid": "keep.me@example.com"}, "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a", None, None),
+}
+SCRIPT = ("ready", "play", "ping", "seek_start", "seek_end", "pause")
+
+
+def viewer_id(settings: Settings, name: str) -> str:
+    params, cookie, _flag, _raw = VIEWERS[name]
+    raw = params.get("uid") or params.get("duid") or cookie
+    return pseudonymize(raw, settings.pseudonym_key.encode())
+
+
+def media_events(params: dict[str, str], names: tuple[str, ...], start_ms: int) -> list[dict[str, str]]:
+    """Tracker-shaped media events (what the JS tracker POSTs), one second apart."""
+    out = []
+    for i, name in enumerate(names):
+        ue = {
+            "schema": UNSTRUCT,
+            "data": {"schema": f"iglu:{MEDIA}/{name}_event/jsonschema/1-0-0", "data": {}},
+        }
+        player = {"currentTime": float(i), "duration": 600.0, "paused": name in ("ready", "pause"),
+                  "ended": False, "label": "Erasure Movie"}  # fmt: skip
+        co = {"schema": CONTEXTS, "data": [
+            {"schema": "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-0-0", "data": player},
+            {"schema": f"iglu:{MEDIA}/session/jsonschema/1-0-0", "data": {"mediaSessionId": str(uuid.uuid4())}},
+        ]}  # fmt: skip
+        t = start_ms + 1000 * i
+        out.append({"e": "ue", "eid": str(uuid.uuid4()), "tv": "js-4.6.6", "p": "web", "aid": "erasure-app",
+                    "dtm": str(t), "stm": str(t + 5), "ttm": str(t), "ue_pr": orjson.dumps(ue).decode(),
+                    "co": orjson.dumps(co).decode(), **params})  # fmt: skip
+    return out
+
+
+def send(collector_url: str, name: str, names: tuple[str, ...], start_ms: int) -> None:
+    params, cookie, _flag, _raw = VIEWERS[name]
+    body = orjson.dumps({"schema": PAYLOAD_DATA, "data": media_events(params, names, start_ms)})
+    r = httpx.post(collector_url + TP2, content=body, headers={"Cookie": f"sp={cookie}"}, timeout=15)
+    assert r.status_code == 200, r.text
+
+
+def history_items(settings: Settings, vid: str) -> list[dict[str, Any]]:
+    resp = dynamodb_client(settings).query(
+        TableName=settings.table_history,
+        KeyConditionExpression="viewer_id = :v",
+        ExpressionAttributeValues={":v": {"S": vid}},
+        ConsistentRead=True,
+    )
+    return list(resp["Items"])
+
+
+def profile_item(settings: Settings, vid: str) -> dict[str, Any] | None:
+    resp = dynamodb_client(settings).get_item(
+        TableName=settings.table_profiles, Key={"viewer_id": {"S": vid}}, ConsistentRead=True
+    )
+    return resp.get("Item")
+
+
+def erase(settings: Settings, flag: str, raw: str) -> tuple[int, dict[str, Any], str]:
+    """`lvp profile delete FLAG RAW` in a subprocess, configured by the environment only."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lvp.cli", "--log-level", "WARNING", "profile", "delete", flag, raw],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    summary = orjson.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, summary, proc.stderr
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], dynamodb_local: str) -> Settings:
+    s = make_settings(
+        aws_endpoint_url=dynamodb_local, api_tokens=TOKEN, flush_interval_s=0.2, profiles_metrics_port=0
+    )
+    create_topics(s)
+    create_tables(s)
+    return s
+
+
+@pytest.fixture
+def stack(settings: Settings) -> Iterator[dict[str, Any]]:
+    with (
+        serve_collector(settings) as collector,
+        consumer_thread(settings) as consumer,
+        serve_in_thread(create_viewer(settings, push_interval_s=0.1)) as viewer_url,
+    ):
+        yield {"collector": collector.url, "consumer": consumer, "viewer": viewer_url}
+
+
+def load_viewers(settings: Settings, stack: dict[str, Any]) -> dict[str, int]:
+    """Send every viewer's script; wait until DynamoDB holds each full profile and its history.
+    Returns viewer name -> history items."""
+    start = int(time.time() * 1000) - 20_000
+    for name in VIEWERS:
+        send(stack["collector"], name, SCRIPT, start)
+    counts = {}
+    for name in VIEWERS:
+        vid = viewer_id(settings, name)
+
+        def stored(vid: str = vid) -> bool:
+            r = httpx.get(f"{stack['viewer']}/api/profiles/{vid}", headers=AUTH)
+            return (
+                r.status_code == 200
+                and r.json()["events"] == len(SCRIPT)
+                and bool(history_items(settings, vid))
+            )
+
+        wait_for(stored, timeout=60, what=f"{name}'s profile and history in DynamoDB")
+        counts[name] = len(history_items(settings, vid))
+    return counts
+
+
+def test_erasure_by_each_identifier_removes_profile_history_and_live_view(
+    settings: Settings, stack: dict[str, Any]
+) -> None:
+    viewer = stack["viewer"]
+    history = load_viewers(settings, stack)
+    control = viewer_id(settings, "control")
+    # a profile is keyed by uid, else duid, else nuid: a signed-in viewer's duid finds nothing
+    signed_in = VIEWERS["by_user_id"][0]
+    code, summary, _ = erase(settings, "--domain-userid", signed_in["duid"])
+    assert code == 1 and summary["profile_deleted"] is False
+    assert profile_item(settings, viewer_id(settings, "by_user_id")) is not None
+    with SSEStream(viewer, "/api/viewers/stream", headers=AUTH) as sse:
+        first = sse.next_event(timeout=10)
+        assert first is not None and first.event == "snapshot"
+        live = {v["viewer_id"] for v in first.json()["viewers"]}
+        if len(live) < len(VIEWERS):  # the live view may still be catching up with the changes topic
+            ev = sse.wait_for(
+                lambda e: (
+                    e.event == "delta"
+                    and {v["viewer_id"] for v in e.json()["upsert"]} | live
+                    >= {viewer_id(settings, n) for n in VIEWERS}
+                ),
+                timeout=30,
+            )
+            assert ev is not None, "the live view never showed every viewer"
+        for name, (_params, _cookie, flag, raw) in VIEWERS.items():
+            if flag is None or raw is None:
+                continue
+            vid = viewer_id(settings, name)
+            code, summary, stderr = erase(settings, flag, raw)
+            assert code == 0, stderr
+            assert summary == {
+                "viewer_id": vid,
+                "profile_deleted": True,
+                "history_deleted": history[name],
+                "tombstone": True,
+            }
+            assert raw not in stderr and raw not in orjson.dumps(summary).decode()
+            # DynamoDB: nothing left of the viewer
+            assert profile_item(settings, vid) is None
+            assert history_items(settings, vid) == []
+            # the API: 404 for the profile and its history
+            assert httpx.get(f"{viewer}/api/profiles/{vid}", headers=AUTH).status_code == 404
+            assert httpx.get(f"{viewer}/api/profiles/{vid}/history", headers=AUTH).status_code == 404
+
+            # the live view: removed (tombstone on the changes topic -> SSE remove)
+            def removes(e: SSEEvent, vid: str = vid) -> bool:
+                return e.event == "delta" and vid in e.json()["remove"]
+
+            removed = sse.wait_for(removes, timeout=30)
+            assert removed is not None, f"{name}: no SSE remove for the erased viewer"
+            snapshot = httpx.get(f"{viewer}/api/viewers", headers=AUTH).json()
+            assert vid not in {v["viewer_id"] for v in snapshot["viewers"]}
+            # erasing again: nothing left (exit 1), still a tombstone
+            again = erase(settings, flag, raw)
+            assert again[0] == 1 and again[1]["profile_deleted"] is False and again[1]["history_deleted"] == 0
+    # the control viewer is untouched
+    assert profile_item(settings, control) is not None
+    assert len(history_items(settings, control)) == history["control"]
+    assert httpx.get(f"{viewer}/api/profiles/{control}", headers=AUTH).status_code == 200
+    snapshot = httpx.get(f"{viewer}/api/viewers", headers=AUTH).json()
+    assert {v["viewer_id"] for v in snapshot["viewers"]} == {control}
+    erased = sum(v for k, v in history.items() if k != "control")
+    print(
+        f"FIGURE erasure: 3 viewers erased by --user-id / --domain-userid / --network-userid "
+        f"({erased} history items); DynamoDB empty for them, API 404, SSE remove; control viewer intact"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="profiles.consumer keeps an erased viewer's engine state in memory and applies the next "
+    "event to it: the erased counters, first_seen and state come back (a consumer restart does not "
+    "have this problem: state is then loaded from DynamoDB, where it is gone)",
+)
+def test_a_viewer_who_returns_after_erasure_starts_a_new_profile(
+    settings: Settings, stack: dict[str, Any]
+) -> None:
+    """The consumer still holds the erased viewer in memory when a new event arrives. Erasure
+    covers past data only: the new event is new data, so it must start a fresh profile (events
+    = 1, first_seen = the new event, no history from before), not resurrect the erased one."""
+    viewer = stack["viewer"]
+    load_viewers(settings, stack)
+    _params, _cookie, flag, raw = VIEWERS["by_user_id"]
+    assert flag is not None and raw is not None
+    vid = viewer_id(settings, "by_user_id")
+    before = httpx.get(f"{viewer}/api/profiles/{vid}", headers=AUTH).json()
+    assert erase(settings, flag, raw)[0] == 0
+    assert profile_item(settings, vid) is None
+
+    comeback_ms = int(time.time() * 1000)
+    send(stack["collector"], "by_user_id", ("play",), comeback_ms)
+
+    def stored() -> dict[str, Any] | None:
+        r = httpx.get(f"{viewer}/api/profiles/{vid}", headers=AUTH)
+        return dict(r.json()) if r.status_code == 200 else None
+
+    after = wait_for(stored, timeout=60, what="the returning viewer's profile")
+    history = [orjson.loads(orjson.dumps(h)) for h in history_items(settings, vid)]
+    print(
+        f"FIGURE erasure comeback: before erasure events={before['events']} plays={before['plays']} "
+        f"first_seen={before['first_seen']}; after one new play event: events={after['events']} "
+        f"plays={after['plays']} first_seen={after['first_seen']} history items={len(history)}"
+    )
+    assert after["events"] == 1, "the erased viewer's past events came back from the consumer's memory"
+    assert after["plays"] == 1 and after["seeks"] == 0
+    assert after["first_seen"] != before["first_seen"]
+    assert len(history) <= 1
