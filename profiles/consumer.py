@@ -55,6 +55,7 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -204,6 +205,7 @@ class ProfilesConsumer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvp-flush")
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._erasures: Consumer | None = None
         self._bad_in_flight = 0
         self._caught_up_reported = False
         self.metrics_port = 0
@@ -223,6 +225,7 @@ class ProfilesConsumer:
         conf = consumer_config(s, **{"enable.partition.eof": True, **self._consumer_overrides})
         self._consumer = consumer = Consumer(conf)
         self._producer = Producer(producer_config(s, **{"message.timeout.ms": 120_000, "linger.ms": 5}))
+        self._erasures = self._erasure_reader()
         consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -247,6 +250,7 @@ class ProfilesConsumer:
                     self._start_load()
                 self._poll_flush()
                 if now >= next_publish:
+                    self._poll_erasures()
                     self._publish()
                     next_publish = now + s.publish_interval_s
                 if (
@@ -293,6 +297,9 @@ class ProfilesConsumer:
             ok = False
         if self._producer is not None:
             self._producer.flush(_PRODUCER_FLUSH_S)
+        if self._erasures is not None:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                self._erasures.close()
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -345,6 +352,64 @@ class ProfilesConsumer:
         log.warning("partitions %s lost: dropping their viewers without commit", sorted(lost))
         self._finish_inflight(commit=False)
         self._drop_partitions(lost)
+
+    # --- erasure ------------------------------------------------------------------------------------
+    def _erasure_reader(self) -> Consumer | None:
+        """A reader of the changes topic from its end: `lvp profile delete` publishes a tombstone
+        there after erasing a viewer, and this consumer must then forget the viewer too — else
+        the state it holds in memory would bring the erased data back with the next event."""
+        topic = self.settings.topic_changes
+        reader = Consumer(
+            consumer_config(self.settings, group_id=f"{self.settings.consumer_group}-erasures",
+                            **{"enable.partition.eof": False})
+        )  # fmt: skip
+        try:
+            meta = reader.list_topics(topic, timeout=10).topics.get(topic)
+        except KafkaException as exc:
+            log.warning("no erasure reader (%s): erased viewers are forgotten on restart only", exc)
+            reader.close()
+            return None
+        if meta is None or meta.error is not None or not meta.partitions:
+            reader.close()
+            return None
+        reader.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.partitions])
+        return reader
+
+    def _poll_erasures(self) -> None:
+        if self._erasures is None:
+            return
+        erased: set[str] = set()
+        for m in self._erasures.consume(500, 0):
+            key = m.key()
+            if m.error() is None and m.value() is None and key:
+                erased.add(key.decode("utf-8", "replace"))
+        if erased:
+            self.forget(erased)
+
+    def forget(self, vids: set[str]) -> None:
+        """Drop erased viewers: their state, unflushed changes and queued events (erasure covers
+        what happened before it), then delete them again in case a flush that was in flight
+        wrote them back. Their next event starts a new profile."""
+        self._finish_inflight()
+        self._generation += 1  # a load in flight may hold pre-erasure state
+        for vid in vids:
+            queued = self._loading.pop(vid, None)
+            if queued:
+                self._waiting -= len(queued)
+            self._to_load.discard(vid)
+            self.states.pop(vid, None)
+            self.viewer_partition.pop(vid, None)
+            self.dirty.discard(vid)
+            self._since.pop(vid, None)
+            self.changed.discard(vid)
+        self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in vids}
+        for vid in vids:
+            try:
+                self.store.delete_viewer(vid)
+            except StoreError as exc:
+                log.warning("re-deleting an erased viewer failed: %s", exc)
+        self.metrics.tracked_viewers.set(len(self.states))
+        log.info("forgot %d erased viewer(s)", len(vids))
 
     def _drop_partitions(self, parts: set[int]) -> None:
         self._generation += 1  # loads in flight may predate a new owner's writes

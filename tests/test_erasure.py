@@ -250,12 +250,6 @@ def test_erasure_by_each_identifier_removes_profile_history_and_live_view(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="profiles.consumer keeps an erased viewer's engine state in memory and applies the next "
-    "event to it: the erased counters, first_seen and state come back (a consumer restart does not "
-    "have this problem: state is then loaded from DynamoDB, where it is gone)",
-)
 def test_a_viewer_who_returns_after_erasure_starts_a_new_profile(
     settings: Settings, stack: dict[str, Any]
 ) -> None:
