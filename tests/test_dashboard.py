@@ -90,6 +90,8 @@ def exported_by_module(module_name: str) -> dict[str, Family] | None:
     for cls in vars(module).values():
         if not inspect.isclass(cls) or cls.__module__ != module.__name__:
             continue
+        if issubclass(cls, MetricWrapperBase):  # a metric type (e.g. a Histogram subclass), not a holder
+            continue
         params = inspect.signature(cls).parameters
         if "registry" in params:
             factory: Any = cls
