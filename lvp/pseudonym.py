@@ -29,7 +29,7 @@ def is_pseudonym(value: str) -> bool:
 class Pseudonymizer:
     """``pseudonymize`` bound to one key, with a small cache for the hot path."""
 
-    __slots__ = ("_key", "_cache", "_max")
+    __slots__ = ("_cache", "_key", "_max")
 
     def __init__(self, key: bytes, cache_size: int = 100_000) -> None:
         self._key = key

@@ -60,7 +60,9 @@ class TcpProxy:
                 return
             if not self._up.is_set():
                 with contextlib.suppress(OSError):
-                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    client.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
                     client.close()
                 continue
             try:

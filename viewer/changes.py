@@ -48,7 +48,7 @@ def reader_config(settings: Settings) -> dict[str, Any]:
             "fetch.wait.max.ms": 100,
             "allow.auto.create.topics": False,
             **_explicit(settings),
-        }
+        },
     )
 
 
