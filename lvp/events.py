@@ -18,6 +18,17 @@ import orjson
 from lvp.enriched import ColumnPicker, EnrichedFormatError, parse_tstamp
 
 MEDIA_VENDOR = "com.snowplowanalytics.snowplow.media"
+
+# Full URIs of what a media-tracking client sends (used by `lvp simulate` and the test factories).
+PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+UNSTRUCT_SCHEMA = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+CONTEXTS_SCHEMA = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
+MEDIA_EVENT_SCHEMA = "iglu:" + MEDIA_VENDOR + "/{}_event/jsonschema/1-0-0"  # .format(short name)
+MEDIA_PLAYER_SCHEMA = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-0-0"
+MEDIA_SESSION_SCHEMA = "iglu:" + MEDIA_VENDOR + "/session/jsonschema/1-0-0"
+MEDIA_AD_SCHEMA = "iglu:" + MEDIA_VENDOR + "/ad/jsonschema/1-0-0"
+MEDIA_AD_BREAK_SCHEMA = "iglu:" + MEDIA_VENDOR + "/ad_break/jsonschema/1-0-0"
+WEB_PAGE_SCHEMA = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
 MEDIA_PLAYER = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-"
 MEDIA_SESSION = "iglu:com.snowplowanalytics.snowplow.media/session/jsonschema/1-"
 MEDIA_AD = "iglu:com.snowplowanalytics.snowplow.media/ad/jsonschema/1-"

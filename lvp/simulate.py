@@ -27,17 +27,35 @@ import orjson
 
 from lvp.cli import settings_from_args
 from lvp.config import ConfigError, Settings
+from lvp.events import (
+    CONTEXTS_SCHEMA as CONTEXTS,
+)
+from lvp.events import (
+    MEDIA_AD_BREAK_SCHEMA as AD_BREAK,
+)
+from lvp.events import (
+    MEDIA_AD_SCHEMA as AD,
+)
+from lvp.events import (
+    MEDIA_EVENT_SCHEMA as MEDIA,
+)
+from lvp.events import (
+    MEDIA_PLAYER_SCHEMA as PLAYER,
+)
+from lvp.events import (
+    MEDIA_SESSION_SCHEMA as SESSION,
+)
+from lvp.events import (
+    PAYLOAD_DATA_SCHEMA as PAYLOAD_DATA,
+)
+from lvp.events import (
+    UNSTRUCT_SCHEMA as UNSTRUCT,
+)
+from lvp.events import (
+    WEB_PAGE_SCHEMA as WEB_PAGE,
+)
 
 TP2_PATH = "/com.snowplowanalytics.snowplow/tp2"
-PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
-UNSTRUCT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
-CONTEXTS = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
-MEDIA = "iglu:com.snowplowanalytics.snowplow.media/{}_event/jsonschema/1-0-0"
-PLAYER = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-0-0"
-SESSION = "iglu:com.snowplowanalytics.snowplow.media/session/jsonschema/1-0-0"
-AD = "iglu:com.snowplowanalytics.snowplow.media/ad/jsonschema/1-0-0"
-AD_BREAK = "iglu:com.snowplowanalytics.snowplow.media/ad_break/jsonschema/1-0-0"
-WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
 
 TITLES = ("Big Stream Demo", "Match Highlights", "Nature: The Coast", "Evening News", "Cooking Live")
 USER_AGENTS = (

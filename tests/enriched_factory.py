@@ -30,15 +30,30 @@ from typing import Any, Self
 import orjson
 
 from lvp.enriched import format_tstamp, to_tsv
-
-MEDIA = "iglu:com.snowplowanalytics.snowplow.media/{}_event/jsonschema/1-0-0"
-PLAYER = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-0-0"
-SESSION = "iglu:com.snowplowanalytics.snowplow.media/session/jsonschema/1-0-0"
-AD = "iglu:com.snowplowanalytics.snowplow.media/ad/jsonschema/1-0-0"
-AD_BREAK = "iglu:com.snowplowanalytics.snowplow.media/ad_break/jsonschema/1-0-0"
-WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
-CONTEXTS = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
-UNSTRUCT = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0"
+from lvp.events import (
+    CONTEXTS_SCHEMA as CONTEXTS,
+)
+from lvp.events import (
+    MEDIA_AD_BREAK_SCHEMA as AD_BREAK,
+)
+from lvp.events import (
+    MEDIA_AD_SCHEMA as AD,
+)
+from lvp.events import (
+    MEDIA_EVENT_SCHEMA as MEDIA,
+)
+from lvp.events import (
+    MEDIA_PLAYER_SCHEMA as PLAYER,
+)
+from lvp.events import (
+    MEDIA_SESSION_SCHEMA as SESSION,
+)
+from lvp.events import (
+    UNSTRUCT_SCHEMA as UNSTRUCT,
+)
+from lvp.events import (
+    WEB_PAGE_SCHEMA as WEB_PAGE,
+)
 
 DESKTOP_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
 MOBILE_UA = (
