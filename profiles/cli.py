@@ -14,6 +14,9 @@ from lvp.cli import setting_flag, settings_from_args
 from lvp.config import Settings
 from lvp.pseudonym import pseudonymize
 
+#: `lvp profile delete`: time between the tombstone and the delete (consumers poll for tombstones
+#: at every turn of their loop, a fraction of a second apart).
+ERASE_GRACE_S = 2.0
 _ID_FLAGS = (
     ("--user-id", "user_id"),
     ("--domain-userid", "domain_userid"),
@@ -67,9 +70,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst.set_defaults(func=_list)
     d = psub.add_parser(
         "delete",
-        help="Erase a viewer: profile, history, and a tombstone on LVP_TOPIC_CHANGES.",
+        help="Erase a viewer: a tombstone on LVP_TOPIC_CHANGES (running consumers forget the viewer), "
+        "then its profile and history.",
     )
     _viewer_args(d)
+    d.add_argument(
+        "--grace",
+        type=float,
+        default=ERASE_GRACE_S,
+        metavar="SECONDS",
+        help=f"Wait this long between the tombstone and the delete, so that running consumers have "
+        f"forgotten the viewer and cannot write it back (default {ERASE_GRACE_S}).",
+    )
     setting_flag(d, "--bootstrap-servers", "kafka_bootstrap_servers", metavar="HOST:PORT")
     d.set_defaults(func=_delete)
 
@@ -181,8 +193,17 @@ def _list(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     def action(store: Any, settings: Settings, vid: str) -> int:
-        existed, history = store.delete_viewer(vid)
-        tombstone = _send_tombstone(settings, vid)
+        # The erasure time: consumers drop this viewer's events collected up to it (past data).
+        # The tombstone goes first: a running consumer that holds the viewer forgets it (and
+        # deletes it again itself), so after the grace period nothing writes the old state back.
+        # What is erased is what is stored at that time (a consumer may delete it first).
+        erased_at_ms = int(time.time() * 1000)
+        existed = store.get_profile(vid) is not None
+        history = sum(1 for _ in store.history(vid))
+        tombstone = _send_tombstone(settings, vid, erased_at_ms)
+        if tombstone and args.grace > 0:
+            time.sleep(args.grace)
+        store.delete_viewer(vid)
         _out(
             {"viewer_id": vid, "profile_deleted": existed, "history_deleted": history, "tombstone": tombstone}
         )
@@ -197,7 +218,8 @@ def _delete(args: argparse.Namespace) -> int:
     return _query(args, action)
 
 
-def _send_tombstone(settings: Settings, viewer_id: str, timeout_s: float = 15.0) -> bool:
+def _send_tombstone(settings: Settings, viewer_id: str, erased_at_ms: int, timeout_s: float = 15.0) -> bool:
+    """A tombstone (null value) keyed by the viewer, its timestamp the erasure time."""
     from confluent_kafka import Producer
 
     from lvp.kafka import producer_config
@@ -208,6 +230,7 @@ def _send_tombstone(settings: Settings, viewer_id: str, timeout_s: float = 15.0)
         settings.topic_changes,
         key=viewer_id.encode(),
         value=None,
+        timestamp=erased_at_ms,
         on_delivery=lambda err, _msg: delivered.append(err is None),
     )
     producer.flush(timeout_s + 1)

@@ -34,6 +34,14 @@ application = exact final state*:
   frozen — only its compressed state is kept (:meth:`~profiles.engine.ViewerState.compact`)
   until its next event, which thaws it (a few tens of µs). Viewers untouched for
   ``evict_after_s`` are dropped altogether (their state is in DynamoDB).
+* Erasure: `lvp profile delete` deletes a viewer and publishes a tombstone stamped with the
+  erasure time ``T`` on ``LVP_TOPIC_CHANGES``; a reader of that topic tells this consumer, which
+  then forgets the viewer. Events collected at or before ``T`` are past data: dropped, also when
+  they are read later (lag, replays) — for an hour. Events collected after ``T`` start a new
+  profile. One may already have been folded into the erased state before the tombstone was
+  read (the two topics are not ordered): the consumer then seeks the viewer's partition back to
+  where it was before ``T`` and reads it again (other viewers' copies are duplicates to the
+  engine), so the new event lands in a fresh profile.
 
 Input messages must be keyed so that all events of a viewer land in one partition (our collector
 keys by viewer id; configure a Snowbridge partition key accordingly).
@@ -47,6 +55,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +65,7 @@ import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -91,6 +101,14 @@ GC_THRESHOLDS: Final = (50_000, 50, 100)
 #: A flushed viewer quiet for this long (wall time) is frozen. Longer than the media plugin's
 #: 30 s ping interval, so a playing viewer is not thawed and frozen again at every ping.
 FREEZE_AFTER_S: Final = 45.0
+#: Erasure: how far the clock of `lvp profile delete` may be ahead of the collectors' clocks
+#: (partitions are read again from this long before the erasure time).
+_ERASURE_CLOCK_SKEW_S: Final = 5.0
+#: How long events collected before an erasure are still recognised (and dropped).
+_ERASED_KEEP_S: Final = 3600.0
+#: Read-position checkpoints per partition: one per this much wall time, kept this long.
+_CHECKPOINT_EVERY_S: Final = 0.5
+_CHECKPOINT_KEEP_S: Final = 900.0
 
 HistKey = tuple[str, str]
 
@@ -127,6 +145,8 @@ class Stats:
     evicted: int = 0
     load_failures: int = 0
     frozen: int = 0
+    erased_dropped: int = 0  # events collected before their viewer was erased
+    replays: int = 0  # partitions read again after an erasure
 
 
 class ProfilesConsumer:
@@ -206,6 +226,10 @@ class ProfilesConsumer:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._erasures: Consumer | None = None
+        # viewer -> erasure time T (collector clock, s): their events collected up to T are dropped
+        self.erased: dict[str, float] = {}
+        # partition -> (wall time, offset): from that time on, every message read has offset >= it
+        self._checkpoints: dict[int, deque[tuple[float, int]]] = {}
         self._bad_in_flight = 0
         self._caught_up_reported = False
         self.metrics_port = 0
@@ -249,8 +273,8 @@ class ProfilesConsumer:
                 if self._to_load and self._load_job is None and now >= self._load_retry_at:
                     self._start_load()
                 self._poll_flush()
+                self._poll_erasures()
                 if now >= next_publish:
-                    self._poll_erasures()
                     self._publish()
                     next_publish = now + s.publish_interval_s
                 if (
@@ -361,7 +385,7 @@ class ProfilesConsumer:
         topic = self.settings.topic_changes
         reader = Consumer(
             consumer_config(self.settings, group_id=f"{self.settings.consumer_group}-erasures",
-                            **{"enable.partition.eof": False})
+                            **{"enable.partition.eof": False, "fetch.wait.max.ms": 100})
         )  # fmt: skip
         try:
             meta = reader.list_topics(topic, timeout=10).topics.get(topic)
@@ -378,20 +402,38 @@ class ProfilesConsumer:
     def _poll_erasures(self) -> None:
         if self._erasures is None:
             return
-        erased: set[str] = set()
+        erased: dict[str, float] = {}
         for m in self._erasures.consume(500, 0):
             key = m.key()
             if m.error() is None and m.value() is None and key:
-                erased.add(key.decode("utf-8", "replace"))
+                kind, ms = m.timestamp()
+                at = ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and ms > 0 else time.time()
+                vid = key.decode("utf-8", "replace")
+                erased[vid] = max(at, erased.get(vid, 0.0))
+        # a tombstone seen before (this consumer republishes the ones it acts on) is done
+        erased = {v: at for v, at in erased.items() if at > self.erased.get(v, 0.0)}
         if erased:
             self.forget(erased)
 
-    def forget(self, vids: set[str]) -> None:
-        """Drop erased viewers: their state, unflushed changes and queued events (erasure covers
-        what happened before it), then delete them again in case a flush that was in flight
-        wrote them back. Their next event starts a new profile."""
+    def forget(self, erased: dict[str, float]) -> None:
+        """Drop erased viewers (viewer id -> erasure time T): their state, unflushed changes and
+        queued events, then delete them again in case a flush wrote them back. From now on
+        their events collected up to T are dropped; a later one starts a new profile. If this
+        consumer read the viewer's partition after about T, an event of the new profile may
+        already be in the dropped state: the partition is read again from before T."""
         self._finish_inflight()
         self._generation += 1  # a load in flight may hold pre-erasure state
+        vids = set(erased)
+        held = {v for v in vids if v in self.states or v in self._loading}
+        replay: dict[int, int] = {}
+        for vid, at in erased.items():
+            queue = self._loading.get(vid)
+            p = self.viewer_partition.get(vid, queue[0][0] if queue else None)
+            if vid in held and p is not None and p in self.assigned:
+                off = self._replay_offset(p, at - _ERASURE_CLOCK_SKEW_S)
+                if off is not None:
+                    replay[p] = min(off, replay.get(p, off))
+            self.erased[vid] = max(at, self.erased.get(vid, 0.0))
         for vid in vids:
             queued = self._loading.pop(vid, None)
             if queued:
@@ -403,13 +445,56 @@ class ProfilesConsumer:
             self._since.pop(vid, None)
             self.changed.discard(vid)
         self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in vids}
-        for vid in vids:
+        for vid in held:  # what this consumer held may have been written or published since T
             try:
                 self.store.delete_viewer(vid)
             except StoreError as exc:
                 log.warning("re-deleting an erased viewer failed: %s", exc)
+            # again a tombstone, stamped with the same erasure time (not a later one: that
+            # would make the readers drop the new profile's first events)
+            self._produce(self.settings.topic_changes, vid.encode(), None, int(self.erased[vid] * 1000))
         self.metrics.tracked_viewers.set(len(self.states))
-        log.info("forgot %d erased viewer(s)", len(vids))
+        for p, off in replay.items():
+            self._seek(p, off)
+        log.info(
+            "forgot %d erased viewer(s), %d of them held here%s",
+            len(vids),
+            len(held),
+            f"; re-reading partitions {sorted(replay)}" * bool(replay),
+        )
+
+    def _replay_offset(self, p: int, since: float) -> int | None:
+        """The offset from which partition ``p`` holds every message this consumer read at or
+        after wall time ``since``; None if it read none since then."""
+        cps = self._checkpoints.get(p)
+        if not cps or cps[-1][0] < since:
+            return None
+        if since < cps[0][0] and time.time() - since > _CHECKPOINT_KEEP_S:
+            log.warning("erasure notice older than %.0fs: re-reading partition %d from %.0fs ago only",
+                        _CHECKPOINT_KEEP_S, p, time.time() - cps[0][0])  # fmt: skip
+        before = [off for at, off in cps if at <= since]
+        return before[-1] if before else cps[0][1]
+
+    def _seek(self, p: int, offset: int) -> None:
+        """Read partition ``p`` again from ``offset`` (what was applied since is applied again:
+        duplicates to the engine) and hold its commits there until it is read again."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            consumer.seek(TopicPartition(self.topic, p, offset))
+        except KafkaException as exc:
+            log.warning("could not re-read partition %d from %d: %s", p, offset, exc)
+            return
+        if self.next_offsets.get(p, offset) > offset:
+            self.next_offsets[p] = offset
+        self.eof.discard(p)
+        wall = time.time()
+        cps = self._checkpoints.setdefault(p, deque())
+        for i, (at, off) in enumerate(cps):
+            cps[i] = (at, min(off, offset))
+        cps.append((wall, offset))
+        self.stats.replays += 1
 
     def _drop_partitions(self, parts: set[int]) -> None:
         self._generation += 1  # loads in flight may predate a new owner's writes
@@ -428,6 +513,7 @@ class ProfilesConsumer:
             self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in gone_set}
         for p in parts:
             self.assigned.discard(p)
+            self._checkpoints.pop(p, None)
             self.next_offsets.pop(p, None)
             self.committed.pop(p, None)
             self.eof.discard(p)
@@ -451,6 +537,8 @@ class ProfilesConsumer:
         ages: list[float] = []
         wall = time.time()
         applied = seen = waiting = 0
+        erased = self.erased
+        first_offset: dict[int, int] = {}
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -463,6 +551,7 @@ class ProfilesConsumer:
             off: int = m.offset()  # type: ignore[assignment]
             if p not in last_offset:
                 self.eof.discard(p)  # (an EOF later in this batch sets it again)
+                first_offset[p] = off
             last_offset[p] = off
             value = m.value()
             try:
@@ -472,6 +561,9 @@ class ProfilesConsumer:
                 continue
             seen += 1
             vid = ev.viewer_id
+            if erased and vid in erased and ev.collector_ts <= erased[vid]:
+                self.stats.erased_dropped += 1  # collected before its viewer was erased
+                continue
             st = states.get(vid)
             if st is None:  # first sight: wait for the stored state
                 queue = loading.get(vid)
@@ -497,6 +589,14 @@ class ProfilesConsumer:
             touched_add(vid)
         for p, off in last_offset.items():
             self.next_offsets[p] = off + 1
+        for p, off in first_offset.items():
+            cps = self._checkpoints.get(p)
+            if cps is None:
+                cps = self._checkpoints[p] = deque()
+            if not cps or wall - cps[-1][0] >= _CHECKPOINT_EVERY_S:
+                cps.append((wall, off))
+                while len(cps) > 1 and cps[1][0] < wall - _CHECKPOINT_KEEP_S:
+                    cps.popleft()
         self.stats.messages += seen + len(bad)
         self.stats.applied += applied
         self._waiting += waiting
@@ -587,12 +687,12 @@ class ProfilesConsumer:
             "%d unparseable messages sent to %s (last: %s)", len(bad), self.settings.topic_bad, bad[-1][1]
         )
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int = 0) -> None:
         producer = self._producer
         assert producer is not None
         while True:
             try:
-                producer.produce(topic, value=value, key=key)
+                producer.produce(topic, value=value, key=key, timestamp=timestamp_ms)
                 return
             except BufferError:
                 producer.poll(0.05)
@@ -869,6 +969,8 @@ class ProfilesConsumer:
             self.metrics.tracked_viewers.set(len(self.states))
         self._touched_prev = self._touched
         self._touched = set()
+        horizon = time.time() - _ERASED_KEEP_S
+        self.erased = {v: at for v, at in self.erased.items() if at >= horizon}
 
     def freeze_quiet(self) -> int:
         """Freeze every viewer flushed before the previous pass and unchanged since (called

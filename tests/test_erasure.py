@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -267,12 +268,18 @@ def test_a_viewer_who_returns_after_erasure_starts_a_new_profile(
 
     comeback_ms = int(time.time() * 1000)
     send(stack["collector"], "by_user_id", ("play",), comeback_ms)
+    seen: list[int] = []  # `events` of every profile the API served meanwhile
 
     def stored() -> dict[str, Any] | None:
         r = httpx.get(f"{viewer}/api/profiles/{vid}", headers=AUTH)
-        return dict(r.json()) if r.status_code == 200 else None
+        if r.status_code != 200:
+            return None
+        seen.append(r.json()["events"])
+        return dict(r.json()) if r.json()["last_event_name"] == "play" else None
 
     after = wait_for(stored, timeout=60, what="the returning viewer's profile")
+    # the delete came after the consumer forgot the viewer: the old state was never written back
+    assert set(seen) == {1}, seen
     history = [orjson.loads(orjson.dumps(h)) for h in history_items(settings, vid)]
     print(
         f"FIGURE erasure comeback: before erasure events={before['events']} plays={before['plays']} "
@@ -283,3 +290,61 @@ def test_a_viewer_who_returns_after_erasure_starts_a_new_profile(
     assert after["plays"] == 1 and after["seeks"] == 0
     assert after["first_seen"] != before["first_seen"]
     assert len(history) <= 1
+
+
+def test_an_event_folded_into_the_erased_state_before_the_tombstone_is_read_moves_to_a_new_profile(
+    settings: Settings, stack: dict[str, Any]
+) -> None:
+    """The input topic and the changes topic are not ordered with each other: the consumer may
+    fold the returning viewer's new event into the erased state, and write it back, before it
+    reads the tombstone. Here it is made to (its erasure reader is held back until then). Reading
+    the tombstone must undo it: the resurrected profile is deleted again, the partition read
+    again, and the new event (collected after the erasure) ends up alone in a new profile while
+    the other viewers' replayed events count once."""
+    consumer = stack["consumer"]
+    viewer = stack["viewer"]
+    gate = threading.Event()
+    poll = consumer._poll_erasures
+    consumer._poll_erasures = lambda: poll() if gate.is_set() else None
+    load_viewers(settings, stack)
+    vid = viewer_id(settings, "by_user_id")
+    control = viewer_id(settings, "control")
+    control_before = httpx.get(f"{viewer}/api/profiles/{control}", headers=AUTH).json()
+    control_history = len(history_items(settings, control))
+    _params, _cookie, flag, raw = VIEWERS["by_user_id"]
+    assert flag is not None and raw is not None
+    assert erase(settings, flag, raw)[0] == 0
+    assert profile_item(settings, vid) is None
+    send(stack["collector"], "by_user_id", ("play",), int(time.time() * 1000))
+
+    def resurrected() -> bool:
+        item = profile_item(settings, vid)
+        return item is not None and item["events"]["N"] == str(len(SCRIPT) + 1)
+
+    wait_for(resurrected, timeout=60, what="the new event folded into the erased state and written")
+    assert consumer.stats.replays == 0
+    gate.set()
+
+    def fresh() -> dict[str, Any] | None:
+        item = profile_item(settings, vid)
+        if item is None or item["events"]["N"] != "1":
+            return None
+        r = httpx.get(f"{viewer}/api/profiles/{vid}", headers=AUTH)
+        return dict(r.json()) if r.status_code == 200 else None
+
+    after = wait_for(fresh, timeout=60, what="the new event alone in a new profile")
+    assert after["plays"] == 1 and after["seeks"] == 0
+    assert consumer.stats.erased_dropped >= 1
+    time.sleep(1.0)  # the consumer reads back the tombstone it republished: already done
+    assert consumer.stats.replays == 1
+    assert profile_item(settings, vid) is not None
+    assert len(history_items(settings, vid)) <= 1
+    # the partition was read again: the control viewer's events are duplicates, counted once
+    control_after = httpx.get(f"{viewer}/api/profiles/{control}", headers=AUTH).json()
+    assert control_after["events"] == control_before["events"] == len(SCRIPT)
+    assert len(history_items(settings, control)) == control_history
+    print(
+        f"FIGURE erasure race: new event folded into the erased state first; after the tombstone: "
+        f"{consumer.stats.replays} partition re-read(s), {consumer.stats.erased_dropped} pre-erasure "
+        f"event(s) dropped, new profile events={after['events']}"
+    )
