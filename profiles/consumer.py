@@ -104,6 +104,8 @@ FREEZE_AFTER_S: Final = 45.0
 #: Erasure: how far the clock of `lvp profile delete` may be ahead of the collectors' clocks
 #: (partitions are read again from this long before the erasure time).
 _ERASURE_CLOCK_SKEW_S: Final = 5.0
+#: How often the erasure reader is polled (`lvp profile delete` waits 2 s by default).
+_ERASURE_POLL_S: Final = 0.05
 #: How long events collected before an erasure are still recognised (and dropped).
 _ERASED_KEEP_S: Final = 3600.0
 #: Read-position checkpoints per partition: one per this much wall time, kept this long.
@@ -260,6 +262,7 @@ class ProfilesConsumer:
         next_progress = now + _PROGRESS_INTERVAL_S
         next_evict = now + self.evict_after_s / 2
         next_freeze = now + self.freeze_after_s
+        next_erasures = now
         ok = True
         gc_thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -273,7 +276,9 @@ class ProfilesConsumer:
                 if self._to_load and self._load_job is None and now >= self._load_retry_at:
                     self._start_load()
                 self._poll_flush()
-                self._poll_erasures()
+                if now >= next_erasures:
+                    self._poll_erasures()
+                    next_erasures = now + _ERASURE_POLL_S
                 if now >= next_publish:
                     self._publish()
                     next_publish = now + s.publish_interval_s
