@@ -12,6 +12,12 @@ against it by a test).
 ``viewer_history`` — the status changes of each viewer, time-ordered:
     hash ``viewer_id`` (S), range ``seq`` (S) = ``<derived time ms, 15 digits>#<event_id>``, so a
     replay writes the same keys (idempotent) and a query returns the changes in order. TTL ``ttl``.
+
+Erasure marker — what `lvp profile delete` leaves of an erased viewer in ``viewer_profiles``:
+    ``viewer_id``, ``erased_at_ms`` (the erasure time) and ``ttl``; no ``state``, no profile field.
+    It is not a profile (API 404), but a consumer that loads it drops the viewer's events
+    collected up to ``erased_at_ms`` (redelivered, lagging, or replayed by ``--rebuild``, which
+    keeps markers). A profile written after the erasure carries ``erased_at_ms`` too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ from typing import Any
 
 ACTIVE_INDEX = "active-index"
 TTL_ATTRIBUTE = "ttl"
+ERASED_AT_ATTRIBUTE = "erased_at_ms"
+
+
+def is_erasure_marker(item: Any) -> bool:
+    """A ``viewer_profiles`` item that marks an erased viewer (no profile in it)."""
+    return ERASED_AT_ATTRIBUTE in item and "state" not in item
 
 
 def profiles_table(name: str = "viewer_profiles") -> dict[str, Any]:

@@ -203,7 +203,7 @@ def _delete(args: argparse.Namespace) -> int:
         tombstone = _send_tombstone(settings, vid, erased_at_ms)
         if tombstone and args.grace > 0:
             time.sleep(args.grace)
-        store.delete_viewer(vid)
+        store.delete_viewer(vid, erased_at_ms)  # leaves the erasure marker
         _out(
             {"viewer_id": vid, "profile_deleted": existed, "history_deleted": history, "tombstone": tombstone}
         )

@@ -212,7 +212,7 @@ class ProfilesConsumer:
         # state is loaded in the background; their offsets are held back from commits
         self._loading: dict[str, list[tuple[int, int, Any]]] = {}
         self._to_load: set[str] = set()
-        self._load_job: tuple[Future[dict[str, str]], set[str], int] | None = None
+        self._load_job: tuple[Future[tuple[dict[str, str], dict[str, int]]], set[str], int] | None = None
         self._load_failures = 0
         self._load_retry_at = 0.0
         self._waiting = 0
@@ -452,7 +452,7 @@ class ProfilesConsumer:
         self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in vids}
         for vid in held:  # what this consumer held may have been written or published since T
             try:
-                self.store.delete_viewer(vid)
+                self.store.delete_viewer(vid, int(self.erased[vid] * 1000))
             except StoreError as exc:
                 log.warning("re-deleting an erased viewer failed: %s", exc)
             # again a tombstone, stamped with the same erasure time (not a later one: that
@@ -617,7 +617,7 @@ class ProfilesConsumer:
     def _start_load(self) -> None:
         ids = self._to_load
         self._to_load = set()
-        self._load_job = (self._loader.submit(self.store.load_states, ids), ids, self._generation)
+        self._load_job = (self._loader.submit(self.store.load, ids), ids, self._generation)
 
     def _poll_load(self, wait: bool = False) -> None:
         job = self._load_job
@@ -626,7 +626,7 @@ class ProfilesConsumer:
         self._load_job = None
         future, ids, generation = job
         try:
-            found = future.result()
+            found, erasures = future.result()
         except StoreError as exc:
             self.stats.load_failures += 1
             self._load_failures += 1
@@ -642,6 +642,8 @@ class ProfilesConsumer:
             self._to_load |= {v for v in ids if v in self._loading}
             return
         self.stats.loads += len(found)
+        for vid, ms in erasures.items():  # erased before: their events up to then are past data
+            self.erased[vid] = max(ms / 1000, self.erased.get(vid, 0.0))
         window = self.reorder_window_s
         wall = time.time()
         tally: Tally[str] = Tally()
@@ -650,6 +652,14 @@ class ProfilesConsumer:
             queue = self._loading.pop(vid, None)
             if queue is None:
                 continue  # its partition was revoked
+            self._waiting -= len(queue)
+            cut = self.erased.get(vid)
+            if cut is not None:
+                kept = [q for q in queue if q[2].collector_ts > cut]
+                self.stats.erased_dropped += len(queue) - len(kept)
+                if not kept:
+                    continue  # nothing but the erased past: no profile
+                queue = kept
             state = found.get(vid)
             st: ViewerState
             if state is None:
@@ -661,7 +671,6 @@ class ProfilesConsumer:
                     log.exception("unreadable stored state of viewer %s; starting it afresh", vid)
                     st = ViewerState.new(vid, window)
             self.states[vid] = st
-            self._waiting -= len(queue)
             for _p, _off, ev in queue:
                 if st.apply(ev):
                     self.stats.applied += 1
@@ -727,6 +736,7 @@ class ProfilesConsumer:
         self._since = {}
         writes: list[ProfileWrite] = []
         hist = self.pending_hist
+        erased = self.erased
         # earliest unstored events first: a flush that fails part-way still advances the commits
         for vid in sorted(vids, key=lambda v: since[v][1] if v in since else -1):
             st = self.states.get(vid)
@@ -737,7 +747,10 @@ class ProfilesConsumer:
                 hist[(vid, h.seq)] = h
             for seq in deletes:
                 hist[(vid, seq)] = None
-            writes.append(ProfileWrite(vid, st.profile(), st.dump()))
+            cut = erased.get(vid) if erased else None
+            writes.append(
+                ProfileWrite(vid, st.profile(), st.dump(), None if cut is None else int(cut * 1000))
+            )
             st.compact()
         self._unfrozen |= vids
         self._flushed |= vids
@@ -975,7 +988,7 @@ class ProfilesConsumer:
         self._touched_prev = self._touched
         self._touched = set()
         horizon = time.time() - _ERASED_KEEP_S
-        self.erased = {v: at for v, at in self.erased.items() if at >= horizon}
+        self.erased = {v: at for v, at in self.erased.items() if at >= horizon or v in self.states}
 
     def freeze_quiet(self) -> int:
         """Freeze every viewer flushed before the previous pass and unchanged since (called

@@ -49,7 +49,7 @@ from botocore.httpsession import get_cert_path
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
 from lvp.enriched import EnrichedFormatError, parse_tstamp
-from lvp.tables import ACTIVE_INDEX
+from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, is_erasure_marker
 from profiles.profile import PROFILE_FIELDS
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 BATCH_WRITE_MAX: Final = 25
 BATCH_GET_MAX: Final = 100
 #: Attributes of a profile item that are storage details, not API fields.
-INTERNAL_ATTRIBUTES: Final = frozenset(("state", "ttl", "last_seen_ms", "active_shard"))
+INTERNAL_ATTRIBUTES: Final = frozenset(("state", "ttl", "last_seen_ms", "active_shard", ERASED_AT_ATTRIBUTE))
 _API_FIELDS: Final = tuple(f for f in PROFILE_FIELDS if f != "active")
 _THROTTLE_CODES: Final = frozenset(
     (
@@ -127,6 +127,7 @@ class ProfileWrite:
     viewer_id: str
     profile: Mapping[str, Any]
     state: str
+    erased_at_ms: int | None = None  # the viewer was erased before (its events up to then are dropped)
 
 
 # --- attribute values -------------------------------------------------------------------------
@@ -202,7 +203,18 @@ def profile_item(write: ProfileWrite, *, retention_s: int, shards: int, now: flo
     item["ttl"] = {"N": str(int(last_seen) + retention_s)}
     if write.profile.get("status") != "ended":
         item["active_shard"] = {"S": shard_of(write.viewer_id, shards)}
+    if write.erased_at_ms is not None:
+        item[ERASED_AT_ATTRIBUTE] = {"N": str(write.erased_at_ms)}
     return item
+
+
+def erasure_marker(viewer_id: str, erased_at_ms: int, *, retention_s: int) -> dict[str, Any]:
+    """The ``viewer_profiles`` item left of an erased viewer (layout: :mod:`lvp.tables`)."""
+    return {
+        "viewer_id": {"S": viewer_id},
+        ERASED_AT_ATTRIBUTE: {"N": str(erased_at_ms)},
+        "ttl": {"N": str(erased_at_ms // 1000 + retention_s)},
+    }
 
 
 def history_item(h: Any, *, retention_s: int, now: float) -> dict[str, Any]:
@@ -574,13 +586,19 @@ class ProfileStore:
 
     def load_states(self, viewer_ids: Iterable[str]) -> dict[str, str]:
         """The engine state of each viewer that has a profile (BatchGetItem, concurrent)."""
+        return self.load(viewer_ids)[0]
+
+    def load(self, viewer_ids: Iterable[str]) -> tuple[dict[str, str], dict[str, int]]:
+        """(engine state of each viewer that has a profile, erasure time in ms of each viewer
+        erased before — a marker or a profile written since)."""
         ids = list(dict.fromkeys(viewer_ids))
         if not ids:
-            return {}
+            return {}, {}
         chunks = [ids[i : i + BATCH_GET_MAX] for i in range(0, len(ids), BATCH_GET_MAX)]
         if len(chunks) == 1:
             return self._get_chunk(chunks[0])
         out: dict[str, str] = {}
+        erased: dict[str, int] = {}
         futures = [self._load_pool.submit(self._get_chunk, c) for c in chunks]
         errors = []
         for f in futures:
@@ -588,21 +606,24 @@ class ProfileStore:
             if exc is not None:
                 errors.append(exc)
             else:
-                out.update(f.result())
+                states, marks = f.result()
+                out.update(states)
+                erased.update(marks)
         if errors:
             raise StoreError(f"loading profiles failed: {errors[0]}") from errors[0]
-        return out
+        return out, erased
 
-    def _get_chunk(self, ids: list[str]) -> dict[str, str]:
+    def _get_chunk(self, ids: list[str]) -> tuple[dict[str, str], dict[str, int]]:
         request: dict[str, Any] = {
             self.profiles_table: {
                 "Keys": [{"viewer_id": {"S": v}} for v in ids],
-                "ProjectionExpression": "viewer_id, #s",
-                "ExpressionAttributeNames": {"#s": "state"},
+                "ProjectionExpression": "viewer_id, #s, #e",
+                "ExpressionAttributeNames": {"#s": "state", "#e": ERASED_AT_ATTRIBUTE},
                 "ConsistentRead": True,
             }
         }
         out: dict[str, str] = {}
+        erased: dict[str, int] = {}
         attempt = 0
         while True:
             try:
@@ -613,9 +634,11 @@ class ProfileStore:
                 for item in resp.get("Responses", {}).get(self.profiles_table, []):
                     if "state" in item:
                         out[item["viewer_id"]["S"]] = item["state"]["S"]
+                    if ERASED_AT_ATTRIBUTE in item:
+                        erased[item["viewer_id"]["S"]] = int(item[ERASED_AT_ATTRIBUTE]["N"])
                 unprocessed = resp.get("UnprocessedKeys") or {}
                 if not unprocessed:
-                    return out
+                    return out, erased
                 request = unprocessed
                 self.metrics.dynamodb_retry()
                 if attempt + 1 >= self.max_attempts:
@@ -644,7 +667,7 @@ class ProfileStore:
             ConsistentRead=True,
         )
         item = resp.get("Item")
-        return item_to_profile(item) if item else None
+        return item_to_profile(item) if item and not is_erasure_marker(item) else None
 
     def history(self, viewer_id: str) -> Iterator[dict[str, Any]]:
         """The viewer's status changes, oldest first (Query, paginated)."""
@@ -688,15 +711,24 @@ class ProfileStore:
                 return
             kwargs["ExclusiveStartKey"] = last
 
-    def delete_viewer(self, viewer_id: str) -> tuple[bool, int]:
-        """Erase a viewer: the profile item and every history item. Returns (profile existed,
-        history items deleted)."""
-        resp = self._call(
-            "delete_item",
-            TableName=self.profiles_table,
-            Key={"viewer_id": {"S": viewer_id}},
-            ReturnValues="ALL_OLD",
-        )
+    def delete_viewer(self, viewer_id: str, erased_at_ms: int | None = None) -> tuple[bool, int]:
+        """Erase a viewer: every history item, and the profile item — replaced by an erasure
+        marker when ``erased_at_ms`` is given (what erasure does), deleted otherwise. Returns
+        (a profile existed, history items deleted)."""
+        if erased_at_ms is None:
+            resp = self._call(
+                "delete_item",
+                TableName=self.profiles_table,
+                Key={"viewer_id": {"S": viewer_id}},
+                ReturnValues="ALL_OLD",
+            )
+        else:
+            resp = self._call(
+                "put_item",
+                TableName=self.profiles_table,
+                Item=erasure_marker(viewer_id, erased_at_ms, retention_s=self.retention_s),
+                ReturnValues="ALL_OLD",
+            )
         keys = [
             (self.history_table, {"DeleteRequest": {"Key": {"viewer_id": k["viewer_id"], "seq": k["seq"]}}})
             for k in self._query(
@@ -708,29 +740,39 @@ class ProfileStore:
             )
         ]
         self._run_batches(keys)
-        return "Attributes" in resp, len(keys)
+        return "state" in resp.get("Attributes", {}), len(keys)
 
     def clear(self, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
-        """Delete every item of both tables (``lvp profiles --rebuild``). Returns table -> count."""
+        """Delete every item of both tables (``lvp profiles --rebuild``) but the erasure records:
+        markers stay, and a profile written after an erasure becomes its marker again, so the
+        replay cannot bring the erased past back. Returns table -> items deleted."""
         counts: dict[str, int] = {}
         for table, key_names in (
             (self.profiles_table, ("viewer_id",)),
             (self.history_table, ("viewer_id", "seq")),
         ):
             n = 0
+            names = [*key_names, ERASED_AT_ATTRIBUTE] if table == self.profiles_table else list(key_names)
             kwargs: dict[str, Any] = {
                 "TableName": table,
-                "ProjectionExpression": ", ".join(f"#k{i}" for i in range(len(key_names))),
-                "ExpressionAttributeNames": {f"#k{i}": k for i, k in enumerate(key_names)},
+                "ProjectionExpression": ", ".join(f"#k{i}" for i in range(len(names))),
+                "ExpressionAttributeNames": {f"#k{i}": k for i, k in enumerate(names)},
             }
             while True:
                 resp = self._call("scan", **kwargs)
-                reqs = [
-                    (table, {"DeleteRequest": {"Key": {k: item[k] for k in key_names}}})
-                    for item in resp.get("Items", [])
-                ]
+                reqs: list[tuple[str, dict[str, Any]]] = []
+                for item in resp.get("Items", []):
+                    if ERASED_AT_ATTRIBUTE in item:  # (the projection has no state: rewrite it)
+                        marker = erasure_marker(
+                            item["viewer_id"]["S"],
+                            int(item[ERASED_AT_ATTRIBUTE]["N"]),
+                            retention_s=self.retention_s,
+                        )
+                        reqs.append((table, {"PutRequest": {"Item": marker}}))
+                    else:
+                        reqs.append((table, {"DeleteRequest": {"Key": {k: item[k] for k in key_names}}}))
                 self._run_batches(reqs)
-                n += len(reqs)
+                n += sum(1 for _t, r in reqs if "DeleteRequest" in r)
                 if progress is not None and reqs:
                     progress(table, n)
                 last = resp.get("LastEvaluatedKey")

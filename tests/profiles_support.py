@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from lvp.config import Settings
 from lvp.dynamo import dynamodb_client
 from lvp.kafka import producer_config
+from lvp.tables import is_erasure_marker
 from profiles.consumer import ProfilesConsumer
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder
@@ -156,7 +157,8 @@ def dump_tables(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for page in client.get_paginator("scan").paginate(TableName=settings.table_profiles, ConsistentRead=True):
         for item in page["Items"]:
-            out[item["viewer_id"]["S"]] = {"profile": item_to_profile(item), "history": []}
+            if not is_erasure_marker(item):  # (what erasure leaves is no profile)
+                out[item["viewer_id"]["S"]] = {"profile": item_to_profile(item), "history": []}
     for page in client.get_paginator("scan").paginate(TableName=settings.table_history, ConsistentRead=True):
         for item in page["Items"]:
             out.setdefault(item["viewer_id"]["S"], {"profile": None, "history": []})["history"].append(

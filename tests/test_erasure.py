@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,13 @@ import httpx
 import orjson
 import pytest
 from collector_server import serve_collector
-from profiles_support import consumer_thread, settings_env, wait_for
+from profiles_support import FAST_GROUP, consumer_thread, settings_env, wait_for
 
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
+from profiles.consumer import ProfilesConsumer
 from viewer.app import create_app as create_viewer
 from viewer.testing import SSEEvent, SSEStream, serve_in_thread
 
@@ -118,11 +120,24 @@ def history_items(settings: Settings, vid: str) -> list[dict[str, Any]]:
     return list(resp["Items"])
 
 
-def profile_item(settings: Settings, vid: str) -> dict[str, Any] | None:
+def raw_item(settings: Settings, vid: str) -> dict[str, Any] | None:
     resp = dynamodb_client(settings).get_item(
         TableName=settings.table_profiles, Key={"viewer_id": {"S": vid}}, ConsistentRead=True
     )
-    return resp.get("Item")
+    item = resp.get("Item")
+    return dict(item) if item is not None else None
+
+
+def profile_item(settings: Settings, vid: str) -> dict[str, Any] | None:
+    """The viewer's profile item; None when there is none or only the erasure marker."""
+    item = raw_item(settings, vid)
+    return item if item is not None and "state" in item else None
+
+
+def assert_marker_only(settings: Settings, vid: str) -> None:
+    """All that is left of an erased viewer: its pseudonym, the erasure time, a ttl."""
+    item = raw_item(settings, vid)
+    assert item is not None and set(item) == {"viewer_id", "erased_at_ms", "ttl"}, item
 
 
 def erase(settings: Settings, flag: str, raw: str) -> tuple[int, dict[str, Any], str]:
@@ -220,8 +235,8 @@ def test_erasure_by_each_identifier_removes_profile_history_and_live_view(
                 "tombstone": True,
             }
             assert raw not in stderr and raw not in orjson.dumps(summary).decode()
-            # DynamoDB: nothing left of the viewer
-            assert profile_item(settings, vid) is None
+            # DynamoDB: nothing left of the viewer but the erasure marker
+            assert_marker_only(settings, vid)
             assert history_items(settings, vid) == []
             # the API: 404 for the profile and its history
             assert httpx.get(f"{viewer}/api/profiles/{vid}", headers=AUTH).status_code == 404
@@ -348,3 +363,60 @@ def test_an_event_folded_into_the_erased_state_before_the_tombstone_is_read_move
         f"{consumer.stats.replays} partition re-read(s), {consumer.stats.erased_dropped} pre-erasure "
         f"event(s) dropped, new profile events={after['events']}"
     )
+
+
+def test_an_erasure_while_the_consumer_is_down_holds_after_its_restart(
+    settings: Settings, make_settings: Callable[..., Settings]
+) -> None:
+    """The consumer is down (or lagging) when the viewer is erased: events collected before the
+    erasure are still in Kafka, uncommitted. The tombstone is gone by the time it restarts (it
+    reads the changes topic from its end), so the erasure marker in DynamoDB is what tells it:
+    it must drop those events, and start a new profile with the first event collected after."""
+    with serve_collector(settings) as collector:
+        start = int(time.time() * 1000) - 20_000
+        send(collector.url, "by_user_id", SCRIPT, start)
+        send(collector.url, "control", SCRIPT, start)
+        _params, _cookie, flag, raw = VIEWERS["by_user_id"]
+        assert flag is not None and raw is not None
+        vid = viewer_id(settings, "by_user_id")
+        code, summary, _ = erase(settings, flag, raw)  # nothing stored yet: only the marker
+        assert code == 1 and summary["profile_deleted"] is False and summary["tombstone"] is True
+        assert_marker_only(settings, vid)
+        time.sleep(0.05)
+        send(collector.url, "by_user_id", ("play",), int(time.time() * 1000))
+    control = viewer_id(settings, "control")
+    with consumer_thread(settings) as consumer:
+        wait_for(lambda: profile_item(settings, control) is not None, what="the control viewer's profile")
+        item = wait_for(lambda: profile_item(settings, vid), what="the returning viewer's new profile")
+        assert item["events"]["N"] == "1" and item["plays"]["N"] == "1"
+        assert "erased_at_ms" in item  # the new profile keeps the erasure time (see the rebuild test)
+        assert len(history_items(settings, vid)) <= 1
+        assert consumer.stats.erased_dropped == len(SCRIPT)
+    assert profile_item(settings, control) is not None
+    assert int(profile_item(settings, control)["events"]["N"]) == len(SCRIPT)  # type: ignore[index]
+
+
+def test_a_rebuild_does_not_bring_an_erased_viewer_back(settings: Settings, stack: dict[str, Any]) -> None:
+    """`lvp profiles --rebuild` replays the whole input topic, erased viewers' events included:
+    the erasure records (kept by the rebuild's clear) make it drop what was collected before."""
+    load_viewers(settings, stack)
+    _params, _cookie, flag, raw = VIEWERS["by_user_id"]
+    assert flag is not None and raw is not None
+    vid = viewer_id(settings, "by_user_id")
+    assert erase(settings, flag, raw)[0] == 0
+    send(stack["collector"], "by_user_id", ("play",), int(time.time() * 1000))
+    wait_for(lambda: profile_item(settings, vid), what="the returning viewer's new profile")
+    rebuilt = replace(settings, consumer_group=settings.consumer_group + "-rebuild")
+    result: list[int] = []
+    rebuild = ProfilesConsumer(rebuilt, rebuild=True, exit_at_end=True, consumer_overrides=FAST_GROUP)
+    t = threading.Thread(target=lambda: result.append(rebuild.run()), daemon=True)
+    t.start()
+    t.join(120)
+    assert result == [0]
+    item = profile_item(settings, vid)
+    assert item is not None and item["events"]["N"] == "1", item
+    assert len(history_items(settings, vid)) <= 1
+    assert rebuild.stats.erased_dropped == len(SCRIPT)
+    for other in ("by_domain_userid", "by_network_userid", "control"):
+        other_item = profile_item(settings, viewer_id(settings, other))
+        assert other_item is not None and other_item["events"]["N"] == str(len(SCRIPT))

@@ -16,7 +16,7 @@ from profiles_support import committed_total, dump_tables, produce, read_topic, 
 
 from lvp.cli import main
 from lvp.config import Settings
-from lvp.dynamo import create_tables
+from lvp.dynamo import create_tables, dynamodb_client
 from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
 from profiles.engine import ViewerState
@@ -97,6 +97,10 @@ def test_get_history_list_delete(loaded: tuple[Settings, int], capsys: pytest.Ca
     assert summary == {"viewer_id": ALICE, "profile_deleted": True, "history_deleted": 2, "tombstone": True}
     assert cli(capsys, "profile", "get", ALICE)[0] == 1
     assert ALICE not in dump_tables(settings)
+    marker = dynamodb_client(settings).get_item(
+        TableName=settings.table_profiles, Key={"viewer_id": {"S": ALICE}}
+    )
+    assert set(marker["Item"]) == {"viewer_id", "erased_at_ms", "ttl"}  # all that is left: the erasure record
     last = {}
     for k, v in read_topic(settings, settings.topic_changes):
         last[k.decode()] = v

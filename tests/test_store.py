@@ -141,6 +141,49 @@ def test_batches_loads_and_clear(settings: Settings) -> None:
     store.close()
 
 
+def test_erasure_markers_survive_loads_queries_and_rebuild_clear(settings: Settings) -> None:
+    """Erasure leaves a marker (viewer id, erasure time, ttl) instead of the profile: no profile
+    for queries, the erasure time for loads, and `--rebuild`'s clear() keeps it — also for a
+    profile written after the erasure, which carries the time and becomes the marker again."""
+    store = ProfileStore(settings)
+    client = dynamodb_client(settings)
+    base = int(time.time() * 1000)
+    erased, back, control = (
+        engine_for(MediaSessionBuilder(v, base).ready().play().wait(2).pause())
+        for v in ("v-erased", "v-back", "v-control")
+    )
+    write_viewers(store, [erased, back, control])
+    t = base + 5_000
+    assert store.delete_viewer("v-erased", t) == (True, 2)
+    item = client.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": "v-erased"}})["Item"]
+    assert item == {
+        "viewer_id": {"S": "v-erased"},
+        "erased_at_ms": {"N": str(t)},
+        "ttl": {"N": str(t // 1000 + int(settings.retention_days * 86400))},
+    }
+    assert store.get_profile("v-erased") is None and list(store.history("v-erased")) == []
+    assert store.delete_viewer("v-erased", t) == (False, 0)  # again: only the marker was left
+    # a viewer erased, then back with a new profile written since
+    assert store.delete_viewer("v-back", t) == (True, 2)
+    fresh = engine_for(MediaSessionBuilder("v-back", t + 1_000).ready().play())
+    store.write([ProfileWrite("v-back", fresh.profile(), fresh.dump(), t)], [])
+    assert store.get_profile("v-back") == fresh.profile()  # erased_at_ms is no API field
+    states, erasures = store.load(["v-erased", "v-back", "v-control", "v-unknown"])
+    assert set(states) == {"v-back", "v-control"}
+    assert erasures == {"v-erased": t, "v-back": t}
+    # the rebuild's clear: profiles go, erasure records stay (as markers)
+    store.clear()
+    states, erasures = store.load(["v-erased", "v-back", "v-control"])
+    assert states == {} and erasures == {"v-erased": t, "v-back": t}
+    left = client.scan(TableName=settings.table_profiles)["Items"]
+    assert sorted(i["viewer_id"]["S"] for i in left) == ["v-back", "v-erased"]
+    assert all(set(i) == {"viewer_id", "erased_at_ms", "ttl"} for i in left)
+    # deleting without an erasure time (not an erasure) removes the item altogether
+    assert store.delete_viewer("v-erased") == (False, 0)
+    assert store.load(["v-erased"]) == ({}, {})
+    store.close()
+
+
 def test_unreachable_dynamodb_raises_store_error_then_recovers(
     make_settings: Callable[..., Settings], dynamodb_local: str
 ) -> None:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
+from lvp.tables import ERASED_AT_ATTRIBUTE, is_erasure_marker
 from viewer.live import api_profile, is_active
 
 VIEWER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -85,15 +86,18 @@ class ProfileStore:
             TableName=self.settings.table_profiles, Key={"viewer_id": {"S": viewer_id}}
         )
         item = resp.get("Item")
-        return profile_view(item, self.settings.active_timeout_s) if item else None
+        if not item or is_erasure_marker(item):  # an erased viewer: no profile
+            return None
+        return profile_view(item, self.settings.active_timeout_s)
 
     async def exists(self, viewer_id: str) -> bool:
         resp = await self.client.get_item(
             TableName=self.settings.table_profiles,
             Key={"viewer_id": {"S": viewer_id}},
-            ProjectionExpression="viewer_id",
+            ProjectionExpression="viewer_id, #s, #e",
+            ExpressionAttributeNames={"#s": "state", "#e": ERASED_AT_ATTRIBUTE},
         )
-        return "Item" in resp
+        return "Item" in resp and not is_erasure_marker(resp["Item"])
 
     async def history(
         self, viewer_id: str, limit: int, cursor: str | None, ascending: bool
