@@ -126,8 +126,27 @@ class BadRows:
         pairs = list(pairs)
         if pairs and self.identities.appears(text, pairs):
             # inside the strings only: a raw value may span JSON syntax (e.g. `{"schema":`)
-            text = orjson.dumps(self.identities.scrub_structure(row, pairs)).decode()
+            text = orjson.dumps(self._scrubbed(row, pairs)).decode()
         return text.encode()
+
+    def _scrubbed(self, row: dict[str, Any], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        """``row`` with raw identifiers replaced in what came from the request — the payload and
+        the failure messages — but not in what the collector wrote itself (the bad row schema,
+        the processor, the failure timestamp): a raw value that happens to be part of those
+        (an ``ip`` of ``tracker``) must not turn them into something else."""
+        scrub = self.identities.scrub_structure
+        data = row.get("data")
+        if not isinstance(data, dict):
+            return dict(scrub(row, pairs))
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            if k == "processor":
+                out[k] = v
+            elif k == "failure" and isinstance(v, dict):
+                out[k] = {fk: fv if fk == "timestamp" else scrub(fv, pairs) for fk, fv in v.items()}
+            else:
+                out[k] = scrub(v, pairs)
+        return {**row, "data": out}
 
     # -- the bad rows --
     def event_row(

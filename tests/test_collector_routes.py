@@ -287,6 +287,25 @@ def test_bad_get_becomes_a_bad_row(running: RunningCollector, client: httpx.Clie
     assert params["uid"] == pseudonymize(UID, KEY)
 
 
+def test_raw_values_equal_to_parts_of_the_bad_row_leave_its_own_fields_intact(
+    running: RunningCollector, client: httpx.Client
+) -> None:
+    """Raw identifiers are replaced wherever they appear in a bad row — but only in what came
+    from the request. An ``ip`` of ``tracker`` and a ``uid`` of ``snowplow`` (found by the fuzz
+    tests) must not rewrite the row's own schema URI, processor or timestamp."""
+    marker = unique("scrub-fixed")
+    r = client.get("/i", params={"e": "pv", "p": "web", "aid": marker, "uid": "snowplow", "ip": "tracker"})
+    assert r.status_code == 400
+    [row] = bad_rows(running, marker, 1)
+    assert row["schema"] == f"iglu:com.snowplowanalytics.snowplow.badrows/{kind(row)}/jsonschema/1-0-0"
+    assert kind(row) == "tracker_protocol_violations"
+    assert row["data"]["processor"]["artifact"].startswith("lvp-collector")
+    assert row["data"]["failure"]["timestamp"].endswith("Z")
+    params = {p["name"]: p["value"] for p in row["data"]["payload"]["raw"]["parameters"]}
+    assert params["uid"] == pseudonymize("snowplow", KEY)
+    assert "tracker" not in orjson.dumps(row["data"]["payload"]).decode()
+
+
 def test_partly_good_request_keeps_the_good_events(running: RunningCollector, client: httpx.Client) -> None:
     marker = unique("partly")
     body = envelope(
