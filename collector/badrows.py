@@ -23,6 +23,8 @@ from lvp.badrows import bad_row
 from lvp.pseudonym import anonymize_ip
 
 REDACTED: Final = "<redacted>"
+#: Values of a failure message written by the collector itself (never request data).
+_OWN_MESSAGE_KEYS: Final = frozenset(("field", "expectation"))
 #: Longest unparseable body (characters) kept in a bad row.
 MAX_KEPT_BODY: Final = 64_000
 
@@ -143,10 +145,26 @@ class BadRows:
             if k == "processor":
                 out[k] = v
             elif k == "failure" and isinstance(v, dict):
-                out[k] = {fk: fv if fk == "timestamp" else scrub(fv, pairs) for fk, fv in v.items()}
+                out[k] = {
+                    fk: fv if fk == "timestamp" else self._scrub_messages(fv, pairs) for fk, fv in v.items()
+                }
             else:
                 out[k] = scrub(v, pairs)
         return {**row, "data": out}
+
+    def _scrub_messages(self, value: Any, pairs: list[tuple[str, str]]) -> Any:
+        """Failure messages: their keys are the collector's own, and so are a protocol
+        violation's ``field`` and ``expectation``; the rest (the ``value``, a schema violation's
+        error reports) may hold what the request sent."""
+        scrub = self.identities.scrub_structure
+        if isinstance(value, list):
+            return [
+                {mk: mv if mk in _OWN_MESSAGE_KEYS else scrub(mv, pairs) for mk, mv in m.items()}
+                if isinstance(m, dict)
+                else scrub(m, pairs)
+                for m in value
+            ]
+        return scrub(value, pairs)
 
     # -- the bad rows --
     def event_row(

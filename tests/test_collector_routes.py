@@ -294,13 +294,26 @@ def test_raw_values_equal_to_parts_of_the_bad_row_leave_its_own_fields_intact(
     from the request. An ``ip`` of ``tracker`` and a ``uid`` of ``snowplow`` (found by the fuzz
     tests) must not rewrite the row's own schema URI, processor or timestamp."""
     marker = unique("scrub-fixed")
-    r = client.get("/i", params={"e": "pv", "p": "web", "aid": marker, "uid": "snowplow", "ip": "tracker"})
+    r = client.get(
+        "/i",
+        params={
+            "e": "pv",
+            "p": "web",
+            "aid": marker,
+            "uid": "snowplow",
+            "ip": "tracker",
+            "duid": "expectation",
+        },
+    )
     assert r.status_code == 400
     [row] = bad_rows(running, marker, 1)
     assert row["schema"] == f"iglu:com.snowplowanalytics.snowplow.badrows/{kind(row)}/jsonschema/1-0-0"
     assert kind(row) == "tracker_protocol_violations"
     assert row["data"]["processor"]["artifact"].startswith("lvp-collector")
     assert row["data"]["failure"]["timestamp"].endswith("Z")
+    assert {"field": "tv", "value": None, "expectation": "the tracker version"} in row["data"]["failure"][
+        "messages"
+    ]
     params = {p["name"]: p["value"] for p in row["data"]["payload"]["raw"]["parameters"]}
     assert params["uid"] == pseudonymize("snowplow", KEY)
     assert "tracker" not in orjson.dumps(row["data"]["payload"]).decode()
