@@ -37,7 +37,12 @@ _COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
 
 def first_forwarded_for(value: str) -> str:
     """The client address in ``X-Forwarded-For`` (its first hop), without port or brackets."""
-    hop = value.split(",", 1)[0].strip()
+    return _address(value.split(",", 1)[0])
+
+
+def _address(hop: str) -> str:
+    """One ``X-Forwarded-For`` entry without port or brackets."""
+    hop = hop.strip()
     if hop.startswith("["):  # [v6]:port
         return hop[1 : hop.find("]")] if "]" in hop else ""
     if hop.count(":") == 1:  # v4:port
@@ -45,11 +50,17 @@ def first_forwarded_for(value: str) -> str:
     return hop
 
 
-def client_ip(headers: Mapping[str, str], peer: str | None) -> str:
-    """The raw client IP: first hop of ``X-Forwarded-For`` when present, else the peer address."""
-    xff = headers.get("x-forwarded-for")
+def client_ip(headers: Mapping[str, str], peer: str | None, trusted_proxies: int = -1) -> str:
+    """The raw client IP (``LVP_TRUSTED_PROXIES``): with -1 the first ``X-Forwarded-For`` hop;
+    with 0 the peer; with N the Nth hop from the right — the address the outermost of your N
+    proxies saw — or the first one when there are fewer. The peer when there is no header."""
+    xff = headers.get("x-forwarded-for") if trusted_proxies != 0 else None
     if xff:
-        hop = first_forwarded_for(xff)
+        if trusted_proxies < 0:
+            hop = first_forwarded_for(xff)
+        else:
+            hops = xff.split(",")
+            hop = _address(hops[max(0, len(hops) - trusted_proxies)])
         if hop:
             return hop
     return peer or ""
@@ -94,7 +105,10 @@ class RequestIdentity:
 class Identities:
     """Pseudonyms, the network user id cookie, and scrubbing; one per collector."""
 
-    def __init__(self, key: bytes, cookie_name: str = "sp", cookie_domain: str = "") -> None:
+    def __init__(
+        self, key: bytes, cookie_name: str = "sp", cookie_domain: str = "", trusted_proxies: int = -1
+    ) -> None:
+        self.trusted_proxies = trusted_proxies
         self.key = key
         self.pseudonym = Pseudonymizer(key)
         self.cookie_name = cookie_name
@@ -116,7 +130,7 @@ class Identities:
         nuid = nuid_param or cookies.get(self.cookie_name) or ""
         if not nuid or not _COOKIE_VALUE_RE.match(nuid):
             nuid = str(uuid.uuid4())
-        ip = client_ip(headers, peer)
+        ip = client_ip(headers, peer, self.trusted_proxies)
         ident = RequestIdentity(False, nuid, self.pseudonym(nuid), ip, anonymize_ip(ip), True)
         if len(nuid) >= MIN_SCRUB_LENGTH:
             ident.scrub_pairs.append((nuid, ident.nuid_pseudonym))

@@ -154,7 +154,8 @@ class Collector:
             return self._respond(route, 403, b"origin not allowed", "text/plain", None, None)
         if self.limiter is not None:
             client = request.client
-            wait = self.limiter.check(client_ip(request.headers, client.host if client else None))
+            peer = client.host if client else None
+            wait = self.limiter.check(client_ip(request.headers, peer, self.identities.trusted_proxies))
             if wait > 0:
                 response = self._respond(route, 429, b"too many requests", "text/plain", origin, None)
                 response.headers["Retry-After"] = str(self.limiter.retry_after(wait))

@@ -90,6 +90,14 @@ class Settings:
         "LVP_RATE_LIMIT_PER_IP",
         "Requests per second per client IP at the collector (429 above); 0 = off.",
     )
+    trusted_proxies: int = _setting(
+        -1,
+        "LVP_TRUSTED_PROXIES",
+        "Where the collector finds the client IP: -1 = the first X-Forwarded-For address (what "
+        "Snowplow's collector does; a client can claim any address), 0 = ignore X-Forwarded-For "
+        "(the TCP peer), N = the Nth address from the right (N proxies of yours append to it: 1 "
+        "behind one load balancer).",
+    )
     cookie_name: str = _setting("sp", "LVP_COOKIE_NAME", "Network user id cookie name.")
     cookie_domain: str = _setting("", "LVP_COOKIE_DOMAIN", "Domain attribute of the network user id cookie.")
     produce_timeout_s: float = _setting(

@@ -31,6 +31,7 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "max_body_bytes",
         "max_events_per_request",
         "rate_limit_per_ip",
+        "trusted_proxies",
         "cookie_name",
         "cookie_domain",
         "produce_timeout_s",

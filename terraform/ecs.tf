@@ -22,6 +22,7 @@ locals {
       LVP_MAX_BODY_BYTES         = "1000000"
       LVP_MAX_EVENTS_PER_REQUEST = "500"
       LVP_RATE_LIMIT_PER_IP      = tostring(var.rate_limit_per_ip)
+      LVP_TRUSTED_PROXIES        = "1" # the client IP is the one the ALB appended
       LVP_COOKIE_NAME            = "sp"
       LVP_COOKIE_DOMAIN          = var.cookie_domain
       LVP_PRODUCE_TIMEOUT_S      = "5"

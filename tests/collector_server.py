@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 
 from collector.app import create_app
 from collector.routes import Collector
+from collector.server import uvicorn_options
 from lvp.broker import free_port
 from lvp.config import Settings
 
@@ -42,9 +43,9 @@ class RunningCollector:
 def serve_collector(settings: Settings, **app_kwargs: object) -> Iterator[RunningCollector]:
     port = free_port()
     app = create_app(settings, **app_kwargs)  # type: ignore[arg-type]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
-    )
+    # what `lvp collector` runs (no proxy headers: the collector reads X-Forwarded-For itself)
+    options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": port, "log_level": "warning"}
+    config = uvicorn.Config(app, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="collector-under-test", daemon=True)
     thread.start()

@@ -28,6 +28,25 @@ def test_first_forwarded_for_hop(header: str, ip: str) -> None:
     assert client_ip({"x-forwarded-for": header}, "10.9.9.9") == ip
 
 
+@pytest.mark.parametrize(
+    ("trusted", "header", "ip"),
+    [
+        (0, "203.0.113.7", "10.9.9.9"),  # X-Forwarded-For ignored: the peer
+        (1, "203.0.113.7", "203.0.113.7"),
+        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # a claimed first hop is not believed
+        (2, "6.6.6.6, 203.0.113.7, 10.0.0.1", "203.0.113.7"),
+        (2, "203.0.113.7:5555, 10.0.0.1", "203.0.113.7"),
+        (3, "203.0.113.7, 10.0.0.1", "203.0.113.7"),  # fewer hops than proxies: the first
+        (1, "6.6.6.6, [2001:db8::1]:443", "2001:db8::1"),
+        (-1, "6.6.6.6, 203.0.113.7", "6.6.6.6"),  # the default: the first hop, as Snowplow
+        (1, " , ", "10.9.9.9"),  # an empty hop: the peer
+    ],
+)
+def test_client_ip_with_trusted_proxies(trusted: int, header: str, ip: str) -> None:
+    assert client_ip({"x-forwarded-for": header}, "10.9.9.9", trusted) == ip
+    assert client_ip({}, "10.9.9.9", trusted) == "10.9.9.9"
+
+
 def test_peer_address_without_forwarded_for() -> None:
     assert client_ip({}, "10.9.9.9") == "10.9.9.9"
     assert client_ip({"x-forwarded-for": " "}, "10.9.9.9") == "10.9.9.9"

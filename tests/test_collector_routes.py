@@ -466,6 +466,28 @@ def test_any_origin_and_rate_limit_per_client(broker: str) -> None:
         assert 'code="429"' in c.get("/metrics").text
 
 
+def test_trusted_proxies_decide_the_client_ip_for_the_limit_and_the_event(broker: str) -> None:
+    """Behind one load balancer (LVP_TRUSTED_PROXIES=1) the client IP is the address it appended:
+    an X-Forwarded-For first hop the client made up neither dodges the rate limit nor ends up
+    in the event. With 0 the header is ignored: the TCP peer (here 127.0.0.1) is the client."""
+    for trusted, real in ((1, IP), (0, "127.0.0.1")):
+        settings = Settings.from_env(
+            {}, kafka_bootstrap_servers=broker, topic_good=unique("good"), topic_bad=unique("bad"),
+            pseudonym_key=TEST_KEY, rate_limit_per_ip=0.5, trusted_proxies=trusted,
+        )  # fmt: skip
+        create_topics(settings)
+        marker = unique(f"proxies-{trusted}")
+        event = {k: v for k, v in ev(marker).items() if k != "ip"}  # no tracker-set IP: the request's
+        with serve_collector(settings) as running, httpx.Client(base_url=running.url, timeout=15) as c:
+            first = c.post(TP2, content=envelope(event), headers={"X-Forwarded-For": f"6.6.6.6, {IP}"})
+            assert first.status_code == 200
+            spoofed = c.post(TP2, content=envelope(event), headers={"X-Forwarded-For": f"7.7.7.7, {IP}"})
+            assert spoofed.status_code == 429, trusted  # the same client, whatever it claims
+            [(_key, line)] = good_lines(running, marker, 1)
+        user_ip = from_tsv(line)["user_ipaddress"]
+        assert user_ip == real.rsplit(".", 1)[0] + ".x", (trusted, user_ip)
+
+
 def test_enriched_lines_carry_no_raw_values(running: RunningCollector) -> None:
     s = running.settings
     for _, value in read_topic(s.kafka_bootstrap_servers, s.topic_good, 0, timeout=10):
