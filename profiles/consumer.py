@@ -34,11 +34,12 @@ application = exact final state*:
   frozen — only its compressed state is kept (:meth:`~profiles.engine.ViewerState.compact`)
   until its next event, which thaws it (a few tens of µs). Viewers untouched for
   ``evict_after_s`` are dropped altogether (their state is in DynamoDB).
-* Erasure: `lvp profile delete` deletes a viewer and publishes a tombstone stamped with the
-  erasure time ``T`` on ``LVP_TOPIC_CHANGES``; a reader of that topic tells this consumer, which
-  then forgets the viewer. Events collected at or before ``T`` are past data: dropped, also when
-  they are read later (lag, replays) — for an hour. Events collected after ``T`` start a new
-  profile. One may already have been folded into the erased state before the tombstone was
+* Erasure (docs/contracts.md): `lvp profile delete` publishes a tombstone stamped with the
+  erasure time ``T`` on ``LVP_TOPIC_CHANGES``, then replaces the viewer by an erasure marker in
+  DynamoDB. A reader of that topic tells this consumer, which forgets the viewer; a consumer that
+  loads the marker learns ``T`` too. Events collected at or before ``T`` are past data: dropped,
+  also when they are read later (lag, replays, rebuilds). Events collected after ``T`` start a
+  new profile. One may already have been folded into the erased state before the tombstone was
   read (the two topics are not ordered): the consumer then seeks the viewer's partition back to
   where it was before ``T`` and reads it again (other viewers' copies are duplicates to the
   engine), so the new event lands in a fresh profile.
