@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from typing import Any
 
 import uvicorn
 
-from lvp.broker import free_port
 from lvp.config import Settings
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -173,28 +171,12 @@ class ProductionServer:
 @contextlib.contextmanager
 def serve_production(settings: Settings, **app_kwargs: Any) -> Iterator[ProductionServer]:
     """The collector served as `lvp collector` serves it (guarded httptools protocol, no access
-    log, ...), on a free loopback port, in a thread; uvloop is swapped for asyncio only."""
-    from collector.app import create_app
-    from collector.server import uvicorn_options
+    log, ...): :func:`collector_server.serve_collector`, seen as host and port."""
+    from collector_server import serve_collector
 
-    port = free_port()
-    app = create_app(settings, **app_kwargs)
-    options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": port, "loop": "asyncio"}
-    options.update(log_level="warning", lifespan="on")
-    options.pop("workers")
-    server = uvicorn.Server(uvicorn.Config(app, **options))
-    thread = threading.Thread(target=server.run, name="collector-production", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the collector did not start")
-        time.sleep(0.02)
-    try:
-        yield ProductionServer("127.0.0.1", port, app, server)
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serve_collector(settings, **app_kwargs) as running:
+        host, port = running.url.removeprefix("http://").rsplit(":", 1)
+        yield ProductionServer(host, int(port), running.app, running.server)
 
 
 def raw_exchange(host: str, port: int, data: bytes, timeout: float = 10.0) -> bytes:

@@ -184,3 +184,33 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 def committed_total(settings: Settings) -> int:
     """Sum of the group's committed offsets (partitions without a commit count 0)."""
     return sum(o for o in committed_offsets(settings).values() if o > 0)
+
+
+def pipeline_settings(make_settings: Callable[..., Settings], dynamodb: str, token: str) -> Settings:
+    """Settings for a whole-pipeline test (collector, consumer, viewer API), topics and tables made."""
+    from lvp.dynamo import create_tables
+    from lvp.kafka import create_topics
+
+    s = make_settings(
+        aws_endpoint_url=dynamodb, api_tokens=token, flush_interval_s=0.2, profiles_metrics_port=0
+    )
+    create_topics(s)
+    create_tables(s)
+    return s
+
+
+@contextmanager
+def pipeline(settings: Settings) -> Iterator[dict[str, Any]]:
+    """The collector, a profiles consumer and the viewer API, running: ``{"collector":
+    RunningCollector, "consumer": ProfilesConsumer, "viewer": URL}``."""
+    from collector_server import serve_collector
+
+    from viewer.app import create_app as create_viewer
+    from viewer.testing import serve_in_thread
+
+    with (
+        serve_collector(settings) as collector,
+        consumer_thread(settings) as consumer,
+        serve_in_thread(create_viewer(settings, push_interval_s=0.1)) as viewer_url,
+    ):
+        yield {"collector": collector, "consumer": consumer, "viewer": viewer_url}

@@ -24,12 +24,10 @@ from typing import Any
 import httpx
 import pytest
 from collector_server import read_topic, serve_collector
-from profiles_support import consumer_thread
+from profiles_support import consumer_thread, pipeline_settings
 
 from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.config import Settings
-from lvp.dynamo import create_tables
-from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
 from lvp.tracker_site import create_app as create_tracker_site
 from profiles.store import ProfileStore
@@ -101,12 +99,7 @@ def collector_events(collector_url: str) -> dict[str, float]:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], dynamodb_local: str) -> Settings:
-    s = make_settings(
-        aws_endpoint_url=dynamodb_local, api_tokens=TOKEN, flush_interval_s=0.2, profiles_metrics_port=0
-    )
-    create_topics(s)
-    create_tables(s)
-    return s
+    return pipeline_settings(make_settings, dynamodb_local, TOKEN)
 
 
 @pytest.fixture

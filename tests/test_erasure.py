@@ -32,15 +32,13 @@ import httpx
 import orjson
 import pytest
 from collector_server import serve_collector
-from profiles_support import FAST_GROUP, consumer_thread, settings_env, wait_for
+from profiles_support import FAST_GROUP, consumer_thread, pipeline, pipeline_settings, settings_env, wait_for
 
 from lvp.config import Settings
-from lvp.dynamo import create_tables, dynamodb_client
-from lvp.kafka import create_topics
+from lvp.dynamo import dynamodb_client
 from lvp.pseudonym import pseudonymize
 from profiles.consumer import ProfilesConsumer
-from viewer.app import create_app as create_viewer
-from viewer.testing import SSEEvent, SSEStream, serve_in_thread
+from viewer.testing import SSEEvent, SSEStream
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "erasure-test-token"
@@ -156,22 +154,13 @@ def erase(settings: Settings, flag: str, raw: str) -> tuple[int, dict[str, Any],
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], dynamodb_local: str) -> Settings:
-    s = make_settings(
-        aws_endpoint_url=dynamodb_local, api_tokens=TOKEN, flush_interval_s=0.2, profiles_metrics_port=0
-    )
-    create_topics(s)
-    create_tables(s)
-    return s
+    return pipeline_settings(make_settings, dynamodb_local, TOKEN)
 
 
 @pytest.fixture
 def stack(settings: Settings) -> Iterator[dict[str, Any]]:
-    with (
-        serve_collector(settings) as collector,
-        consumer_thread(settings) as consumer,
-        serve_in_thread(create_viewer(settings, push_interval_s=0.1)) as viewer_url,
-    ):
-        yield {"collector": collector.url, "consumer": consumer, "viewer": viewer_url}
+    with pipeline(settings) as running:
+        yield {**running, "collector": running["collector"].url}
 
 
 def load_viewers(settings: Settings, stack: dict[str, Any]) -> dict[str, int]:

@@ -16,17 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from collector_server import read_topic, serve_collector
-from profiles_support import consumer_thread, wait_for
+from collector_server import read_topic
+from profiles_support import pipeline, pipeline_settings, wait_for
 from snowplow_tracker import Emitter, SelfDescribingJson, Subject, Tracker
 from snowplow_tracker.events import PageView, SelfDescribing
 
 from lvp.config import Settings
-from lvp.dynamo import create_tables, dynamodb_client
-from lvp.kafka import create_topics
+from lvp.dynamo import dynamodb_client
 from lvp.pseudonym import pseudonymize
-from viewer.app import create_app as create_viewer
-from viewer.testing import SSEStream, serve_in_thread
+from viewer.testing import SSEStream
 
 MEDIA = "com.snowplowanalytics.snowplow.media"
 UID = "carol.pipeline@example.com"
@@ -122,20 +120,13 @@ def send_with_real_tracker(collector_url: str, method: str) -> list[int]:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], dynamodb_local: str) -> Settings:
-    s = make_settings(aws_endpoint_url=dynamodb_local, api_tokens=TOKEN, flush_interval_s=0.2)
-    create_topics(s)
-    create_tables(s)
-    return s
+    return pipeline_settings(make_settings, dynamodb_local, TOKEN)
 
 
 @pytest.fixture
 def stack(settings: Settings) -> Iterator[dict[str, Any]]:
-    with (
-        serve_collector(settings) as collector,
-        consumer_thread(settings) as consumer,
-        serve_in_thread(create_viewer(settings, push_interval_s=0.1)) as viewer_url,
-    ):
-        yield {"collector": collector, "consumer": consumer, "viewer": viewer_url}
+    with pipeline(settings) as running:
+        yield running
 
 
 def test_tracker_to_live_view_and_nothing_raw_anywhere(
