@@ -36,6 +36,8 @@ from lvp.config import Settings
 from lvp.iglu import Registry
 
 log = logging.getLogger(__name__)
+#: The largest body size a bad row reports (int64: what JSON consumers and orjson handle).
+_MAX_DECLARED_SIZE = 2**63 - 1
 
 TP2_PATH: Final = "/com.snowplowanalytics.snowplow/tp2"
 PIXEL_PATHS: Final = ("/i", "/com.snowplowanalytics.snowplow/i", "/ice.png")
@@ -261,7 +263,10 @@ class Collector:
         """(body, size, too_big). Over LVP_MAX_BODY_BYTES only the first bytes are kept (for the
         bad row) and ``size`` is the declared Content-Length or what was read."""
         length = request.headers.get("content-length")
-        declared = int(length) if length is not None and length.isascii() and length.isdigit() else None
+        declared = None
+        if length is not None and length.isascii() and length.isdigit():
+            # what a bad row (JSON, int64) can report: a longer claim is reported as the largest
+            declared = min(int(length), _MAX_DECLARED_SIZE) if len(length) <= 19 else _MAX_DECLARED_SIZE
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():

@@ -229,6 +229,26 @@ def test_chunked_body_over_the_limit_is_refused_without_reading_it_all(productio
     assert failure["maximumAllowedSizeBytes"] == 20_000 and failure["actualSizeBytes"] > 20_000
 
 
+@pytest.mark.parametrize("declared", [b"10000000000000000000", b"18446744073709551615"])
+def test_an_absurd_content_length_is_reported_not_a_crash(
+    production: ProductionServer, declared: bytes
+) -> None:
+    """A Content-Length beyond int64 (found by the fuzz tests) with a body over the limit: 413
+    and a size_violation bad row that reports the largest size JSON carries."""
+    marker = unique("absurd-length")
+    body = b'{"schema":"' + PAYLOAD_DATA.encode() + b'","data":[{"aid":"' + marker.encode() + b'","x":"'
+    body += b"a" * 30_000
+    head = b"POST " + TP2.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    response = raw_exchange(
+        production.host, production.port, head + b"Content-Length: " + declared + b"\r\n\r\n" + body
+    )
+    assert status_of(response) == 413, response[:300]
+    good, [row] = messages_with(production.app.state.collector.settings, marker)
+    assert good == [] and str(row["schema"]).split("/")[1] == "size_violation"
+    [failure] = row["data"]["failure"]["messages"]  # type: ignore[index]
+    assert failure["actualSizeBytes"] == 2**63 - 1
+
+
 def test_query_string_over_the_limit(settings: Callable[..., Settings]) -> None:
     """GET /i with a query string over LVP_MAX_BODY_BYTES: 413 and a size_violation bad row."""
     s = settings(max_body_bytes=5_000)
