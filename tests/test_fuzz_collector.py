@@ -13,7 +13,8 @@ Every request must answer 2xx/4xx (503 only while the sink is unhealthy) without
 escaping the app or an error being logged; afterwards both topics are read back and every
 request is accounted for: its events are exactly its good lines plus its bad rows (each bad row
 a known type with a reason), and every good line is readable by the profiles consumer and by the
-Snowplow Analytics SDK. The run's random seed is printed (``LVP_FUZZ_SEED=<n>`` reproduces it).
+Snowplow Analytics SDK. The seed is a digest of the sources unless ``LVP_FUZZ_SEED`` gives one
+(a number, or ``random``); it is printed, and ``LVP_FUZZ_SEED=<n>`` reproduces the run.
 
 The consumer's :class:`~profiles.inputs.InputDecoder` gets random bytes and mutated real inputs
 (enriched TSV from the Snowplow fixture, Analytics SDK JSON, accelerator JSON): it returns a
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -58,7 +60,26 @@ from lvp.pseudonym import Pseudonymizer
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder, InputError
 
-SEED = int(os.environ.get("LVP_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+
+def _source_seed() -> int:
+    """The run's seed when none is given: a digest of the project's Python sources, so every run of
+    the same code (a fresh clone here, CI) fuzzes with the same inputs, and every change of the code
+    fuzzes with new ones. ``LVP_FUZZ_SEED=random`` draws a fresh seed instead."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in ("collector", "lvp", "profiles", "viewer", "tests"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return int.from_bytes(digest.digest()[:4], "big")
+
+
+def _seed(given_seed: str) -> int:
+    if given_seed == "random":
+        return random.SystemRandom().randrange(2**32)
+    return int(given_seed) if given_seed else _source_seed()
+
+
+SEED = _seed(os.environ.get("LVP_FUZZ_SEED", ""))
 KEY = "fuzz-tests-pseudonym-key"
 ORIGIN = "https://site.example"
 MAX_BODY = 64_000
