@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from lvp.enriched import ColumnPicker, EnrichedFormatError, parse_tstamp
@@ -210,6 +211,111 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
             ev.ad_name = name if isinstance(name, str) else None
 
 
+# --- the contexts column's fast path ------------------------------------------------------------
+# Typed msgspec decoders read a contexts text straight into the few fields a ViewerEvent takes:
+# entities of other schemas are skipped unparsed (msgspec.Raw) and no dict is made. They accept
+# only what apply_entities would read the same way (the same JSON types, integers in the range
+# orjson keeps as integers); anything else -- a wrong type, malformed JSON -- makes the caller
+# take the generic path (orjson + apply_entities), so the event, or the error, is the same.
+
+_JSON_INT = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # int64; the generic path takes the rest
+
+
+class _Entity(msgspec.Struct):
+    schema: str
+    data: msgspec.Raw
+
+
+class _Contexts(msgspec.Struct):
+    data: list[_Entity]
+
+
+class _PlayerData(msgspec.Struct):
+    currentTime: float | None = None
+    duration: float | None = None
+    label: str | None = None
+    paused: bool | None = None
+    ended: bool | None = None
+    playbackRate: float | None = None
+    volume: _JSON_INT | None = None
+    muted: bool | None = None
+    fullscreen: bool | None = None
+    quality: str | None = None
+
+
+class _SessionData(msgspec.Struct):
+    mediaSessionId: str | None = None
+    timePlayed: float | None = None
+    timePaused: float | None = None
+    timeSpentAds: float | None = None
+    timeBuffering: float | None = None
+    adBreaks: float | None = None
+    ads: float | None = None
+    adsSkipped: float | None = None
+    adsClicked: float | None = None
+
+
+class _AdBreakData(msgspec.Struct):
+    breakId: str | _JSON_INT | None = None
+
+
+class _AdData(msgspec.Struct):
+    adId: str | _JSON_INT | None = None
+    name: str | None = None
+
+
+_decode_contexts = msgspec.json.Decoder(_Contexts).decode
+_ENTITY_DECODERS: dict[int, Any] = {
+    _PLAYER: msgspec.json.Decoder(_PlayerData).decode,
+    _SESSION: msgspec.json.Decoder(_SessionData).decode,
+    _AD_BREAK: msgspec.json.Decoder(_AdBreakData).decode,
+    _AD: msgspec.json.Decoder(_AdData).decode,
+}
+_FAST_FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
+
+
+def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
+    """Fill the entity fields of ``ev`` from a contexts text, as ``apply_entities`` would from its
+    parsed entities; False (``ev`` untouched) when the text needs the generic path."""
+    try:
+        entities = _decode_contexts(text).data
+        decoded = []
+        for ent in entities:
+            kind = _ENTITY_KIND.get(ent.schema)
+            if kind is None:
+                kind = _entity_kind(ent.schema)
+            if kind != _OTHER:
+                decoded.append((kind, _ENTITY_DECODERS[kind](ent.data)))
+    except _FAST_FAILS:
+        return False
+    for kind, d in decoded:
+        if kind == _PLAYER:
+            ev.position_s = d.currentTime
+            ev.duration_s = d.duration
+            ev.media_label = d.label
+            ev.paused = d.paused
+            ev.ended = d.ended
+            ev.playback_rate = d.playbackRate
+            ev.volume = d.volume
+            ev.muted = d.muted
+            ev.fullscreen = d.fullscreen
+            ev.quality = d.quality
+        elif kind == _SESSION:
+            ev.media_session_id = d.mediaSessionId
+            stats = {}
+            for key in SESSION_STATS:
+                v = getattr(d, key)
+                if v is not None:
+                    stats[key] = v
+            ev.session_stats = stats
+        elif kind == _AD_BREAK:
+            ev.ad_break_id = None if d.breakId is None else str(d.breakId)
+        else:  # _AD
+            ev.ad_id = None if d.adId is None else str(d.adId)
+            ev.ad_name = d.name
+    return True
+
+
 def from_enriched(cols: Mapping[str, Any]) -> ViewerEvent:
     """A :class:`ViewerEvent` from enriched columns (as :func:`lvp.enriched.from_tsv` returns).
 
@@ -269,7 +375,7 @@ def _event(
         useragent=str(useragent or ""),
         data=data,
     )
-    if contexts:
+    if contexts and (type(contexts) is not str or not _apply_contexts_fast(ev, contexts)):
         co_obj = _json(contexts, "contexts")
         entities = co_obj.get("data") if isinstance(co_obj, dict) else co_obj
         if isinstance(entities, list):

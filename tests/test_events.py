@@ -5,6 +5,7 @@ lines broken in every column it reads; entity values are read with the documente
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from enriched_factory import full_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lvp import events as events_module
 from lvp.enriched import INDEX, EnrichedFormatError, from_tsv
 from lvp.events import (
     EVENT_COLUMNS,
@@ -192,3 +194,83 @@ def test_entity_values_keep_their_documented_types(
     assert ev.volume == integer and type(ev.volume) is type(integer)
     assert ev.media_session_id == (value if isinstance(value, str) else None)
     assert ev.session_stats == ({} if number is None else {"timePlayed": number, "ads": number})
+
+
+# --- the contexts fast path (typed msgspec decoding) gives what the generic path gives --------------
+# Raw JSON texts for entity values, including what the two JSON parsers could read differently:
+# integers beyond int64 / uint64, exponents, -0.0, escapes, lone surrogates, nesting.
+RAW_VALUES = [
+    "null", "true", "false", "0", "40", "-1", "40.0", "4e1", "1E2", "-0.0", "1.5", "1e400", "-1e400",
+    "9223372036854775807", "9223372036854775808", "18446744073709551615", "18446744073709551616",
+    "-9223372036854775808", "-9223372036854775809", "99999999999999999999999", '"x"', '""',
+    '"\\u00e9\\n"', '"\\ud800"', '"\\ud83d\\ude00"', '"a\\u0000b"', "[]", "[1]", "{}", '{"a":[1,{"b":2}]}',
+]  # fmt: skip
+
+
+def _entity_text(schema: str, pairs: list[tuple[str, str]]) -> str:
+    members = ",".join(f'"{key}":{value}' for key, value in pairs)
+    return f'{{"schema":"{schema}","data":{{{members}}}}}'
+
+
+def _contexts_text(entities: list[str]) -> str:
+    return f'{{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[{",".join(entities)}]}}'
+
+
+RAW_ENTITY = st.builds(
+    _entity_text,
+    st.sampled_from([*SCHEMAS, "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"]),
+    st.lists(st.tuples(st.sampled_from(ENTITY_KEYS), st.sampled_from(RAW_VALUES)), max_size=6),
+)
+RAW_CONTEXTS = st.lists(st.one_of(RAW_ENTITY, st.sampled_from(RAW_VALUES)), max_size=4).map(_contexts_text)
+
+
+def _with_contexts(contexts: Any) -> dict[str, Any]:
+    cols = from_tsv(LINES[-1])
+    cols["contexts"] = contexts
+    return cols
+
+
+def check_contexts_text(text: str) -> None:
+    """The TSV reader takes contexts text through typed decoders, the Analytics SDK reader hands
+    over parsed entities: the same entities make the same event. Text that orjson refuses (an
+    infinite number, a lone surrogate) is an error, or, where only values the reader does not
+    read are at fault, the event the rest makes."""
+    from_text = outcome(from_enriched, _with_contexts(text))
+    try:
+        parsed = orjson.loads(text) if text else ""
+    except orjson.JSONDecodeError:
+        try:
+            lenient = json.loads(text)  # reads 1e400 as inf, keeps lone surrogates
+        except (ValueError, RecursionError):
+            assert from_text[0] == "error" and "contexts is not JSON" in from_text[1]
+            return
+        if from_text[0] == "event":
+            assert from_text == outcome(from_enriched, _with_contexts(lenient))
+        else:
+            assert "contexts is not JSON" in from_text[1]
+        return
+    assert from_text == outcome(from_enriched, _with_contexts(parsed))
+
+
+def test_every_entity_value_reads_as_parsed() -> None:
+    """Each entity key of each schema with each raw value, alone and after a duplicate key."""
+    for schema in SCHEMAS:
+        for key in ENTITY_KEYS:
+            for value in RAW_VALUES:
+                check_contexts_text(_contexts_text([_entity_text(schema, [(key, value)])]))
+                check_contexts_text(_contexts_text([_entity_text(schema, [(key, "1"), (key, value)])]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(RAW_CONTEXTS, CONTEXTS))
+def test_contexts_text_reads_as_its_parsed_entities(text: str) -> None:
+    check_contexts_text(text)
+
+
+def test_contexts_of_real_lines_take_the_fast_path() -> None:
+    """The typed decoders accept what real trackers send (else every event pays for both paths)."""
+    ev = ViewerEvent("e", "play", "v", 0.0, 0.0)
+    contexts = [cols["contexts"] for cols in map(from_tsv, LINES) if "contexts" in cols]
+    assert len(contexts) > 10
+    for text in contexts:
+        assert events_module._apply_contexts_fast(ev, text), text[:200]
