@@ -98,6 +98,32 @@ def consumer_loop(sessions: list[list[ViewerEvent]], flush_every: int) -> None:
     )
 
 
+def ping_cost(states: list[ViewerState], base: list[ViewerEvent]) -> None:
+    """What LVP_FREEZE_AFTER_S trades: a playing viewer's next ping (30 s later) applied, its
+    profile, history and state written, then compacted again — kept hot, or kept frozen between
+    pings (thawed and frozen again around each)."""
+    template = next(ev for ev in base if ev.name == "ping")
+    for label, freeze in (("hot (compact())", False), ("frozen (compact(freeze=True))", True)):
+        pings = []
+        for s in states:
+            s.compact(freeze=freeze)
+            ping = copy.copy(template)
+            ping.viewer_id = s.viewer_id
+            ping.event_id = str(uuid.uuid4())
+            ping.collector_ts = ping.derived_ts = (s.last_seen or 0.0) + 30.0
+            pings.append(ping)
+        gc.collect()
+        t0 = time.perf_counter()
+        for s, ping in zip(states, pings, strict=True):
+            s.apply(ping)
+            s.profile()
+            s.history_changes()
+            s.dump()
+            s.compact(freeze=freeze)
+        dt = time.perf_counter() - t0
+        print(f"{'a ping to a quiet viewer kept ' + label:<44} {dt / len(states) * 1e6:8.2f} µs/viewer")
+
+
 def run(viewers: int) -> None:
     base = sample_events()
     sessions = clone(base, viewers)
@@ -159,6 +185,8 @@ def run(viewers: int) -> None:
     ):
         print(f"{label:<44} {dt / viewers * 1e6:8.2f} µs/viewer (compacted state)")
     print(f"{'dump() size':<44} {sum(map(len, dumps)) / viewers:8.0f} bytes/viewer")
+
+    ping_cost(states, base)
 
     # memory per tracked viewer: states only (the events are dropped), after compact()
     del loaded, profiles, dumps, states

@@ -55,6 +55,7 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "flush_interval_s",
         "flush_max_dirty",
         "publish_interval_s",
+        "freeze_after_s",
         "active_shards",
         "profiles_metrics_port",
     ),

@@ -30,7 +30,7 @@ application = exact final state*:
   (fast live view), independently of the DynamoDB flush interval. The engine builds a profile
   once per change: the flush reuses what the publication read.
 * Memory: after a flush, a viewer's engine state is compacted; a viewer that then stays quiet
-  for ``freeze_after_s`` of wall time (no event changed it, nothing of it waits for DynamoDB) is
+  for ``LVP_FREEZE_AFTER_S`` of wall time (no event changed it, nothing of it waits for DynamoDB) is
   frozen — only its compressed state is kept (:meth:`~profiles.engine.ViewerState.compact`)
   until its next event, which thaws it (a few tens of µs). Viewers untouched for
   ``evict_after_s`` are dropped altogether (their state is in DynamoDB).
@@ -76,7 +76,7 @@ from confluent_kafka import (
 )
 
 from lvp import badrows
-from lvp.config import Settings
+from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.pseudonym import Pseudonymizer
 from profiles.engine import ViewerState
@@ -99,9 +99,6 @@ _MAX_WAITING: Final = 200_000
 #: are walked again and again, for garbage that reference counting frees anyway (measured: ~15%
 #: of the consumer's CPU time).
 GC_THRESHOLDS: Final = (50_000, 50, 100)
-#: A flushed viewer quiet for this long (wall time) is frozen. Longer than the media plugin's
-#: 30 s ping interval, so a playing viewer is not thawed and frozen again at every ping.
-FREEZE_AFTER_S: Final = 45.0
 #: Erasure: how far the clock of `lvp profile delete` may be ahead of the collectors' clocks
 #: (partitions are read again from this long before the erasure time).
 _ERASURE_CLOCK_SKEW_S: Final = 5.0
@@ -168,9 +165,13 @@ class ProfilesConsumer:
         progress: Callable[[str], None] | None = None,
         batch_size: int = BATCH_SIZE,
         evict_after_s: float | None = None,
-        freeze_after_s: float = FREEZE_AFTER_S,
+        freeze_after_s: float | None = None,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
+        if freeze_after_s is None:
+            freeze_after_s = settings.freeze_after_s
+        if not freeze_after_s > 0:
+            raise ConfigError(f"LVP_FREEZE_AFTER_S must be > 0 seconds, got {freeze_after_s!r}")
         self.settings = settings
         self.topic = settings.topic_good
         self.rebuild = rebuild

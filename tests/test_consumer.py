@@ -33,11 +33,12 @@ from prometheus_client import generate_latest
 from tcpproxy import TcpProxy
 
 from lvp.broker import free_port
-from lvp.config import Settings
+from lvp.config import ConfigError, Settings
 from lvp.dynamo import create_tables
 from lvp.enriched import parse_tstamp
 from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
+from profiles.consumer import ProfilesConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "snowplow-enriched-sample.tsv"
@@ -355,11 +356,15 @@ def test_quiet_viewers_are_frozen_and_thaw_unchanged(
 ) -> None:
     """Viewers flushed and then quiet for ``freeze_after_s`` keep only their compressed state; their
     next events thaw them, and the result is the in-order one."""
-    env = ready(make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=0.1, profiles_metrics_port=0))
+    env = ready(
+        make_settings(
+            aws_endpoint_url=dynamodb_local, flush_interval_s=0.1, freeze_after_s=0.1, profiles_metrics_port=0
+        )
+    )
     pairs = interleave(many_viewers("frozen", 12, int(time.time() * 1000) - 400_000))
     first, second = pairs[: len(pairs) // 2], pairs[len(pairs) // 2 :]
     produce(env, first)
-    with consumer_thread(env, freeze_after_s=0.1) as c:
+    with consumer_thread(env) as c:  # LVP_FREEZE_AFTER_S=0.1
         wait_for(lambda: c.stats.applied == len(first), 60, "first half applied")
         viewers = list(c.states)
         wait_for(lambda: all(c.states[v].frozen for v in viewers), 30, "quiet viewers frozen")
@@ -368,6 +373,12 @@ def test_quiet_viewers_are_frozen_and_thaw_unchanged(
         assert c.stats.frozen >= len(viewers)
         wait_for(lambda: committed_total(env) == len(pairs), 60, "everything flushed and committed")
     assert dump_tables(env) == expected(lines_of(pairs))
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0])
+def test_freeze_after_must_be_positive(make_settings: Callable[..., Settings], seconds: float) -> None:
+    with pytest.raises(ConfigError, match="LVP_FREEZE_AFTER_S must be > 0"):
+        ProfilesConsumer(make_settings(freeze_after_s=seconds))
 
 
 def test_sigterm_flushes_and_commits_before_exit(
