@@ -9,6 +9,7 @@ columns it is made of — the hot path of `lvp profiles`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -103,6 +104,7 @@ class ViewerEvent:
 
 
 _MEDIA_SET = frozenset(MEDIA_EVENTS)
+_intern = sys.intern
 
 
 def viewer_id_of(user_id: str | None, domain_userid: str | None, network_userid: str | None) -> str:
@@ -175,7 +177,7 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
             v = get("duration")
             ev.duration_s = v if type(v) is float else _opt_float(v)
             v = get("label")
-            ev.media_label = v if isinstance(v, str) else None
+            ev.media_label = _intern(v) if type(v) is str else None
             v = get("paused")
             ev.paused = v if v is True or v is False else None
             v = get("ended")
@@ -189,10 +191,10 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
             v = get("fullscreen")
             ev.fullscreen = v if v is True or v is False else None
             v = get("quality")
-            ev.quality = v if isinstance(v, str) else None
+            ev.quality = _intern(v) if type(v) is str else None
         elif kind == _SESSION:
             sid = get("mediaSessionId")
-            ev.media_session_id = sid if isinstance(sid, str) else None
+            ev.media_session_id = _intern(sid) if type(sid) is str else None
             stats = {}
             for key in SESSION_STATS:
                 v = get(key)
@@ -203,12 +205,12 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
             ev.session_stats = stats
         elif kind == _AD_BREAK:
             bid = get("breakId")
-            ev.ad_break_id = str(bid) if isinstance(bid, (str, int)) else None
+            ev.ad_break_id = _intern(str(bid)) if isinstance(bid, (str, int)) else None
         else:  # _AD
             aid = get("adId")
-            ev.ad_id = str(aid) if isinstance(aid, (str, int)) else None
+            ev.ad_id = _intern(str(aid)) if isinstance(aid, (str, int)) else None
             name = get("name")
-            ev.ad_name = name if isinstance(name, str) else None
+            ev.ad_name = _intern(name) if type(name) is str else None
 
 
 # --- the contexts column's fast path ------------------------------------------------------------
@@ -292,16 +294,17 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
         if kind == _PLAYER:
             ev.position_s = d.currentTime
             ev.duration_s = d.duration
-            ev.media_label = d.label
+            ev.media_label = d.label if d.label is None else _intern(d.label)
             ev.paused = d.paused
             ev.ended = d.ended
             ev.playback_rate = d.playbackRate
             ev.volume = d.volume
             ev.muted = d.muted
             ev.fullscreen = d.fullscreen
-            ev.quality = d.quality
+            ev.quality = d.quality if d.quality is None else _intern(d.quality)
         elif kind == _SESSION:
-            ev.media_session_id = d.mediaSessionId
+            sid = d.mediaSessionId
+            ev.media_session_id = sid if sid is None else _intern(sid)
             stats = {}
             for key in SESSION_STATS:
                 v = getattr(d, key)
@@ -309,10 +312,10 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
                     stats[key] = v
             ev.session_stats = stats
         elif kind == _AD_BREAK:
-            ev.ad_break_id = None if d.breakId is None else str(d.breakId)
+            ev.ad_break_id = None if d.breakId is None else _intern(str(d.breakId))
         else:  # _AD
-            ev.ad_id = None if d.adId is None else str(d.adId)
-            ev.ad_name = d.name
+            ev.ad_id = None if d.adId is None else _intern(str(d.adId))
+            ev.ad_name = d.name if d.name is None else _intern(d.name)
     return True
 
 
@@ -371,8 +374,8 @@ def _event(
         viewer_id=str(viewer_id),
         collector_ts=collector_ts,
         derived_ts=derived_ts,
-        app_id=str(app_id or ""),
-        useragent=str(useragent or ""),
+        app_id=_intern(str(app_id or "")),
+        useragent=_intern(str(useragent or "")),
         data=data,
     )
     if contexts and (type(contexts) is not str or not _apply_contexts_fast(ev, contexts)):

@@ -150,6 +150,11 @@ _ROW_GET: Final = operator.attrgetter(*_ROW_FIELDS)
 # Long strings that rarely change: a row writes 0 when the value equals the viewer's "base" value.
 _BASE_FIELDS: Final = ("app_id", "useragent", "media_label", "media_session_id")
 _BASE_INDEX: Final = tuple(_ROW_FIELDS.index(f) for f in _BASE_FIELDS)
+# Row positions (see _encode) of strings many events share: interned when a row is decoded.
+_SHARED_ROW_FIELDS: Final = (
+    "app_id", "useragent", "media_label", "quality", "media_session_id", "ad_id", "ad_name", "ad_break_id",
+)  # fmt: skip
+_ROW_SHARED: Final = (2, *(3 + _ROW_FIELDS.index(f) for f in _SHARED_ROW_FIELDS))
 _I_STATS: Final = _ROW_FIELDS.index("session_stats")
 
 
@@ -516,8 +521,11 @@ class ViewerState:
             {k: v for k, v in zip(STAT_KEYS, st, strict=True) if v is not None} if st is not None else None
         )
         t = float(r[0])
+        for i in _ROW_SHARED:  # strings many events share: one copy in memory (as lvp.events does)
+            if type(r[i]) is str:
+                r[i] = sys.intern(r[i])
         return ViewerEvent(
-            event_id=r[1], name=sys.intern(r[2]), viewer_id=self.viewer_id, collector_ts=t, derived_ts=t,
+            event_id=r[1], name=r[2], viewer_id=self.viewer_id, collector_ts=t, derived_ts=t,
             app_id=r[3], useragent=r[4], position_s=r[5], duration_s=r[6], media_label=r[7],
             paused=r[8], ended=r[9], playback_rate=r[10], volume=r[11], muted=r[12],
             fullscreen=r[13], quality=r[14], media_session_id=r[15], session_stats=stats,
@@ -741,7 +749,7 @@ class ViewerState:
             if base is not None:
                 if not isinstance(base, list) or len(base) != len(_BASE_FIELDS):
                     raise ValueError("bad base values")
-                s._base = [str(v) if v is not None else None for v in base]
+                s._base = [sys.intern(str(v)) if v is not None else None for v in base]
             for row in doc.get("p") or []:
                 if not isinstance(row, list) or len(row) != 4 + len(_ROW_FIELDS):
                     raise ValueError("bad pending row")

@@ -20,6 +20,7 @@ Pure code: no I/O, no clock.
 from __future__ import annotations
 
 import operator
+import sys
 from array import array
 from typing import Any, Final
 
@@ -150,6 +151,11 @@ _FOLD_SLOTS: Final = (
 _FOLD_INTS: Final = ("plays", "pauses", "seeks", "buffers", "errors", "ads_done")
 _FOLD_FLOATS: Final = ("ts", "pos", "dur", "rate", "pct", "start_ts", "play_ts")
 _FOLD_STRS: Final = ("eid", "name", "app_id", "ua")
+#: String fields whose values many viewers share (one copy in memory: interned, as the events'
+#: strings are by lvp.events)
+_FOLD_SHARED: Final = (
+    "status", "resume", "name", "app_id", "ua", "label", "quality", "sid", "brk", "done_ad",
+)  # fmt: skip
 _FOLD_GET: Final = operator.attrgetter(*_FOLD_SLOTS)
 _I_SESS: Final = _FOLD_SLOTS.index("sess")
 _I_CLOSED: Final = _FOLD_SLOTS.index("closed")
@@ -307,6 +313,10 @@ class Fold:
         for name in _FOLD_STRS:
             if not isinstance(getattr(f, name), str):
                 raise ValueError(f"fold field {name} is not a string")
+        for name in _FOLD_SHARED:
+            v = getattr(f, name)
+            if type(v) is str:
+                setattr(f, name, sys.intern(v))
         return f
 
 

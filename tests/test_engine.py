@@ -5,6 +5,7 @@ dump()/load() and compact() anywhere in between)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import random
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lvp.enriched import from_tsv
-from lvp.events import ViewerEvent, from_enriched
+from lvp.events import ViewerEvent, from_enriched, from_tsv_line
 from profiles import state as sm
 from profiles.engine import DUPLICATE_TOLERANCE_S, HistoryEntry, ViewerState
 from profiles.fold import MAX_GAP_S
@@ -518,6 +519,24 @@ def test_frozen_viewer_is_small_and_thaws_unchanged() -> None:
     hist.drain(s)
     assert s.profile() == SAMPLE_PROFILE
     assert hist.chain() == SAMPLE_HISTORY
+
+
+def test_viewers_share_the_strings_their_events_share() -> None:
+    """Media label, session id, app id, quality and user agent are one string in memory for every
+    viewer and event that has them: as read from TSV, and after a viewer was frozen and thawed."""
+    lines = [line for line in SAMPLE.read_text().splitlines() if line.strip()]
+    viewers = []
+    for vid in ("viewer-a", "viewer-b"):
+        s = ViewerState.new(vid)
+        for line in lines:
+            s.apply(dataclasses.replace(from_tsv_line(line), viewer_id=vid))
+        viewers.append(s)
+    shared = ("media_label", "media_session_id")
+    a, b = (s.profile() for s in viewers)
+    assert all(a[k] is not None and a[k] is b[k] for k in shared)
+    viewers[1].compact(freeze=True)
+    thawed = viewers[1].profile()
+    assert all(thawed[k] == a[k] and thawed[k] is a[k] for k in shared)
 
 
 # --- property: any order within the window gives the in-order result -----------------------------
