@@ -9,8 +9,9 @@ status is not ``ended`` — ``active_shard``, the hash key of the sparse ``activ
 
 Writes are batched (BatchWriteItem, 25 requests) and several batches run concurrently on a small
 thread pool; a flush writes the history changes before the profiles whose state assumes them.
-BatchWriteItem goes over DynamoDB's JSON protocol directly (:class:`_BatchWriteRpc`: orjson +
-botocore's SigV4 signer), everything else through boto3. Unprocessed items and throttling are
+BatchWriteItem and BatchGetItem go over DynamoDB's JSON protocol directly
+(:mod:`profiles.dynamo_http`: orjson, our SigV4 signer, keep-alive sockets), everything else
+through boto3. Unprocessed items and throttling are
 retried with exponential backoff and jitter; when a batch still fails after its retries, the
 write stops launching batches (batches retrying stop at their next attempt) and raises
 :class:`WriteFailed`, naming exactly what was not written: everything else stays written, and the
@@ -37,19 +38,15 @@ from math import isfinite
 from typing import Any, Final, Protocol
 
 import boto3
-import orjson
-import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.httpsession import get_cert_path
 
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
 from lvp.enriched import EnrichedFormatError, parse_tstamp
 from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, is_erasure_marker
+from profiles.dynamo_http import DynamoError, DynamoHttp
 from profiles.profile import PROFILE_FIELDS
 
 log = logging.getLogger(__name__)
@@ -260,81 +257,22 @@ def _request_key(req: Mapping[str, Any]) -> tuple[str, str]:
 # --- the store --------------------------------------------------------------------------------
 
 
-class RpcError(Exception):
-    """An error answer of the DynamoDB JSON protocol (``__type`` code, HTTP status)."""
-
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(f"{code} ({status}): {message}")
-        self.code = code
-        self.status = status
-
-
 _PROXY_VARS: Final = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-class _BatchWriteRpc:
-    """BatchWriteItem over DynamoDB's JSON protocol without botocore's per-attribute serializer.
-
-    A flush writes thousands of items; botocore walks its shape model for every attribute value
-    (~200 µs of CPU per profile item). Here the body is encoded by orjson, signed with botocore's
-    own SigV4 signer and credentials, and sent on a urllib3 keep-alive pool: several times less
-    CPU per item. Every other call goes through the boto3 client.
-    """
-
-    def __init__(self, url: str, region: str, credentials: Any, pool_size: int) -> None:
-        self.url = url
-        self.region = region
-        self.credentials = credentials
-        self.pool = urllib3.PoolManager(
-            maxsize=pool_size, block=False, cert_reqs="CERT_REQUIRED", ca_certs=get_cert_path(True)
-        )
-        self.timeout = urllib3.Timeout(connect=5.0, read=20.0)
-
-    @classmethod
-    def create(cls, client: Any, kwargs: Mapping[str, Any], pool_size: int) -> _BatchWriteRpc | None:
-        """The fast path for ``client``'s endpoint and credentials, or None (proxies configured, no
-        credentials): then the boto3 client does the writes."""
-        if any(os.environ.get(v) for v in _PROXY_VARS):
-            return None
-        if kwargs.get("aws_access_key_id"):
-            creds: Any = Credentials(kwargs["aws_access_key_id"], kwargs.get("aws_secret_access_key", ""))
-        else:
-            creds = boto3.Session(region_name=client.meta.region_name).get_credentials()
-        if creds is None:
-            return None
-        return cls(client.meta.endpoint_url.rstrip("/") + "/", client.meta.region_name, creds, pool_size)
-
-    def batch_write_item(self, request_items: Mapping[str, Any]) -> dict[str, Any]:
-        body = orjson.dumps({"RequestItems": request_items})
-        req = AWSRequest(
-            method="POST",
-            url=self.url,
-            data=body,
-            headers={
-                "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
-            },
-        )
-        creds = self.credentials
-        if hasattr(creds, "get_frozen_credentials"):
-            creds = creds.get_frozen_credentials()
-        SigV4Auth(creds, "dynamodb", self.region).add_auth(req)
-        resp = self.pool.request(
-            "POST",
-            self.url,
-            body=body,
-            headers=dict(req.headers.items()),
-            timeout=self.timeout,
-            retries=False,
-        )
-        if resp.status == 200:
-            return dict(orjson.loads(resp.data))
-        try:
-            err = orjson.loads(resp.data)
-        except orjson.JSONDecodeError:
-            err = {}
-        code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{resp.status}"
-        raise RpcError(code, str(err.get("message") or err.get("Message") or ""), resp.status)
+def _fast_calls(client: Any, kwargs: Mapping[str, Any], pool_size: int) -> DynamoHttp | None:
+    """BatchWriteItem / BatchGetItem straight over DynamoDB's JSON protocol
+    (:mod:`profiles.dynamo_http`) for ``client``'s endpoint and credentials, or None (proxies
+    configured, no credentials): then the boto3 client makes those calls too."""
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    if kwargs.get("aws_access_key_id"):
+        creds: Any = Credentials(kwargs["aws_access_key_id"], kwargs.get("aws_secret_access_key", ""))
+    else:
+        creds = boto3.Session(region_name=client.meta.region_name).get_credentials()
+    if creds is None:
+        return None
+    return DynamoHttp(client.meta.endpoint_url, client.meta.region_name, creds, pool_size=pool_size)
 
 
 class ProfileStore:
@@ -351,7 +289,7 @@ class ProfileStore:
         max_delay_s: float = 2.0,
         metrics: StoreMetrics | None = None,
         clock: Callable[[], float] = time.time,
-        fast_writes: bool = True,
+        fast_calls: bool = True,
         load_workers: int = 2,
     ) -> None:
         self.settings = settings
@@ -359,13 +297,13 @@ class ProfileStore:
         self.history_table = settings.table_history
         self.retention_s = int(settings.retention_days * 86400)
         self.shards = max(1, settings.active_shards)
-        self._rpc: _BatchWriteRpc | None = None
+        self._rpc: DynamoHttp | None = None
         if client is None:
             kw = client_kwargs(settings)
             kw["config"] = kw["config"].merge(_CLIENT_CONFIG) if "config" in kw else _CLIENT_CONFIG
             client = boto3.client("dynamodb", **kw)
-            if fast_writes:
-                self._rpc = _BatchWriteRpc.create(client, kw, pool_size=max_workers)
+            if fast_calls:
+                self._rpc = _fast_calls(client, kw, pool_size=max_workers + load_workers)
         self.client = client
         self.max_workers = max(1, max_workers)
         self.max_attempts = max_attempts
@@ -384,6 +322,8 @@ class ProfileStore:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._load_pool.shutdown(wait=True)
+        if self._rpc is not None:
+            self._rpc.close()
 
     def check_tables(self) -> None:
         """Raise :class:`StoreError` naming a table that does not exist (or DynamoDB is down)."""
@@ -535,7 +475,7 @@ class ProfileStore:
             while True:
                 try:
                     if self._rpc is not None:
-                        resp = self._rpc.batch_write_item(pending)
+                        resp = self._rpc.call("BatchWriteItem", {"RequestItems": pending})
                     else:
                         resp = self.client.batch_write_item(RequestItems=pending)
                 except Exception as exc:
@@ -560,14 +500,14 @@ class ProfileStore:
 
     def _failed_attempt(self, exc: Exception, attempt: int, op: str) -> None:
         """Count and classify a failed call; raise StoreError when it must not be retried."""
-        if isinstance(exc, (ClientError, RpcError)):
-            code = exc.code if isinstance(exc, RpcError) else exc.response.get("Error", {}).get("Code", "")
-            status = exc.status if isinstance(exc, RpcError) else 0
+        if isinstance(exc, (ClientError, DynamoError)):
+            code = exc.code if isinstance(exc, DynamoError) else exc.response.get("Error", {}).get("Code", "")
+            status = exc.status if isinstance(exc, DynamoError) else 0
             if code in _THROTTLE_CODES:
                 self.metrics.dynamodb_throttle()
             elif code not in _RETRYABLE_CODES and status < 500:
                 raise StoreError(f"{op}: {code}: {exc}") from exc
-        elif not isinstance(exc, (BotoCoreError, urllib3.exceptions.HTTPError)):
+        elif not isinstance(exc, (BotoCoreError, OSError)):  # OSError: the connection (dynamo_http)
             raise exc
         self.metrics.dynamodb_retry()
         if attempt + 1 >= self.max_attempts:
@@ -627,7 +567,10 @@ class ProfileStore:
         attempt = 0
         while True:
             try:
-                resp = self.client.batch_get_item(RequestItems=request)
+                if self._rpc is not None:
+                    resp = self._rpc.call("BatchGetItem", {"RequestItems": request})
+                else:
+                    resp = self.client.batch_get_item(RequestItems=request)
             except Exception as exc:
                 self._failed_attempt(exc, attempt, "BatchGetItem")
             else:
