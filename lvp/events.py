@@ -194,7 +194,7 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
             ev.quality = _intern(v) if type(v) is str else None
         elif kind == _SESSION:
             sid = get("mediaSessionId")
-            ev.media_session_id = _intern(sid) if type(sid) is str else None
+            ev.media_session_id = sid if type(sid) is str else None
             stats = {}
             for key in SESSION_STATS:
                 v = get(key)
@@ -304,7 +304,7 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
             ev.quality = d.quality if d.quality is None else _intern(d.quality)
         elif kind == _SESSION:
             sid = d.mediaSessionId
-            ev.media_session_id = sid if sid is None else _intern(sid)
+            ev.media_session_id = sid
             stats = {}
             for key in SESSION_STATS:
                 v = getattr(d, key)

@@ -152,7 +152,7 @@ _BASE_FIELDS: Final = ("app_id", "useragent", "media_label", "media_session_id")
 _BASE_INDEX: Final = tuple(_ROW_FIELDS.index(f) for f in _BASE_FIELDS)
 # Row positions (see _encode) of strings many events share: interned when a row is decoded.
 _SHARED_ROW_FIELDS: Final = (
-    "app_id", "useragent", "media_label", "quality", "media_session_id", "ad_id", "ad_name", "ad_break_id",
+    "app_id", "useragent", "media_label", "quality", "ad_id", "ad_name", "ad_break_id",
 )  # fmt: skip
 _ROW_SHARED: Final = (2, *(3 + _ROW_FIELDS.index(f) for f in _SHARED_ROW_FIELDS))
 _I_STATS: Final = _ROW_FIELDS.index("session_stats")

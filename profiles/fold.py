@@ -154,7 +154,7 @@ _FOLD_STRS: Final = ("eid", "name", "app_id", "ua")
 #: String fields whose values many viewers share (one copy in memory: interned, as the events'
 #: strings are by lvp.events)
 _FOLD_SHARED: Final = (
-    "status", "resume", "name", "app_id", "ua", "label", "quality", "sid", "brk", "done_ad",
+    "status", "resume", "name", "app_id", "ua", "label", "quality", "brk", "done_ad",
 )  # fmt: skip
 _FOLD_GET: Final = operator.attrgetter(*_FOLD_SLOTS)
 _I_SESS: Final = _FOLD_SLOTS.index("sess")
