@@ -236,8 +236,10 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
 def _memory(consumer: Any) -> dict[str, float]:
     """Bytes per tracked viewer: what materialising a copy of every tracked engine state, as it
     is (frozen or compacted), allocates (tracemalloc: RSS growth would hide allocations reusing
-    memory freed during the run), plus the consumer's own containers (dict / set tables, not the
-    viewer id strings); cross-checked by walking the live states; and the stored ``state``."""
+    memory freed during the run; the second of two passes, so that the growth of process-wide
+    tables such as the interned strings is not counted), plus the consumer's own containers
+    (dict / set tables, not the viewer id strings); cross-checked by walking the live states; and
+    the stored ``state``."""
     from profiles.engine import ViewerState
 
     states = consumer.states
@@ -245,13 +247,19 @@ def _memory(consumer: Any) -> dict[str, float]:
     if not tracked:
         return {"allocated": 0.0, "heap": 0.0, "state_bytes": 0.0, "frozen": 0.0}
     dumps = [(vid, st.dump(), st.frozen) for vid, st in states.items()]
+
+    def materialise() -> list[ViewerState]:
+        copies = []
+        for vid, state, frozen in dumps:
+            copy = ViewerState.load(vid, state)
+            copy.compact(freeze=frozen)
+            copies.append(copy)
+        return copies
+
+    del materialise()[:]  # warm-up: process-wide tables (interned strings) grow here, once
     gc.collect()
     tracemalloc.start()
-    copies = []
-    for vid, state, frozen in dumps:
-        copy = ViewerState.load(vid, state)
-        copy.compact(freeze=frozen)
-        copies.append(copy)
+    copies = materialise()
     gc.collect()
     allocated, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

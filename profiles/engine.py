@@ -749,7 +749,10 @@ class ViewerState:
             if base is not None:
                 if not isinstance(base, list) or len(base) != len(_BASE_FIELDS):
                     raise ValueError("bad base values")
-                s._base = [sys.intern(str(v)) if v is not None else None for v in base]
+                s._base = [
+                    None if v is None else sys.intern(str(v)) if f in _SHARED_ROW_FIELDS else str(v)
+                    for f, v in zip(_BASE_FIELDS, base, strict=True)
+                ]
             for row in doc.get("p") or []:
                 if not isinstance(row, list) or len(row) != 4 + len(_ROW_FIELDS):
                     raise ValueError("bad pending row")
