@@ -233,11 +233,14 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+_TABLE_BLOCK = 64 * 1024
+
+
 def _memory(consumer: Any) -> dict[str, float]:
     """Bytes per tracked viewer: what materialising a copy of every tracked engine state, as it
     is (frozen or compacted), allocates (tracemalloc: RSS growth would hide allocations reusing
-    memory freed during the run; the second of two passes, so that the growth of process-wide
-    tables such as the interned strings is not counted), plus the consumer's own containers
+    memory freed during the run; blocks of 64 KiB and more are not counted: they are process-wide
+    tables, such as the interned strings, that grew meanwhile), plus the consumer's own containers
     (dict / set tables, not the viewer id strings); cross-checked by walking the live states; and
     the stored ``state``."""
     from profiles.engine import ViewerState
@@ -248,20 +251,17 @@ def _memory(consumer: Any) -> dict[str, float]:
         return {"allocated": 0.0, "heap": 0.0, "state_bytes": 0.0, "frozen": 0.0}
     dumps = [(vid, st.dump(), st.frozen) for vid, st in states.items()]
 
-    def materialise() -> list[ViewerState]:
-        copies = []
-        for vid, state, frozen in dumps:
-            copy = ViewerState.load(vid, state)
-            copy.compact(freeze=frozen)
-            copies.append(copy)
-        return copies
-
-    del materialise()[:]  # warm-up: process-wide tables (interned strings) grow here, once
     gc.collect()
     tracemalloc.start()
-    copies = materialise()
+    copies = []
+    for vid, state, frozen in dumps:
+        copy = ViewerState.load(vid, state)
+        copy.compact(freeze=frozen)
+        copies.append(copy)
     gc.collect()
-    allocated, _peak = tracemalloc.get_traced_memory()
+    # blocks of 64 KiB and more are process-wide tables that happened to grow meanwhile (the
+    # interned strings' dict: one resize costs MBs), and the list of copies: none is a viewer's
+    allocated = sum(t.size for t in tracemalloc.take_snapshot().traces if t.size < _TABLE_BLOCK)
     tracemalloc.stop()
     del copies
     heap = _deep_size(list(states.values()), set()) - sys.getsizeof(list(states.values()))
