@@ -144,7 +144,7 @@ class Settings:
         45.0,
         "LVP_FREEZE_AFTER_S",
         "Memory: a viewer written and then quiet this long (s) keeps only its compressed state "
-        "(~0.7 KB, not ~4.5 KB) until its next event. Below the media ping interval (30 s) playing "
+        "(~0.7 KB, not ~3.6 KB) until its next event. Below the media ping interval (30 s) playing "
         "viewers stay compressed between pings, for ~20 µs more CPU per ping (bench/engine_bench.py).",
     )
     active_shards: int = _setting(
