@@ -281,11 +281,14 @@ class DynamoHttp:
         u = urlsplit(endpoint_url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"not an http(s) endpoint: {endpoint_url!r}")
+        if u.path not in ("", "/") or u.query or u.username:
+            raise ValueError(f"an endpoint with a path, query or user: {endpoint_url!r}")
         default_port = 443 if u.scheme == "https" else 80
         port = u.port or default_port
         self.host = u.hostname
         self.port = port
-        self.host_header = self.host if port == default_port else f"{self.host}:{port}"
+        name = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        self.host_header = name if port == default_port else f"{name}:{port}"
         self.region = region
         self.credentials = credentials
         self.tls = tls_context() if u.scheme == "https" else None

@@ -272,7 +272,10 @@ def _fast_calls(client: Any, kwargs: Mapping[str, Any], pool_size: int) -> Dynam
         creds = boto3.Session(region_name=client.meta.region_name).get_credentials()
     if creds is None:
         return None
-    return DynamoHttp(client.meta.endpoint_url, client.meta.region_name, creds, pool_size=pool_size)
+    try:
+        return DynamoHttp(client.meta.endpoint_url, client.meta.region_name, creds, pool_size=pool_size)
+    except ValueError:  # an endpoint URL only botocore knows how to address
+        return None
 
 
 class ProfileStore:

@@ -293,6 +293,49 @@ def test_tls_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert f"Host: localhost:{s.port}".encode() in s.requests[-1]
 
 
+def test_endpoints() -> None:
+    creds = Credentials("AK", "SK")
+    for url, host in (
+        ("https://dynamodb.eu-west-1.amazonaws.com", "dynamodb.eu-west-1.amazonaws.com"),
+        ("https://dynamodb.eu-west-1.amazonaws.com:443/", "dynamodb.eu-west-1.amazonaws.com"),
+        ("http://localstack:4566", "localstack:4566"),
+        ("http://[::1]:8000/", "[::1]:8000"),
+    ):
+        assert DynamoHttp(url, "eu-west-1", creds).host_header == host
+    for bad in (
+        "ftp://host/",
+        "http://host/prefix/",
+        "http://user@host/",
+        "http://host/?x=1",
+        "localhost:8000",
+    ):
+        with pytest.raises(ValueError):
+            DynamoHttp(bad, "eu-west-1", creds)
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            assert f"Host: [::1]:{port}".encode() in data
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert DynamoHttp(f"http://[::1]:{port}", "us-east-1", Credentials("AK", "SK")).call("X", {}) == {}
+    t.join(5)
+    listener.close()
+
+
 # --- real DynamoDB APIs -------------------------------------------------------------------------------
 def test_calls_against_real_dynamodb(dynamodb_endpoint: str, make_settings: Callable[..., Settings]) -> None:
     dynamodb = dynamodb_endpoint
