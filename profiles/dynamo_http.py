@@ -202,7 +202,9 @@ class _Connection:
                 raise HttpError(f"malformed HTTP header line: {line[:100]!r}")
             headers[name.strip().lower()] = value.strip()
         keep = parts[0] == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if status in (204, 304):  # never a body
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
             body = self._chunked(sock)
         elif "content-length" in headers:
             try:

@@ -242,7 +242,12 @@ def test_errors_are_clear() -> None:
     def silent_close(conn: socket.socket, body: bytes, n: int) -> bool:
         return False
 
+    def no_content(conn: socket.socket, body: bytes, n: int) -> bool:
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")  # no length, connection kept
+        return True
+
     for script, kind, text in (
+        (no_content, DynamoError, "HTTP204"),
         (garbage, HttpError, "not an HTTP/1.x status line"),
         (cut_body, HttpError, "closed in the middle of the response body"),
         (not_json, DynamoError, "HTTP502"),
