@@ -250,7 +250,6 @@ def _memory(consumer: Any) -> dict[str, float]:
     if not tracked:
         return {"allocated": 0.0, "heap": 0.0, "state_bytes": 0.0, "frozen": 0.0}
     dumps = [(vid, st.dump(), st.frozen) for vid, st in states.items()]
-
     gc.collect()
     tracemalloc.start()
     copies = []

@@ -303,8 +303,7 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
             ev.fullscreen = d.fullscreen
             ev.quality = d.quality if d.quality is None else _intern(d.quality)
         elif kind == _SESSION:
-            sid = d.mediaSessionId
-            ev.media_session_id = sid
+            ev.media_session_id = d.mediaSessionId
             stats = {}
             for key in SESSION_STATS:
                 v = getattr(d, key)

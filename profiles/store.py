@@ -11,8 +11,8 @@ Writes are batched (BatchWriteItem, 25 requests) and several batches run concurr
 thread pool; a flush writes the history changes before the profiles whose state assumes them.
 BatchWriteItem and BatchGetItem go over DynamoDB's JSON protocol directly
 (:mod:`profiles.dynamo_http`: orjson, our SigV4 signer, keep-alive sockets), everything else
-through boto3. Unprocessed items and throttling are
-retried with exponential backoff and jitter; when a batch still fails after its retries, the
+through boto3. Unprocessed items and throttling are retried with exponential backoff and
+jitter; when a batch still fails after its retries, the
 write stops launching batches (batches retrying stop at their next attempt) and raises
 :class:`WriteFailed`, naming exactly what was not written: everything else stays written, and the
 caller keeps only the rest for its next try. Loads (BatchGetItem) run on their own small thread

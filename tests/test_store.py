@@ -122,9 +122,12 @@ def test_item_layout_and_queries(settings: Settings) -> None:
     store.close()
 
 
-def test_batches_loads_and_clear(settings: Settings) -> None:
-    """Many viewers: concurrent 25-item batches, 100-key BatchGets, and the rebuild's clear()."""
-    store = ProfileStore(settings, max_workers=3)
+@pytest.mark.parametrize("fast_calls", [True, False], ids=["dynamo_http", "boto3"])
+def test_batches_loads_and_clear(settings: Settings, fast_calls: bool) -> None:
+    """Many viewers: concurrent 25-item batches, 100-key BatchGets, and the rebuild's clear();
+    the bulk calls on our own client or on boto3's (what a proxy setting chooses)."""
+    store = ProfileStore(settings, max_workers=3, fast_calls=fast_calls)
+    assert (store._rpc is not None) == fast_calls
     base = int(time.time() * 1000)
     states = [
         engine_for(MediaSessionBuilder(f"v-{i:03d}", base + i).ready().play().wait(3).pause())
@@ -138,6 +141,20 @@ def test_batches_loads_and_clear(settings: Settings) -> None:
     counts = store.clear()
     assert counts == {settings.table_profiles: 130, settings.table_history: 130 * 2}  # idle->watching->paused
     assert store.load_states(ids) == {}
+    store.close()
+
+
+def test_a_proxy_setting_leaves_the_bulk_calls_to_boto3(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our client speaks to the endpoint directly; with an HTTP(S) proxy configured, botocore
+    (which honours it) makes every call."""
+    store = ProfileStore(settings)
+    assert store._rpc is not None
+    store.close()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    store = ProfileStore(settings)
+    assert store._rpc is None
     store.close()
 
 
