@@ -13,6 +13,7 @@ BENCHMARKS = (
     "bench.collector_bench",
     "bench.profiles_bench",
     "bench.engine_bench",
+    "bench.freeze_bench",
     "bench.viewer_bench",
     "bench.stack_bench",
     "bench.dp_tradeoff",
