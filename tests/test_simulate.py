@@ -76,5 +76,6 @@ def test_cli_writes_expectations_and_summary(lvp_settings: Settings, tmp_path: P
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "simulated 3 viewers" in proc.stdout and "0 refused/failed" in proc.stdout
+    assert "HTTP Request:" not in proc.stderr  # httpx's line per request: only with --log-level debug
     rows = [orjson.loads(line) for line in expect.read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["viewer_id"]) == 64 for r in rows)
