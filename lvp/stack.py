@@ -3,8 +3,9 @@
 Starts the embedded Tansu broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set) and an embedded
 DynamoDB API (DynamoDB Local when Java is there, else moto server; unless ``AWS_ENDPOINT_URL``
 is set), creates topics and tables, then runs collector, profiles consumer, viewer API/page and
-the tracker demo page as child processes, prefixing their output. Ctrl-C stops every child; a
-child that crashes is reported and the stack shuts down with a non-zero exit.
+the tracker demo page as child processes, prefixing their output. Ctrl-C, SIGTERM or SIGHUP
+stops every child and the embedded services; a child that crashes is reported and the stack
+shuts down with a non-zero exit. Ports already in use are refused before anything starts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from lvp.broker import start_broker, stop_process, wait_for_port
 from lvp.cli import setting_flag, settings_from_args
-from lvp.config import dev_secret
+from lvp.config import ConfigError, dev_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +88,32 @@ def _wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{child.name} did not answer {url} within {timeout:.0f}s")
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind theirs
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _check_ports(ports: dict[str, tuple[str, int]]) -> None:
+    """ConfigError naming every port (by its flag) that something else already holds."""
+    busy = [
+        f"{host}:{port} (--{name}-port)" for name, (host, port) in ports.items() if not _port_free(host, port)
+    ]
+    if busy:
+        raise ConfigError(
+            f"already in use: {', '.join(busy)}; stop what holds them (another `lvp up`?) or choose "
+            "other ports with those flags"
+        )
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # runs the same shutdown as Ctrl-C
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="Run the whole stack locally (broker, DynamoDB, all services).")
     p.add_argument("--collector-port", type=int, default=9090)
@@ -132,11 +160,26 @@ def _up(args: argparse.Namespace) -> int:
     children: list[Child] = []
 
     def shutdown() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not leave children behind
         for child in reversed(children):
             child.stop()
         for proc in services:
             stop_process(proc)
 
+    embedded_broker = not (settings.kafka_bootstrap_servers and "KAFKA_BOOTSTRAP_SERVERS" in os.environ)
+    ports = {
+        "collector": (args.host, args.collector_port),
+        "viewer": (args.host, args.viewer_port),
+        "tracker": (args.host, args.tracker_port),
+        "metrics": ("0.0.0.0", args.metrics_port),
+    }
+    if embedded_broker:
+        ports["broker"] = ("127.0.0.1", args.broker_port)
+    if not settings.aws_endpoint_url:
+        ports["dynamodb"] = ("127.0.0.1", args.dynamodb_port)
+    _check_ports(ports)
+    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if not settings.pseudonym_key:
             env["LVP_DEV"] = "1"
@@ -144,7 +187,7 @@ def _up(args: argparse.Namespace) -> int:
                 f"dev mode: pseudonym key and dev token kept in {state}/ (set LVP_PSEUDONYM_KEY for real use)"
             )
             settings = settings.with_(dev=True)
-        if settings.kafka_bootstrap_servers and "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+        if not embedded_broker:
             print(f"Kafka: using {settings.kafka_bootstrap_servers}")
         else:
             proc, bootstrap = start_broker(port=args.broker_port, log_path=state / "tansu.log")
@@ -223,6 +266,9 @@ def _up(args: argparse.Namespace) -> int:
         return 0
     finally:
         shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _supervise(children: list[Child]) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,3 +124,71 @@ def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Pat
     left = [pid for pid in family if alive(pid)]
     assert len(family) >= 6  # broker, DynamoDB, collector, profiles, viewer, tracker page
     assert left == [], f"orphan processes: {left}"
+
+
+def _up(ports: dict[str, int], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lvp.cli", "up",
+         "--collector-port", str(ports["collector"]), "--viewer-port", str(ports["viewer"]),
+         "--tracker-port", str(ports["tracker"]), "--broker-port", str(ports["broker"]),
+         "--dynamodb-port", str(ports["dynamodb"]), "--metrics-port", str(ports["metrics"])],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def _stack_env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "LVP_STATE_DIR": str(tmp_path / "state"), "LVP_API_TOKENS": TOKEN}
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "AWS_ENDPOINT_URL", "LVP_PSEUDONYM_KEY", "LVP_DEV"):
+        env.pop(var, None)
+    return env
+
+
+PORT_NAMES = ("collector", "viewer", "tracker", "broker", "dynamodb", "metrics")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_whole_stack(tmp_path: Path, output_dir: Path) -> None:
+    """A process manager's SIGTERM (docker stop, systemd, timeout) stops every child and the
+    embedded broker and DynamoDB, as Ctrl-C does."""
+    ports = {name: free_port() for name in PORT_NAMES}
+    log = output_dir / "lvp-up-sigterm.log"
+    up = _up(ports, _stack_env(tmp_path), log)
+    try:
+        deadline = time.monotonic() + 120
+        while b"is up" not in log.read_bytes():
+            assert up.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "lvp up did not come up"
+            time.sleep(0.3)
+        family = descendants(up.pid)
+        assert len(family) >= 6
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert code == 0 and "stopping" in log.read_text()
+    time.sleep(0.5)
+    assert [pid for pid in family if alive(pid)] == []
+
+
+def test_ports_in_use_are_refused_before_anything_starts(tmp_path: Path, output_dir: Path) -> None:
+    ports = {name: free_port() for name in PORT_NAMES}
+    with (
+        socket.create_server(("127.0.0.1", ports["viewer"])),
+        socket.create_server(("127.0.0.1", ports["broker"])),
+    ):
+        log = output_dir / "lvp-up-busy.log"
+        up = _up(ports, _stack_env(tmp_path), log)
+        family: set[int] = set()
+        try:
+            code = up.wait(60)
+        finally:
+            if up.poll() is None:
+                family = descendants(up.pid)
+                up.kill()
+    text = log.read_text()
+    assert code == 2, text
+    assert f"127.0.0.1:{ports['viewer']} (--viewer-port)" in text
+    assert f"127.0.0.1:{ports['broker']} (--broker-port)" in text
+    assert f"{ports['collector']}" not in text.split("already in use")[1]  # only the busy ones
+    assert "Kafka: embedded" not in text and not family  # nothing was started
