@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -91,12 +92,19 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         proc.wait()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_foreground(host: str, port: int, storage: str | None = None) -> int:
-    """`lvp broker`: run until Ctrl-C, then stop the broker."""
+    """`lvp broker`: run until Ctrl-C or SIGTERM, then stop the broker."""
     proc = subprocess.Popen(broker_command(host, port, storage))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     print(f"tansu broker listening on {host}:{port} (Ctrl-C to stop)", flush=True)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         stop_process(proc)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from lvp.broker import free_port
+from lvp.broker import free_port, wait_for_port
 
 TOKEN = "stack-smoke-token"
 
@@ -192,3 +192,22 @@ def test_ports_in_use_are_refused_before_anything_starts(tmp_path: Path, output_
     assert f"127.0.0.1:{ports['broker']} (--broker-port)" in text
     assert f"{ports['collector']}" not in text.split("already in use")[1]  # only the busy ones
     assert "Kafka: embedded" not in text and not family  # nothing was started
+
+
+def test_lvp_broker_stops_its_broker_on_sigterm() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lvp.cli", "broker", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
+        family = descendants(proc.pid)
+        assert family  # the tansu process
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.3)
+    assert [pid for pid in family if alive(pid)] == []
