@@ -238,8 +238,14 @@ def item_to_profile(item: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_HISTORY_ORDER: Final = ("viewer_id", "seq", "at", "status", "prev_status", "event_name", "event_id")
+
+
 def item_to_history(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: from_attr(a) for k, a in item.items() if k != "ttl"}
+    """A ``viewer_history`` item as a dict (docs/contracts.md order, ``ttl`` left out)."""
+    out = {k: from_attr(item[k]) for k in _HISTORY_ORDER if k in item}
+    out.update((k, from_attr(a)) for k, a in item.items() if k not in out and k != "ttl")
+    return out
 
 
 def _requests(pending: Mapping[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:

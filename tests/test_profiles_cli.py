@@ -83,6 +83,8 @@ def test_get_history_list_delete(loaded: tuple[Settings, int], capsys: pytest.Ca
     assert code == 0
     rows = [orjson.loads(line) for line in out.splitlines()]
     assert rows == stored["cli-ended"]["history"] and rows[-1]["status"] == "ended"
+    order = ["viewer_id", "seq", "at", "status", "prev_status", "event_name", "event_id"]
+    assert all(list(r) == order for r in rows)  # the contract's order, whatever DynamoDB returned
     assert cli(capsys, "profile", "history", "nobody-here")[0] == 1
 
     code, out, _ = cli(capsys, "profile", "list", "--active")
