@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -63,13 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_CHATTY_LOGGERS = ("httpx", "botocore.credentials", "aiobotocore.credentials")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level > logging.DEBUG:  # httpx logs every request at INFO (lvp simulate sends thousands)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if level > logging.DEBUG:  # per-request / per-client lines: httpx (lvp simulate sends
+        for noisy in _CHATTY_LOGGERS:  # thousands), botocore's "Found credentials in ..."
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = args.func(args)
     except ConfigError as exc:
@@ -77,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`lvp profile list --active | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at the final flush
+        return 141  # as a shell reports a process killed by SIGPIPE
     return int(result or 0)
 
 
