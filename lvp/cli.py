@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lvp.config import ConfigError, Settings
+from lvp.errors import Unavailable
 
 COMMAND_MODULES = (
     "lvp.commands",
@@ -80,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lvp: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Unavailable as exc:
+        print(f"lvp: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`lvp profile list --active | head`): no traceback

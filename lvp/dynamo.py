@@ -7,8 +7,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lvp.config import Settings
+from lvp.errors import Unavailable
 from lvp.tables import TTL_ATTRIBUTE, table_definitions
 
 _BOTO_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
@@ -31,7 +33,16 @@ def dynamodb_client(settings: Settings) -> Any:
 
 
 def create_tables(settings: Settings) -> dict[str, str]:
-    """Create both tables and enable TTL; existing tables are left alone. Returns name -> outcome."""
+    """Create both tables and enable TTL; existing tables are left alone. Returns name -> outcome;
+    raises :class:`~lvp.errors.Unavailable` when DynamoDB cannot be reached or refuses."""
+    try:
+        return _create_tables(settings)
+    except (BotoCoreError, ClientError) as exc:
+        where = settings.aws_endpoint_url or f"AWS {settings.aws_region}"
+        raise Unavailable(f"DynamoDB at {where} (AWS_ENDPOINT_URL): {exc}") from None
+
+
+def _create_tables(settings: Settings) -> dict[str, str]:
     client = dynamodb_client(settings)
     outcome: dict[str, str] = {}
     for definition in table_definitions(settings.table_profiles, settings.table_history):

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lvp.config import Settings
+from lvp.errors import Unavailable
 
 # The profiles consumer and the live view join groups often in dev; Tansu's join takes about
 # half the session timeout, so keep it short (override with KAFKA_SESSION_TIMEOUT_MS).
@@ -83,18 +84,22 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 def create_topics(settings: Settings, timeout: float = 15.0) -> dict[str, str]:
     """Create the project's topics; existing ones are left as they are. Returns topic -> outcome
-    (``created`` or ``exists``); raises :class:`KafkaException` on any other failure."""
+    (``created`` or ``exists``); raises :class:`~lvp.errors.Unavailable` when the brokers do not
+    answer within ``timeout`` or refuse a topic."""
     admin = AdminClient(client_config(settings))
     futures = admin.create_topics(topic_specs(settings), request_timeout=timeout)
     outcome: dict[str, str] = {}
+    where = f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)"
     for topic, fut in futures.items():
         try:
             fut.result(timeout=timeout)
             outcome[topic] = "created"
+        except TimeoutError:
+            raise Unavailable(f"{where} did not answer within {timeout:g} s") from None
         except KafkaException as exc:
             err = exc.args[0]
             if getattr(err, "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
                 outcome[topic] = "exists"
             else:
-                raise
+                raise Unavailable(f"{where} refused topic {topic}: {err}") from None
     return outcome

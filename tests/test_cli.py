@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from lvp.broker import free_port
+
 
 def test_a_reader_that_goes_away_gets_no_traceback() -> None:
     read_end, write_end = os.pipe()
@@ -19,3 +21,22 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
         os.close(write_end)
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+def _lvp(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lvp.cli", *args],
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_an_unreachable_service_is_one_clear_line() -> None:
+    closed = free_port()  # nothing listens there
+    topics = _lvp("topics", "create", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed}")
+    tables = _lvp("tables", "create", AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed}")
+    assert (topics.returncode, tables.returncode) == (1, 1)
+    kafka_line = f"lvp: Kafka at 127.0.0.1:{closed} (KAFKA_BOOTSTRAP_SERVERS) did not answer within 15 s"
+    assert kafka_line in topics.stderr.splitlines()  # after librdkafka's own connection errors
+    assert tables.stderr.startswith(f"lvp: DynamoDB at http://127.0.0.1:{closed} (AWS_ENDPOINT_URL): ")
+    assert "Traceback" not in topics.stderr + tables.stderr
