@@ -5,8 +5,10 @@ clicks, play, pauses, seeks, buffering, a mid-roll, pings, percent progress, end
 abandon), emitted as Snowplow media plugin v4 events with the media_player / session / ad
 entities the JavaScript tracker sends. Events of many viewers are packed into tp2 POST batches
 on keep-alive connections. 503/429 answers are honoured (Retry-After) and retried — an event is
-never dropped. ``--expect FILE`` writes each viewer's raw ids, pseudonym and expected final
-status as JSON Lines.
+never dropped — and so are failed connections (a collector restarting), until the collector has
+been unreachable for ``--give-up-after`` seconds: then the run stops with exit 1 and says so.
+``--expect FILE`` writes each viewer's raw ids, pseudonym and expected final status as JSON
+Lines.
 """
 
 from __future__ import annotations
@@ -262,6 +264,9 @@ class Counters:
     retried: int = 0
     failed_requests: int = 0
     requests: int = 0
+    unreachable_since: float | None = None  # monotonic time of the first failed connection in a row
+    last_error: str = ""
+    gave_up: str | None = None  # why delivery stopped (the collector unreachable too long)
 
 
 class Sender:
@@ -271,10 +276,18 @@ class Sender:
     tracker's single event queue does: a batch held back by retries is never overtaken by the
     same viewer's newer events."""
 
-    def __init__(self, collector: str, batch_size: int, connections: int, counters: Counters) -> None:
+    def __init__(
+        self,
+        collector: str,
+        batch_size: int,
+        connections: int,
+        counters: Counters,
+        give_up_after_s: float = 30.0,
+    ) -> None:
         import httpx
 
         self.url = collector.rstrip("/") + TP2_PATH
+        self.give_up_after_s = give_up_after_s
         self.batch_size = batch_size
         self.queues: list[asyncio.Queue[dict[str, str]]] = [asyncio.Queue() for _ in range(connections)]
         self.counters = counters
@@ -297,7 +310,8 @@ class Sender:
 
     async def _deliver(self, batch: list[dict[str, str]]) -> None:
         delay = 0.2
-        while True:
+        counters = self.counters
+        while counters.gave_up is None:
             # stm is stamped on every attempt, as the JS tracker does: a stale stm on a retry would
             # move the event's derived_tstamp to the retry's arrival time
             now = str(int(time.time() * 1000))
@@ -309,12 +323,23 @@ class Sender:
                 resp = await self.client.post(
                     self.url, content=body, headers={"Content-Type": "application/json; charset=UTF-8"}
                 )
-            except Exception:  # connection refused / reset: the collector may be restarting
-                self.counters.failed_requests += 1
-                self.counters.retried += len(batch)
+            except Exception as exc:  # connection refused / reset: the collector may be restarting
+                counters.failed_requests += 1
+                counters.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                failed_at = time.monotonic()
+                if counters.unreachable_since is None:
+                    counters.unreachable_since = failed_at
+                elif failed_at - counters.unreachable_since >= self.give_up_after_s:
+                    counters.gave_up = (
+                        f"the collector at {self.url} was unreachable for {self.give_up_after_s:g} s "
+                        f"({counters.last_error})"
+                    )
+                    return
+                counters.retried += len(batch)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            counters.unreachable_since = None
             if resp.status_code == 200:
                 self.counters.accepted += len(batch)
                 return
@@ -350,11 +375,14 @@ async def _run_viewer(
 
 def _progress_line(counters: Counters, started: float, viewers: int) -> str:
     elapsed = max(time.monotonic() - started, 1e-9)
-    return (
-        f"\rviewers {viewers}  sent {counters.sent}  accepted {counters.accepted}  "
+    line = (
+        f"viewers {viewers}  sent {counters.sent}  accepted {counters.accepted}  "
         f"retried {counters.retried}  rate {counters.accepted / elapsed:,.0f} ev/s  "
-        f"pending {counters.sent - counters.accepted}   "
+        f"pending {counters.sent - counters.accepted}"
     )
+    if counters.unreachable_since is not None:
+        line += f"  collector unreachable for {time.monotonic() - counters.unreachable_since:.0f} s"
+    return line
 
 
 async def simulate(
@@ -369,12 +397,14 @@ async def simulate(
     app_id: str = "lvp-sim",
     seed: int | None = None,
     progress: TextIO | None = sys.stderr,
+    give_up_after_s: float = 30.0,
 ) -> tuple[list[Viewer], Counters]:
     """Run ``viewers`` sessions of about ``duration`` simulated seconds each; returns when every
-    event was accepted by the collector."""
+    event was accepted by the collector, or once it was unreachable for ``give_up_after_s``
+    (``counters.gave_up`` says so)."""
     rng = random.Random(seed)
     counters = Counters()
-    sender = Sender(collector, batch_size, connections, counters)
+    sender = Sender(collector, batch_size, connections, counters, give_up_after_s)
     population = [Viewer(i, random.Random(rng.random()), app_id) for i in range(viewers)]
     started = time.monotonic()
     tasks = [
@@ -382,23 +412,39 @@ async def simulate(
         for v in population
     ]
 
-    async def report() -> None:
+    tty = progress is not None and progress.isatty()
+
+    async def report() -> None:  # a line kept up to date on a terminal, else one every 10 s
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0 if tty else 10.0)
             if progress is not None:
-                progress.write(_progress_line(counters, started, viewers))
+                line = _progress_line(counters, started, viewers)
+                progress.write(f"\r{line}   " if tty else line + "\n")
                 progress.flush()
 
+    async def watch() -> None:  # the collector stayed unreachable: the viewers stop too
+        while counters.gave_up is None:
+            await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+
     reporter = asyncio.create_task(report())
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            if counters.gave_up is None:
+                raise
         await sender.close()
     finally:
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
+        for helper in (reporter, watcher):
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await helper
     if progress is not None:
-        progress.write(_progress_line(counters, started, viewers) + "\n")
+        line = _progress_line(counters, started, viewers)
+        progress.write(f"\r{line}   \n" if tty else line + "\n")
     return population, counters
 
 
@@ -438,6 +484,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--expect", type=Path, default=None, help="Write per-viewer expectations (JSON Lines).")
     p.add_argument("--quiet", action="store_true", help="No live progress line.")
+    p.add_argument(
+        "--give-up-after",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="Stop (exit 1) once the collector has been unreachable this long (default 30 s).",
+    )
     p.set_defaults(func=_main)
 
 
@@ -457,6 +510,7 @@ def _main(args: argparse.Namespace) -> int:
             app_id=args.app_id,
             seed=args.seed,
             progress=None if args.quiet else sys.stderr,
+            give_up_after_s=args.give_up_after,
         )
     )
     elapsed = time.monotonic() - started
@@ -476,4 +530,10 @@ def _main(args: argparse.Namespace) -> int:
         f"{counters.accepted} accepted, {counters.retried} retried, {counters.requests} requests, "
         f"{counters.failed_requests} refused/failed; final statuses {by_status}"
     )
+    if counters.gave_up is not None:
+        print(
+            f"lvp: gave up: {counters.gave_up}; {counters.sent - counters.accepted} events not delivered",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if counters.accepted == counters.sent else 1

@@ -7,6 +7,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import orjson
 from collector_server import read_topic, serve_collector
 from conftest import TEST_KEY
 
+from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.events import from_enriched
@@ -79,3 +81,21 @@ def test_cli_writes_expectations_and_summary(lvp_settings: Settings, tmp_path: P
     assert "HTTP Request:" not in proc.stderr  # httpx's line per request: only with --log-level debug
     rows = [orjson.loads(line) for line in expect.read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["viewer_id"]) == 64 for r in rows)
+
+
+def test_cli_gives_up_on_an_unreachable_collector() -> None:
+    """Failed connections are retried (a collector restarting), but a collector unreachable for
+    --give-up-after seconds ends the run with exit 1 and says why, instead of retrying forever."""
+    closed = free_port()
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", "2", "--duration", "600",
+         "--ping-interval", "5", "--collector", f"http://127.0.0.1:{closed}", "--give-up-after", "2"],
+        capture_output=True, text=True, timeout=120,
+        env={"LVP_PSEUDONYM_KEY": TEST_KEY, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert time.monotonic() - started < 60  # the 600 s sessions were stopped too
+    assert f"lvp: gave up: the collector at http://127.0.0.1:{closed}/" in proc.stderr
+    assert "was unreachable for 2 s (ConnectError" in proc.stderr and "events not delivered" in proc.stderr
+    assert "\r" not in proc.stderr  # not a terminal: progress as whole lines
