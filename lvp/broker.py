@@ -92,14 +92,16 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         proc.wait()
 
 
-def _interrupt(signum: int, _frame: object) -> None:
+def interrupt(signum: int, _frame: object) -> None:
+    """A signal handler that raises KeyboardInterrupt: SIGTERM (docker stop, systemd, timeout)
+    then stops a foreground command the way Ctrl-C does, its children included."""
     raise KeyboardInterrupt
 
 
 def run_foreground(host: str, port: int, storage: str | None = None) -> int:
     """`lvp broker`: run until Ctrl-C or SIGTERM, then stop the broker."""
     proc = subprocess.Popen(broker_command(host, port, storage))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     print(f"tansu broker listening on {host}:{port} (Ctrl-C to stop)", flush=True)
     try:
         return proc.wait()

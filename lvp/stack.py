@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lvp.broker import start_broker, stop_process, wait_for_port
+from lvp.broker import interrupt, start_broker, stop_process, wait_for_port
 from lvp.cli import setting_flag, settings_from_args
 from lvp.config import ConfigError, dev_secret
 
@@ -110,10 +110,6 @@ def _check_ports(ports: dict[str, tuple[str, int]]) -> None:
         )
 
 
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # runs the same shutdown as Ctrl-C
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="Run the whole stack locally (broker, DynamoDB, all services).")
     p.add_argument("--collector-port", type=int, default=9090)
@@ -179,7 +175,7 @@ def _up(args: argparse.Namespace) -> int:
     if not settings.aws_endpoint_url:
         ports["dynamodb"] = ("127.0.0.1", args.dynamodb_port)
     _check_ports(ports)
-    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if not settings.pseudonym_key:
             env["LVP_DEV"] = "1"
