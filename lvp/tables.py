@@ -27,6 +27,8 @@ from typing import Any
 ACTIVE_INDEX = "active-index"
 TTL_ATTRIBUTE = "ttl"
 ERASED_AT_ATTRIBUTE = "erased_at_ms"
+#: The attributes of a ``viewer_history`` item besides ``ttl``, in the order readers show them.
+HISTORY_ATTRIBUTES = ("viewer_id", "seq", "at", "status", "prev_status", "event_name", "event_id")
 
 
 def is_erasure_marker(item: Any) -> bool:

@@ -12,13 +12,12 @@ thread pool; a flush writes the history changes before the profiles whose state 
 BatchWriteItem and BatchGetItem go over DynamoDB's JSON protocol directly
 (:mod:`profiles.dynamo_http`: orjson, our SigV4 signer, keep-alive sockets), everything else
 through boto3. Unprocessed items and throttling are retried with exponential backoff and
-jitter; when a batch still fails after its retries, the
-write stops launching batches (batches retrying stop at their next attempt) and raises
-:class:`WriteFailed`, naming exactly what was not written: everything else stays written, and the
-caller keeps only the rest for its next try. Loads (BatchGetItem) run on their own small thread
-pool, so they never wait behind a flush. Every query the
-API needs is a GetItem or a Query — never a table scan (:meth:`ProfileStore.clear`, used by
-``--rebuild`` only, is the one scan).
+jitter; when a batch still fails after its retries, the write stops launching batches (batches
+retrying stop at their next attempt) and raises :class:`WriteFailed`, naming exactly what was
+not written: everything else stays written, and the caller keeps only the rest for its next
+try. Loads (BatchGetItem) run on their own small thread pool, so they never wait behind a
+flush. Every query the API needs is a GetItem or a Query — never a table scan
+(:meth:`ProfileStore.clear`, used by ``--rebuild`` only, is the one scan).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
 from lvp.enriched import EnrichedFormatError, parse_tstamp
-from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, is_erasure_marker
+from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
 from profiles.dynamo_http import DynamoError, DynamoHttp
 from profiles.profile import PROFILE_FIELDS
 
@@ -238,12 +237,9 @@ def item_to_profile(item: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_HISTORY_ORDER: Final = ("viewer_id", "seq", "at", "status", "prev_status", "event_name", "event_id")
-
-
 def item_to_history(item: Mapping[str, Any]) -> dict[str, Any]:
     """A ``viewer_history`` item as a dict (docs/contracts.md order, ``ttl`` left out)."""
-    out = {k: from_attr(item[k]) for k in _HISTORY_ORDER if k in item}
+    out = {k: from_attr(item[k]) for k in HISTORY_ATTRIBUTES if k in item}
     out.update((k, from_attr(a)) for k, a in item.items() if k not in out and k != "ttl")
     return out
 

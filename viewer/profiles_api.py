@@ -24,11 +24,11 @@ from starlette.responses import JSONResponse, Response
 
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
-from lvp.tables import ERASED_AT_ATTRIBUTE, is_erasure_marker
+from lvp.tables import ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
 from viewer.live import api_profile, is_active
 
 VIEWER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-HISTORY_FIELDS = ("at", "status", "prev_status", "event_name", "event_id")
+HISTORY_FIELDS = HISTORY_ATTRIBUTES[2:]  # the path names the viewer; seq is the cursor
 HISTORY_DEFAULT = 100
 HISTORY_MAX = 500
 _deser = TypeDeserializer()
