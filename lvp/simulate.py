@@ -318,7 +318,7 @@ class Sender:
             for item in batch:
                 item["stm"] = now
             body = orjson.dumps({"schema": PAYLOAD_DATA, "data": batch})
-            self.counters.requests += 1
+            counters.requests += 1
             try:
                 resp = await self.client.post(
                     self.url, content=body, headers={"Content-Type": "application/json; charset=UTF-8"}
@@ -341,17 +341,17 @@ class Sender:
                 continue
             counters.unreachable_since = None
             if resp.status_code == 200:
-                self.counters.accepted += len(batch)
+                counters.accepted += len(batch)
                 return
             if resp.status_code in (429, 503) or resp.status_code >= 500:
-                self.counters.retried += len(batch)
+                counters.retried += len(batch)
                 retry_after = resp.headers.get("Retry-After", "")
                 wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else delay
                 await asyncio.sleep(min(wait, 30.0))
                 delay = min(delay * 2, 5.0)
                 continue
             # 4xx other than 429: the collector refused it for good (bad rows were written).
-            self.counters.failed_requests += 1
+            counters.failed_requests += 1
             return
 
     async def close(self) -> None:
