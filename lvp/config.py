@@ -135,10 +135,26 @@ class Settings:
         "How often dirty profiles are written to DynamoDB (offsets commit after).",
     )
     flush_max_dirty: int = _setting(
-        5000, "LVP_FLUSH_MAX_DIRTY", "Flush early once this many profiles are dirty."
+        5000, "LVP_FLUSH_MAX_DIRTY", "Flush early once this many profiles are due for a write."
+    )
+    profile_write_interval_s: float = _setting(
+        300.0,
+        "LVP_PROFILE_WRITE_INTERVAL_S",
+        "A profile whose only changes are touches (position, last_seen, play time: pings and "
+        "progress) is written to DynamoDB at most this long (s) after its first unwritten event; "
+        "status, counter and ad changes are written within LVP_FLUSH_INTERVAL_S, and a viewer "
+        "quiet for LVP_ACTIVE_TIMEOUT_S is written then (docs/lazy-writes.md).",
     )
     publish_interval_s: float = _setting(
-        0.1, "LVP_PUBLISH_INTERVAL_S", "How often profile changes are published to LVP_TOPIC_CHANGES."
+        0.1,
+        "LVP_PUBLISH_INTERVAL_S",
+        "How often significant profile changes (status, counters, ads) are published to LVP_TOPIC_CHANGES.",
+    )
+    touch_interval_s: float = _setting(
+        1.0,
+        "LVP_TOUCH_INTERVAL_S",
+        "How often touches (changes of position, last_seen and play time only) are published, "
+        "batched into one message per changes-topic partition.",
     )
     freeze_after_s: float = _setting(
         45.0,

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 import logging
 import threading
 import time
@@ -59,7 +60,7 @@ from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -76,6 +77,7 @@ from confluent_kafka import (
 )
 
 from lvp import badrows
+from lvp.changes import TOUCH_KEY_PREFIX, encode_touches, partition_for, significant_signature, touch_patch
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.pseudonym import Pseudonymizer
@@ -109,6 +111,16 @@ _ERASED_KEEP_S: Final = 3600.0
 #: Read-position checkpoints per partition: one per this much wall time, kept this long.
 _CHECKPOINT_EVERY_S: Final = 0.5
 _CHECKPOINT_KEEP_S: Final = 900.0
+#: Most viewers in one touches message (a message stays well below Kafka's 1 MB default).
+_TOUCHES_PER_MESSAGE: Final = 2000
+#: Why a profile was written to DynamoDB (the ``reason`` label of lvp_profiles_writes_total).
+WRITE_REASONS: Final = ("change", "cadence", "quiet", "final")
+
+
+class ErasureReaderError(ConfigError):
+    """The changes topic cannot be read: erasures would not reach this consumer, so it must not
+    run (it would write erased viewers back)."""
+
 
 HistKey = tuple[str, str]
 
@@ -147,6 +159,10 @@ class Stats:
     frozen: int = 0
     erased_dropped: int = 0  # events collected before their viewer was erased
     replays: int = 0  # partitions read again after an erasure
+    touches: int = 0  # viewers published in touches messages (changes of touch fields only)
+    unreadable: int = 0  # viewers whose stored state this version cannot read (partition stopped)
+    #: profiles written, by reason (WRITE_REASONS)
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WRITE_REASONS, 0))
 
 
 class ProfilesConsumer:
@@ -172,6 +188,10 @@ class ProfilesConsumer:
             freeze_after_s = settings.freeze_after_s
         if not freeze_after_s > 0:
             raise ConfigError(f"LVP_FREEZE_AFTER_S must be > 0 seconds, got {freeze_after_s!r}")
+        if not settings.profile_write_interval_s > 0:
+            raise ConfigError(
+                f"LVP_PROFILE_WRITE_INTERVAL_S must be > 0 seconds, got {settings.profile_write_interval_s!r}"
+            )
         self.settings = settings
         self.topic = settings.topic_good
         self.rebuild = rebuild
@@ -209,6 +229,28 @@ class ProfilesConsumer:
         self._touched_prev: set[str] = set()
         self._unfrozen: set[str] = set()  # viewers flushed since they were last frozen
         self._flushed: set[str] = set()  # viewers flushed since the last freeze pass
+
+        # Lazy writes (docs/lazy-writes.md). A dirty viewer is written at the next flush when a
+        # significant field changed (``_urgent``: status, counters, ads — what a full publication
+        # carries), else once it has been dirty for ``write_interval_s`` or quiet for
+        # ``quiet_s``. ``_due`` is a heap of (check time, viewer, dirty since) checked each flush.
+        self.write_interval_s = settings.profile_write_interval_s
+        self.quiet_s = settings.active_timeout_s
+        self._urgent: set[str] = set()
+        self._due: list[tuple[float, str, float]] = []
+        self._dirty_at: dict[str, float] = {}  # monotonic time a dirty viewer became dirty
+        self._last_event: dict[str, float] = {}  # monotonic time of a dirty viewer's last event
+        self._flush_all = False  # the next flush writes every dirty viewer (end of input)
+        # Publication: the significant signature last published per viewer; viewers whose
+        # changes since then are touches only (published batched every touch interval).
+        self._pub_sig: dict[str, int] = {}
+        self._touch_pending: set[str] = set()
+        self._changes_partitions = 0  # partitions of the changes topic (0: unknown)
+        # viewers whose stored state this version cannot read: their events wait (holding the
+        # partition's commits) and the partition is paused, never overwritten (viewer -> partition)
+        self._unreadable: dict[str, int] = {}
+        self._erasure_errors = 0
+        self.heartbeat = time.monotonic()  # last turn of the poll loop (the health check reads it)
 
         # viewers seen for the first time wait here (events in arrival order) while their stored
         # state is loaded in the background; their offsets are held back from commits
@@ -253,13 +295,14 @@ class ProfilesConsumer:
         conf = consumer_config(s, **{"enable.partition.eof": True, **self._consumer_overrides})
         self._consumer = consumer = Consumer(conf)
         self._producer = Producer(producer_config(s, **{"message.timeout.ms": 120_000, "linger.ms": 5}))
-        self._erasures = self._erasure_reader()
+        self._erasures = self._erasure_reader()  # raises ErasureReaderError: refuse to run
         consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         now = time.monotonic()
         next_flush = now + s.flush_interval_s
         next_publish = now + s.publish_interval_s
+        next_touches = now + s.touch_interval_s
         next_lag = now + _LAG_INTERVAL_S
         next_progress = now + _PROGRESS_INTERVAL_S
         next_evict = now + self.evict_after_s / 2
@@ -270,26 +313,33 @@ class ProfilesConsumer:
         gc.set_threshold(*GC_THRESHOLDS)
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(self.batch_size, 0.05 if (self.dirty or self.changed) else 0.2)
+                msgs = consumer.consume(self.batch_size, 0.05 if (self._urgent or self.changed) else 0.2)
                 if msgs:
                     self._handle(msgs)
-                now = time.monotonic()
+                now = self.heartbeat = time.monotonic()
                 self._poll_load()
                 if self._to_load and self._load_job is None and now >= self._load_retry_at:
                     self._start_load()
                 self._poll_flush()
                 if now >= next_erasures:
-                    self._poll_erasures()
+                    if not self._poll_erasures():
+                        ok = False
+                        break  # the erasure reader is refused: stop rather than write erased viewers
                     next_erasures = now + _ERASURE_POLL_S
                 if now >= next_publish:
                     self._publish()
                     next_publish = now + s.publish_interval_s
+                if now >= next_touches:
+                    self._publish_touches()
+                    next_touches = now + s.touch_interval_s
+                if self.exit_at_end and self.dirty and self._caught_up():
+                    self._flush_all = True  # end of input: write everything now
                 if (
                     self._inflight is None
                     and now >= self._retry_at
-                    and (now >= next_flush or len(self.dirty) >= s.flush_max_dirty)
+                    and (now >= next_flush or len(self._urgent) >= s.flush_max_dirty or self._flush_all)
                 ):
-                    self._start_flush()
+                    self._start_flush(now)
                     next_flush = now + s.flush_interval_s
                 if self._paused and not self._must_pause():
                     self._resume()
@@ -306,15 +356,15 @@ class ProfilesConsumer:
                     self.freeze_quiet()
                     next_freeze = now + self.freeze_after_s
                 self._producer.poll(0)
-                if self._at_end():
+                if self._caught_up() and self._inflight is None and not self._urgent:
                     if self.progress is not None and not self._caught_up_reported:
                         self._caught_up_reported = True
                         self._report_progress("caught up")
-                    if self.exit_at_end:
+                    if self.exit_at_end and (self._at_end() or self._unreadable):
                         break
         finally:
             gc.set_threshold(*gc_thresholds)
-            ok = self._shutdown()
+            ok = self._shutdown() and ok and not self._unreadable
         return 0 if ok else 1
 
     def _shutdown(self) -> bool:
@@ -385,10 +435,13 @@ class ProfilesConsumer:
         self._drop_partitions(lost)
 
     # --- erasure ------------------------------------------------------------------------------------
-    def _erasure_reader(self) -> Consumer | None:
+    def _erasure_reader(self) -> Consumer:
         """A reader of the changes topic from its end: `lvp profile delete` publishes a tombstone
         there after erasing a viewer, and this consumer must then forget the viewer too — else
-        the state it holds in memory would bring the erased data back with the next event."""
+        the state it holds in memory would bring the erased data back with the next event.
+
+        Without a working reader the consumer refuses to run (:class:`ErasureReaderError`): the
+        topic missing, no partitions, or this consumer not allowed to read it."""
         topic = self.settings.topic_changes
         reader = Consumer(
             consumer_config(self.settings, group_id=f"{self.settings.consumer_group}-erasures",
@@ -397,22 +450,41 @@ class ProfilesConsumer:
         try:
             meta = reader.list_topics(topic, timeout=10).topics.get(topic)
         except KafkaException as exc:
-            log.warning("no erasure reader (%s): erased viewers are forgotten on restart only", exc)
             reader.close()
-            return None
+            self.metrics.erasure_reader_errors.inc()
+            raise ErasureReaderError(f"cannot read the changes topic {topic!r} for erasures: {exc}") from None
         if meta is None or meta.error is not None or not meta.partitions:
             reader.close()
-            return None
+            self.metrics.erasure_reader_errors.inc()
+            why = "it does not exist" if meta is None or not meta.partitions else str(meta.error)
+            raise ErasureReaderError(
+                f"cannot read the changes topic {topic!r} for erasures: {why} "
+                f"(create it with `lvp topics create`; on MSK grant kafka-cluster:ReadData on it)"
+            )
+        self._changes_partitions = len(meta.partitions)
         reader.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.partitions])
         return reader
 
-    def _poll_erasures(self) -> None:
+    def _poll_erasures(self) -> bool:
+        """Act on new erasure tombstones. Reader errors are logged and counted
+        (lvp_profiles_erasure_reader_errors_total); False when the reader was refused for good
+        (authorization, a fatal error): the consumer then stops instead of going on blind."""
         if self._erasures is None:
-            return
+            return True
         erased: dict[str, float] = {}
-        for m in self._erasures.consume(500, 0):
+        try:
+            msgs = self._erasures.consume(500, 0)
+        except KafkaException as exc:
+            msgs = []
+            self._erasure_reader_failed(exc.args[0] if exc.args else exc)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if not self._erasure_reader_failed(err):
+                    return False
+                continue
             key = m.key()
-            if m.error() is None and m.value() is None and key:
+            if m.value() is None and key:
                 kind, ms = m.timestamp()
                 at = ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and ms > 0 else time.time()
                 vid = key.decode("utf-8", "replace")
@@ -421,6 +493,37 @@ class ProfilesConsumer:
         erased = {v: at for v, at in erased.items() if at > self.erased.get(v, 0.0)}
         if erased:
             self.forget(erased)
+        return True
+
+    def _erasure_reader_failed(self, err: Any) -> bool:
+        """Log and count an error of the erasure reader; False if it is final."""
+        self.metrics.erasure_reader_errors.inc()
+        self._erasure_errors += 1
+        code = err.code() if isinstance(err, KafkaError) else None
+        final = isinstance(err, KafkaError) and (
+            err.fatal()
+            or code
+            in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.GROUP_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                KafkaError._UNKNOWN_TOPIC,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+            )
+        )
+        if final:
+            log.error(
+                "the erasure reader of %s was refused (%s): stopping — erased viewers could be "
+                "written back otherwise",
+                self.settings.topic_changes,
+                err,
+            )
+            return False
+        if self._erasure_errors == 1 or self._erasure_errors % 100 == 0:
+            log.warning(
+                "erasure reader error #%d on %s: %s", self._erasure_errors, self.settings.topic_changes, err
+            )
+        return True
 
     def forget(self, erased: dict[str, float]) -> None:
         """Drop erased viewers (viewer id -> erasure time T): their state, unflushed changes and
@@ -446,11 +549,7 @@ class ProfilesConsumer:
             if queued:
                 self._waiting -= len(queued)
             self._to_load.discard(vid)
-            self.states.pop(vid, None)
-            self.viewer_partition.pop(vid, None)
-            self.dirty.discard(vid)
-            self._since.pop(vid, None)
-            self.changed.discard(vid)
+            self._untrack(vid)
         self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in vids}
         for vid in held:  # what this consumer held may have been written or published since T
             try:
@@ -503,18 +602,30 @@ class ProfilesConsumer:
         cps.append((wall, offset))
         self.stats.replays += 1
 
+    def _untrack(self, vid: str) -> None:
+        """Drop everything held about ``vid`` but what erasure and loading keep."""
+        self.states.pop(vid, None)
+        self.viewer_partition.pop(vid, None)
+        self.dirty.discard(vid)
+        self._since.pop(vid, None)
+        self.changed.discard(vid)
+        self._dirty_at.pop(vid, None)
+        self._last_event.pop(vid, None)
+        self._urgent.discard(vid)
+        self._pub_sig.pop(vid, None)
+        self._touch_pending.discard(vid)
+        self._unreadable.pop(vid, None)
+
     def _drop_partitions(self, parts: set[int]) -> None:
         self._generation += 1  # loads in flight may predate a new owner's writes
         for vid in [v for v, waiting in self._loading.items() if waiting[0][0] in parts]:
             self._waiting -= len(self._loading.pop(vid))
             self._to_load.discard(vid)
+            self._unreadable.pop(vid, None)
+        self.metrics.stopped_partitions.set(len(set(self._unreadable.values())))
         gone = [v for v, p in self.viewer_partition.items() if p in parts]
         for vid in gone:
-            self.states.pop(vid, None)
-            self.viewer_partition.pop(vid, None)
-            self.dirty.discard(vid)
-            self._since.pop(vid, None)
-            self.changed.discard(vid)
+            self._untrack(vid)
         if gone:
             gone_set = set(gone)
             self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in gone_set}
@@ -535,6 +646,11 @@ class ProfilesConsumer:
         loading = self._loading
         dirty_add = self.dirty.add
         since = self._since
+        dirty_at = self._dirty_at
+        last_event = self._last_event
+        due = self._due
+        mono = time.monotonic()
+        first_check = mono + min(self.write_interval_s, self.quiet_s)
         changed_add = self.changed.add
         touched_add = self._touched.add
         vp = self.viewer_partition
@@ -583,9 +699,12 @@ class ProfilesConsumer:
                 continue
             if st.apply(ev):
                 applied += 1
-                dirty_add(vid)
                 if vid not in since:
                     since[vid] = (p, off)
+                    dirty_add(vid)
+                    dirty_at[vid] = mono
+                    heapq.heappush(due, (first_check, vid, mono))
+                last_event[vid] = mono
                 changed_add(vid)
                 tally[ev.name] += 1
                 ages.append(wall - ev.collector_ts)
@@ -669,9 +788,11 @@ class ProfilesConsumer:
             else:
                 try:
                     st = ViewerState.load(vid, state, window)
-                except ValueError:  # a state we cannot read must not stop the consumer
-                    log.exception("unreadable stored state of viewer %s; starting it afresh", vid)
-                    st = ViewerState.new(vid, window)
+                except ValueError as exc:
+                    self._stop_unreadable(vid, queue, exc)
+                    continue
+                # what is stored was published before: only what changes from here on is news
+                self._pub_sig[vid] = significant_signature(st.profile())
             self.states[vid] = st
             for _p, _off, ev in queue:
                 if st.apply(ev):
@@ -681,15 +802,54 @@ class ProfilesConsumer:
                 else:
                     self.stats.duplicates += 1
             self.viewer_partition[vid] = queue[-1][0]
-            self.dirty.add(vid)
-            if vid not in self._since:
-                self._since[vid] = (queue[0][0], queue[0][1])
+            self._mark_dirty(vid, queue[0][0], queue[0][1])
             self.changed.add(vid)
             self._touched.add(vid)
         if tally:
             self.metrics.applied(tally)
             self.metrics.ages(ages)
         self.metrics.tracked_viewers.set(len(self.states))
+
+    def _mark_dirty(self, vid: str, p: int, off: int, urgent: bool = False) -> None:
+        """``vid`` has changes not in DynamoDB from offset ``off`` of partition ``p`` on."""
+        mono = time.monotonic()
+        if vid not in self._since:
+            self._since[vid] = (p, off)
+            self.dirty.add(vid)
+            self._dirty_at[vid] = mono
+            heapq.heappush(self._due, (mono + min(self.write_interval_s, self.quiet_s), vid, mono))
+        elif (p, off) < self._since[vid]:
+            self._since[vid] = (p, off)
+        self._last_event[vid] = mono
+        if urgent:
+            self._urgent.add(vid)
+
+    def _stop_unreadable(self, vid: str, queue: list[tuple[int, int, Any]], exc: Exception) -> None:
+        """A stored state this version cannot read (a newer or corrupt format) must never be
+        overwritten: the viewer's events stay queued (holding its partition's commits at the
+        first of them) and the partition is paused, loudly, until an operator runs a version
+        that reads it (or removes the item). Other partitions go on."""
+        p = queue[0][0]
+        self._loading[vid] = queue
+        self._waiting += len(queue)
+        first = vid not in self._unreadable
+        self._unreadable[vid] = p
+        if first:
+            self.stats.unreadable += 1
+            self.metrics.unreadable_states.inc()
+        consumer = self._consumer
+        if consumer is not None and p in self.assigned:
+            with contextlib.suppress(KafkaException):
+                consumer.pause([TopicPartition(self.topic, p)])
+        self.metrics.stopped_partitions.set(len(set(self._unreadable.values())))
+        log.error(
+            "stored state of viewer %s cannot be read by this version (%s): partition %d is "
+            "stopped and nothing of the viewer is written; run a version that reads it, or "
+            "delete the item, then restart",
+            vid,
+            exc,
+            p,
+        )
 
     def _send_bad(self, bad: list[tuple[bytes | None, InputError]]) -> None:
         producer = self._producer
@@ -703,39 +863,134 @@ class ProfilesConsumer:
             "%d unparseable messages sent to %s (last: %s)", len(bad), self.settings.topic_bad, bad[-1][1]
         )
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int = 0) -> None:
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int = 0, partition: int = -1
+    ) -> None:
         producer = self._producer
         assert producer is not None
         while True:
             try:
-                producer.produce(topic, value=value, key=key, timestamp=timestamp_ms)
+                producer.produce(topic, value=value, key=key, timestamp=timestamp_ms, partition=partition)
                 return
             except BufferError:
                 producer.poll(0.05)
 
     # --- publishing --------------------------------------------------------------------------------
     def _publish(self) -> None:
+        """Publish the viewers changed since the last call (lvp.changes): a full profile when a
+        significant field changed (and the viewer's write becomes urgent), else the viewer waits
+        for the next touches message."""
         if not self.changed or self._producer is None:
             return
         topic = self.settings.topic_changes
         states = self.states
         dumps = orjson.dumps
+        pub_sig = self._pub_sig
+        dirty, urgent, touch = self.dirty, self._urgent, self._touch_pending
+        parts = self._changes_partitions
         n = 0
         for vid in self.changed:
             st = states.get(vid)
-            if st is not None:
-                self._produce(topic, vid.encode(), dumps(st.profile()))
-                n += 1
+            if st is None:
+                continue
+            prof = st.profile()
+            sig = significant_signature(prof)
+            if pub_sig.get(vid) == sig:
+                touch.add(vid)
+                continue
+            key = vid.encode()
+            self._produce(topic, key, dumps(prof), partition=partition_for(key, parts) if parts else -1)
+            pub_sig[vid] = sig
+            touch.discard(vid)
+            if vid in dirty:
+                urgent.add(vid)
+            n += 1
         self.changed.clear()
         self.stats.published += n
+        if n:
+            self.metrics.published.labels("profile").inc(n)
+        self._producer.poll(0)
+
+    def _publish_touches(self) -> None:
+        """One touches message per changes-topic partition for the viewers whose changes since
+        their last publication are touch fields only (position, last_seen, play time)."""
+        if not self._touch_pending or self._producer is None:
+            return
+        pending = self._touch_pending
+        self._touch_pending = set()
+        parts = self._changes_partitions
+        states = self.states
+        topic = self.settings.topic_changes
+        if not parts:  # partitions unknown: full profiles, as before touches existed
+            for vid in pending:
+                st = states.get(vid)
+                if st is not None:
+                    self._produce(topic, vid.encode(), orjson.dumps(st.profile()))
+            return
+        rows: dict[int, list[list[Any]]] = {}
+        for vid in pending:
+            st = states.get(vid)
+            if st is None:
+                continue
+            key = vid.encode()
+            rows.setdefault(partition_for(key, parts), []).append([vid, *touch_patch(st.profile())])
+        n = messages = 0
+        for p, group in rows.items():
+            key = TOUCH_KEY_PREFIX + str(p).encode()
+            for i in range(0, len(group), _TOUCHES_PER_MESSAGE):
+                chunk = group[i : i + _TOUCHES_PER_MESSAGE]
+                self._produce(topic, key, encode_touches(chunk), partition=p)
+                n += len(chunk)
+                messages += 1
+        self.stats.touches += n
+        self.metrics.published.labels("touches").inc(messages)
+        self.metrics.touched.inc(n)
         self._producer.poll(0)
 
     # --- flushing ----------------------------------------------------------------------------------
-    def _snapshot(self) -> _Flush:
-        vids = self.dirty
-        self.dirty = set()
-        since = self._since
-        self._since = {}
+    def _take_due(self, now: float) -> dict[str, str]:
+        """The dirty viewers to write now, with why (WRITE_REASONS): every one after the end of
+        input or before a revocation/shutdown; else those with significant changes, those dirty
+        for ``write_interval_s`` and those quiet for ``quiet_s``."""
+        dirty = self.dirty
+        if self._flush_all:
+            self._flush_all = False
+            return dict.fromkeys(dirty, "final")
+        due: dict[str, str] = dict.fromkeys(self._urgent & dirty, "change")
+        heap, dirty_at, last_event = self._due, self._dirty_at, self._last_event
+        interval, quiet = self.write_interval_s, self.quiet_s
+        while heap and heap[0][0] <= now:
+            _at, vid, since = heapq.heappop(heap)
+            if dirty_at.get(vid) != since or vid not in dirty:
+                continue  # written since (a newer entry exists if it is dirty again)
+            if vid in due:
+                continue
+            cadence, silence = since + interval, last_event.get(vid, since) + quiet
+            if cadence <= now:
+                due[vid] = "cadence"
+            elif silence <= now:
+                due[vid] = "quiet"
+            else:
+                heapq.heappush(heap, (min(cadence, silence), vid, since))
+        return due
+
+    def _snapshot(self, due: dict[str, str] | None = None) -> _Flush:
+        """Take the viewers in ``due`` (default: every dirty viewer) out of the dirty set, with
+        their profiles, states and history changes, and submit their write."""
+        if due is None:
+            due = dict.fromkeys(self.dirty, "final")
+        vids = set(due)
+        self.dirty -= vids
+        since = {v: self._since.pop(v) for v in vids if v in self._since}
+        for v in vids:
+            self._dirty_at.pop(v, None)
+            self._last_event.pop(v, None)
+        self._urgent -= vids
+        written = self.stats.written
+        for why in due.values():
+            written[why] += 1
+        for why, n in Tally(due.values()).items():
+            self.metrics.writes.labels(why).inc(n)
         writes: list[ProfileWrite] = []
         hist = self.pending_hist
         erased = self.erased
@@ -782,10 +1037,11 @@ class ProfilesConsumer:
         deletes = [k for k, h in hist.items() if h is None]
         return self.store.write(writes, puts, deletes)
 
-    def _start_flush(self) -> None:
-        if not (self.dirty or self.pending_hist or self._uncommitted()):
+    def _start_flush(self, now: float) -> None:
+        due = self._take_due(now)
+        if not (due or self.pending_hist or self._uncommitted()):
             return
-        self._inflight = self._snapshot()
+        self._inflight = self._snapshot(due)
         if self._inflight.future is None:  # nothing to write, offsets to commit
             self._complete(self._inflight, None)
 
@@ -840,12 +1096,9 @@ class ProfilesConsumer:
         for vid in failed:
             if vid not in states:  # its partition was revoked meanwhile
                 continue
-            self.dirty.add(vid)
-            # (no first offset known: hold its whole partition back)
+            # (no first offset known: hold its whole partition back); retried at the next flush
             first = f.since.get(vid) or (vp.get(vid, -1), -1)
-            cur = self._since.get(vid)
-            if cur is None or first[1] < cur[1]:
-                self._since[vid] = first
+            self._mark_dirty(vid, *first, urgent=True)
         for k, v in hist.items():
             self.pending_hist.setdefault(k, v)
         # what is stored: each partition up to its first event whose write failed
@@ -913,15 +1166,18 @@ class ProfilesConsumer:
         delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1))
         self._retry_at = time.monotonic() + delay
         log.warning("DynamoDB: %s; retrying in %.1fs", message, delay)
-        if len(self.dirty) >= self.settings.flush_max_dirty:
+        if len(self._urgent) >= self.settings.flush_max_dirty:
             self._pause()
 
     def _must_pause(self) -> bool:
         """Backpressure: too many viewers dirty while DynamoDB refuses writes, or too many events
         waiting for viewer states."""
-        return (self._failures > 0 and len(self.dirty) >= self.settings.flush_max_dirty) or (
-            self._waiting >= _MAX_WAITING
+        return (self._failures > 0 and len(self._urgent) >= self.settings.flush_max_dirty) or (
+            self._waiting - self._unreadable_waiting() >= _MAX_WAITING
         )
+
+    def _unreadable_waiting(self) -> int:
+        return sum(len(self._loading.get(v, ())) for v in self._unreadable) if self._unreadable else 0
 
     def _pause(self) -> None:
         consumer = self._consumer
@@ -937,7 +1193,8 @@ class ProfilesConsumer:
         consumer = self._consumer
         if consumer is None:
             return
-        parts = [TopicPartition(self.topic, p) for p in self.assigned]
+        stopped = set(self._unreadable.values())
+        parts = [TopicPartition(self.topic, p) for p in self.assigned if p not in stopped]
         if parts:
             consumer.resume(parts)
         self._paused = False
@@ -985,6 +1242,7 @@ class ProfilesConsumer:
             for vid in gone:
                 del self.states[vid]
                 self.viewer_partition.pop(vid, None)
+                self._pub_sig.pop(vid, None)
             self.stats.evicted += len(gone)
             self.metrics.tracked_viewers.set(len(self.states))
         self._touched_prev = self._touched
@@ -1007,15 +1265,25 @@ class ProfilesConsumer:
         self.stats.frozen += n
         return n
 
-    def _at_end(self) -> bool:
+    def _caught_up(self) -> bool:
+        """Every assigned partition read to its end (but those stopped on an unreadable state),
+        and no viewer waiting for its stored state."""
+        stopped = set(self._unreadable.values())
         return (
             bool(self.assigned)
-            and self.assigned <= self.eof
+            and self.assigned - stopped <= self.eof
+            and self._load_job is None
+            and all(v in self._unreadable for v in self._loading)
+        )
+
+    def _at_end(self) -> bool:
+        return (
+            self._caught_up()
             and self._inflight is None
             and not self.dirty
             and not self.pending_hist
             and not self.changed
+            and not self._touch_pending
             and not self._loading
-            and self._load_job is None
             and not self._uncommitted()
         )

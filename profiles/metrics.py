@@ -102,6 +102,40 @@ class ProfilesMetrics:
             buckets=_AGE_BUCKETS,
             registry=r,
         )
+        self.writes = Counter(
+            "lvp_profiles_writes_total",
+            "Profiles written to DynamoDB, by reason: change (status, counters, ads), cadence "
+            "(LVP_PROFILE_WRITE_INTERVAL_S), quiet (LVP_ACTIVE_TIMEOUT_S without events), final "
+            "(revocation, shutdown, end of input).",
+            ["reason"],
+            registry=r,
+        )
+        self.published = Counter(
+            "lvp_profiles_published_total",
+            "Messages published to the changes topic, by kind (profile, touches).",
+            ["kind"],
+            registry=r,
+        )
+        self.touched = Counter(
+            "lvp_profiles_touches_total",
+            "Viewers published in touches messages (changes of position/last_seen/play time only).",
+            registry=r,
+        )
+        self.erasure_reader_errors = Counter(
+            "lvp_profiles_erasure_reader_errors_total",
+            "Errors of the reader of erasure tombstones on the changes topic.",
+            registry=r,
+        )
+        self.unreadable_states = Counter(
+            "lvp_profiles_unreadable_states_total",
+            "Stored viewer states this version cannot read (their partition is stopped).",
+            registry=r,
+        )
+        self.stopped_partitions = Gauge(
+            "lvp_profiles_stopped_partitions",
+            "Partitions stopped because a viewer's stored state cannot be read.",
+            registry=r,
+        )
         self._applied_children: dict[str, Any] = {}
         self._server: Any = None
 

@@ -309,7 +309,7 @@ def test_an_event_folded_into_the_erased_state_before_the_tombstone_is_read_move
     viewer = stack["viewer"]
     gate = threading.Event()
     poll = consumer._poll_erasures
-    consumer._poll_erasures = lambda: poll() if gate.is_set() else None
+    consumer._poll_erasures = lambda: poll() if gate.is_set() else True
     load_viewers(settings, stack)
     vid = viewer_id(settings, "by_user_id")
     control = viewer_id(settings, "control")
