@@ -292,10 +292,18 @@ class ProfilesConsumer:
         self.metrics_port = self.metrics.serve(s.profiles_metrics_port)
         if self.rebuild:
             self._clear_tables()
+        try:
+            self._erasures = self._erasure_reader()  # ErasureReaderError: refuse to run
+        except ErasureReaderError:
+            self._pool.shutdown(wait=False)
+            self._loader.shutdown(wait=False)
+            if self._own_store:
+                self.store.close()
+            self.metrics.close()
+            raise
         conf = consumer_config(s, **{"enable.partition.eof": True, **self._consumer_overrides})
         self._consumer = consumer = Consumer(conf)
         self._producer = Producer(producer_config(s, **{"message.timeout.ms": 120_000, "linger.ms": 5}))
-        self._erasures = self._erasure_reader()  # raises ErasureReaderError: refuse to run
         consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
