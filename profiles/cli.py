@@ -58,8 +58,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("profile", help="Read or erase stored profiles (queries DynamoDB directly).")
     psub = p.add_subparsers(dest="action", metavar="ACTION")
     psub.required = True
-    g = psub.add_parser("get", help="Print one profile as a JSON object (exit 1 if unknown).")
+    g = psub.add_parser(
+        "get",
+        help="Print one profile as a JSON object (exit 1 if unknown): the stored profile brought up "
+        "to date with what LVP_TOPIC_CHANGES published recently (as fresh as the live page).",
+    )
     _viewer_args(g)
+    g.add_argument(
+        "--stored-only",
+        action="store_true",
+        help="Only DynamoDB: no Kafka read; may lag the live page by up to LVP_PROFILE_WRITE_INTERVAL_S.",
+    )
+    setting_flag(g, "--bootstrap-servers", "kafka_bootstrap_servers", metavar="HOST:PORT")
     g.set_defaults(func=_get)
     h = psub.add_parser("history", help="Print a viewer's status changes, oldest first (JSON Lines).")
     _viewer_args(h)
@@ -71,7 +81,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = psub.add_parser(
         "delete",
         help="Erase a viewer: a tombstone on LVP_TOPIC_CHANGES (running consumers forget the viewer), "
-        "then its profile and history.",
+        "then its profile and history. Several of --user-id / --domain-userid / --network-userid "
+        "erase every one of those viewers (one JSON line each).",
     )
     _viewer_args(d)
     d.add_argument(
@@ -99,18 +110,26 @@ class _UsageError(Exception):
     pass
 
 
-def viewer_id_from_args(args: argparse.Namespace, settings: Settings) -> str:
-    """The viewer id: given directly, or the keyed pseudonym of exactly one raw identifier."""
+def viewer_ids_from_args(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The viewer ids: one given directly, or the keyed pseudonyms of the raw identifiers given
+    (distinct, in flag order)."""
     given = [(f, getattr(args, "raw_" + f)) for _flag, f in _ID_FLAGS if getattr(args, "raw_" + f, None)]
     if args.viewer_id and given:
-        raise _UsageError("give either a viewer id or one of --user-id / --domain-userid / --network-userid")
-    if len(given) > 1:
-        raise _UsageError("give only one of --user-id / --domain-userid / --network-userid")
+        raise _UsageError("give either a viewer id or --user-id / --domain-userid / --network-userid")
     if given:
-        return pseudonymize(given[0][1], settings.require_pseudonym_key())
+        key = settings.require_pseudonym_key()
+        return list(dict.fromkeys(pseudonymize(raw, key) for _f, raw in given))
     if not args.viewer_id:
         raise _UsageError("a viewer id (or --user-id / --domain-userid / --network-userid) is required")
-    return str(args.viewer_id)
+    return [str(args.viewer_id)]
+
+
+def viewer_id_from_args(args: argparse.Namespace, settings: Settings) -> str:
+    """The viewer id: given directly, or the keyed pseudonym of exactly one raw identifier."""
+    ids = viewer_ids_from_args(args, settings)
+    if len(ids) > 1:
+        raise _UsageError("give only one of --user-id / --domain-userid / --network-userid")
+    return ids[0]
 
 
 def _out(obj: Any) -> None:
@@ -127,12 +146,17 @@ def _store(settings: Settings) -> Any:
     return ProfileStore(settings)
 
 
-def _query(args: argparse.Namespace, action: Any) -> int:
+def _query(args: argparse.Namespace, action: Any, several: bool = False) -> int:
     from profiles.store import StoreError
 
     settings = settings_from_args(args)
     try:
-        vid = viewer_id_from_args(args, settings) if hasattr(args, "viewer_id") else ""
+        if not hasattr(args, "viewer_id"):
+            vid: Any = ""
+        elif several:
+            vid = viewer_ids_from_args(args, settings)
+        else:
+            vid = viewer_id_from_args(args, settings)
     except _UsageError as exc:
         _err(str(exc))
         return 2
@@ -147,10 +171,19 @@ def _query(args: argparse.Namespace, action: Any) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    from profiles.fresh import LiveReadError, freshen
     from profiles.profile import with_active
 
     def action(store: Any, settings: Settings, vid: str) -> int:
         profile = store.get_profile(vid)
+        if not args.stored_only:
+            try:
+                profile = freshen(settings, vid, profile)
+            except LiveReadError as exc:
+                _err(
+                    f"{exc}; showing the stored profile, which may lag the live view by up to "
+                    f"{settings.profile_write_interval_s:g}s (--stored-only skips this read)"
+                )
         if profile is None:
             _err(f"no profile for viewer {vid}")
             return 1
@@ -192,30 +225,42 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    def action(store: Any, settings: Settings, vid: str) -> int:
-        # The erasure time: consumers drop this viewer's events collected up to it (past data).
-        # The tombstone goes first: a running consumer that holds the viewer forgets it (and
-        # deletes it again itself), so after the grace period nothing writes the old state back.
-        # What is erased is what is stored at that time (a consumer may delete it first).
+    def action(store: Any, settings: Settings, vids: list[str]) -> int:
+        # The erasure time: consumers drop these viewers' events collected up to it (past data).
+        # The tombstones go first: a running consumer that holds a viewer forgets it (and deletes
+        # it again itself), so after the grace period nothing writes the old state back. What is
+        # erased is what is stored at that time (a consumer may delete it first).
         erased_at_ms = int(time.time() * 1000)
-        existed = store.get_profile(vid) is not None
-        history = sum(1 for _ in store.history(vid))
-        tombstone = _send_tombstone(settings, vid, erased_at_ms)
-        if tombstone and args.grace > 0:
+        found = {
+            vid: (store.get_profile(vid) is not None, sum(1 for _ in store.history(vid))) for vid in vids
+        }
+        sent = {vid: _send_tombstone(settings, vid, erased_at_ms) for vid in vids}
+        if any(sent.values()) and args.grace > 0:
             time.sleep(args.grace)
-        store.delete_viewer(vid, erased_at_ms)  # leaves the erasure marker
-        _out(
-            {"viewer_id": vid, "profile_deleted": existed, "history_deleted": history, "tombstone": tombstone}
-        )
-        if not tombstone:
-            _err(f"could not publish the tombstone to {settings.topic_changes}; run the delete again")
-            return 1
-        if not existed and not history:
-            _err(f"no profile for viewer {vid}")
-            return 1
-        return 0
+        code = 0
+        for vid in vids:
+            store.delete_viewer(vid, erased_at_ms)  # leaves the erasure marker
+            existed, history = found[vid]
+            _out(
+                {
+                    "viewer_id": vid,
+                    "profile_deleted": existed,
+                    "history_deleted": history,
+                    "tombstone": sent[vid],
+                }
+            )
+            if not sent[vid]:
+                _err(
+                    f"could not publish the tombstone of {vid} to {settings.topic_changes}; "
+                    "run the delete again"
+                )
+                code = 1
+        if not any(existed or history for existed, history in found.values()):
+            _err("no profile for viewer " + ", ".join(vids))
+            code = 1
+        return code
 
-    return _query(args, action)
+    return _query(args, action, several=True)
 
 
 def _send_tombstone(settings: Settings, viewer_id: str, erased_at_ms: int, timeout_s: float = 15.0) -> bool:

@@ -136,3 +136,70 @@ def test_rebuild_recomputes_everything(loaded: tuple[Settings, int], output_dir:
     assert f"{n} events applied" in proc.stderr
     assert dump_tables(settings) == before
     assert committed_total(settings) == n
+
+
+def test_delete_with_several_raw_ids_erases_every_one(
+    loaded: tuple[Settings, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, _n = loaded
+    bob = pseudonymize("bob-duid", KEY.encode())
+    carol = pseudonymize("carol-nuid", KEY.encode())
+    now = int(time.time() * 1000)
+    builders = [
+        MediaSessionBuilder(bob, now - 9_000, id_column="domain_userid").ready().play(),
+        MediaSessionBuilder(carol, now - 8_000, id_column="network_userid").ready().play(),
+    ]
+    produce(settings, interleave(builders))
+    run_consumer(settings)
+    assert {bob, carol} <= set(dump_tables(settings))
+    code, out, err = cli(
+        capsys, "profile", "delete", "--user-id", "alice@example.com", "--domain-userid", "bob-duid",
+        "--network-userid", "carol-nuid", "--grace", "0.2",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [orjson.loads(line) for line in out.splitlines()]
+    assert [x["viewer_id"] for x in lines] == [ALICE, bob, carol]
+    assert all(x["profile_deleted"] and x["tombstone"] for x in lines)
+    left = dump_tables(settings)
+    assert not {ALICE, bob, carol} & set(left) and "cli-active" in left
+    for vid in (ALICE, bob, carol):
+        assert cli(capsys, "profile", "get", vid)[0] == 1
+
+
+def test_get_is_as_fresh_as_the_live_view_while_dynamodb_lags(
+    make_settings: Callable[..., Settings],
+    dynamodb_local: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Pings are written to DynamoDB only at the cadence (here an hour); `lvp profile get` reads
+    the changes topic's touches too, so it shows the newest position, and --stored-only does not."""
+    from profiles_support import consumer_thread, wait_for
+
+    s = make_settings(
+        aws_endpoint_url=dynamodb_local,
+        flush_interval_s=0.1,
+        publish_interval_s=0.05,
+        touch_interval_s=0.1,
+        profile_write_interval_s=3600.0,
+        profiles_metrics_port=0,
+    )
+    create_topics(s)
+    create_tables(s)
+    for f in dataclasses.fields(Settings):
+        monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
+    b = MediaSessionBuilder("fresh-1", int(time.time() * 1000) - 40_000).ready().play()
+    produce(s, b.lines())
+    with consumer_thread(s) as consumer:
+        wait_for(lambda: cli(capsys, "profile", "get", "--stored-only", "fresh-1")[0] == 0, what="stored")
+        n = len(b.lines())
+        b.wait(10).ping().wait(10).ping()
+        produce(s, b.lines()[n:])
+        wait_for(lambda: consumer.stats.touches >= 1, what="touches published")
+        code, out, err = cli(capsys, "profile", "get", "fresh-1")
+        assert code == 0, err
+        fresh = orjson.loads(out)
+        stored = orjson.loads(cli(capsys, "profile", "get", "--stored-only", "fresh-1")[1])
+    assert stored["events"] == 2 and stored["position_s"] == 0
+    assert fresh["events"] == 4 and fresh["position_s"] == pytest.approx(20, abs=0.5)
+    assert fresh["status"] == "watching" and fresh["last_seen"] > stored["last_seen"]

@@ -1,0 +1,105 @@
+"""The freshest profile of one viewer for `lvp profile get`: DynamoDB, then the changes topic.
+
+DynamoDB lags behind the live view by design (docs/lazy-writes.md): a viewer whose only changes
+since its last write are touches (pings: position, last_seen, play time) is written up to
+``LVP_PROFILE_WRITE_INTERVAL_S`` later. Whatever the live page shows was published on the changes
+topic (``lvp.changes``), so this reads the viewer's partition of that topic from a little more
+than ``LVP_ACTIVE_TIMEOUT_S`` ago (an active viewer was published within that time) and applies,
+in order, the viewer's profile messages, touches and tombstones on top of the stored profile.
+
+Kafka's ListOffsets by time finds where to start; a broker that ignores the time (Tansu answers
+with the partition's start) makes the read longer, never wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from lvp.changes import parse_message, partition_for
+from lvp.config import Settings
+from lvp.kafka import client_config
+
+__all__ = ["LiveReadError", "freshen"]
+
+#: Extra look-back on top of the active timeout (publication delays, clock skew).
+_MARGIN_S = 30.0
+
+
+class LiveReadError(RuntimeError):
+    """The changes topic could not be read (the stored profile is all there is)."""
+
+
+def _newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    if current is None:
+        return True
+    a, b = candidate.get("last_seen"), current.get("last_seen")
+    if not isinstance(a, str) or not isinstance(b, str):
+        return True
+    return a >= b  # ISO-8601 UTC with milliseconds: text order is time order
+
+
+def freshen(
+    settings: Settings, viewer_id: str, stored: dict[str, Any] | None, timeout_s: float = 20.0
+) -> dict[str, Any] | None:
+    """``stored`` (the DynamoDB profile, or None) brought up to what the changes topic published
+    for ``viewer_id`` recently; None if the viewer was erased meanwhile or is unknown."""
+    topic = settings.topic_changes
+    reader = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"lvp-profile-get-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    try:
+        try:
+            meta = reader.list_topics(topic, timeout=10).topics.get(topic)
+        except KafkaException as exc:
+            raise LiveReadError(f"cannot read {topic}: {exc}") from None
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise LiveReadError(f"cannot read {topic}: {meta.error if meta else 'no such topic'}")
+        key = viewer_id.encode()
+        p = partition_for(key, len(meta.partitions))
+        since_ms = int((time.time() - settings.active_timeout_s - _MARGIN_S) * 1000)
+        try:
+            (start,) = reader.offsets_for_times([TopicPartition(topic, p, since_ms)], timeout=10)
+        except KafkaException as exc:
+            raise LiveReadError(f"cannot find where to read {topic}: {exc}") from None
+        offset = start.offset if start.offset >= 0 else 0
+        reader.assign([TopicPartition(topic, p, offset)])
+        profile = None if stored is None else dict(stored)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if time.monotonic() > deadline:
+                raise LiveReadError(f"{topic} partition {p} not read to its end within {timeout_s:.0f}s")
+            msgs = reader.consume(1000, 0.5)
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return profile
+                    raise LiveReadError(f"reading {topic}: {err}")
+                mkey = m.key()
+                if mkey != key and not (mkey is not None and mkey.startswith(b"\x00")):
+                    continue
+                change = parse_message(mkey, m.value())
+                if change is None:
+                    continue
+                if change.kind == "erasure" and change.viewer_id == viewer_id:
+                    profile = None
+                elif change.kind == "profile" and change.profile is not None:
+                    if _newer(change.profile, profile):
+                        profile = change.profile
+                elif change.kind == "touches" and change.touches and profile is not None:
+                    patch = change.touches.get(viewer_id)
+                    if patch is not None and _newer(patch, profile):
+                        profile = {**profile, **patch}
+    finally:
+        reader.close()
