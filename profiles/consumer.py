@@ -26,9 +26,15 @@ application = exact final state*:
   crash between the two cannot lose history.
 * Before partitions are revoked, everything is flushed and committed, and the revoked
   partitions' viewers are dropped; the next owner loads them from DynamoDB.
-* Changed profiles are published to ``LVP_TOPIC_CHANGES`` every ``LVP_PUBLISH_INTERVAL_S``
-  (fast live view), independently of the DynamoDB flush interval. The engine builds a profile
-  once per change: the flush reuses what the publication read.
+* Lazy writes (docs/lazy-writes.md): a viewer whose changes since its last publication are
+  touch fields only (pings: position, last_seen, play time) is written at the cadence
+  ``LVP_PROFILE_WRITE_INTERVAL_S`` or when it goes quiet; a significant change (status, counters,
+  ads) makes its write urgent (next flush). The commit rule above is what keeps this exact: an
+  unwritten ping holds its partition's commit back, and a crash replays it.
+* Changed profiles are published to ``LVP_TOPIC_CHANGES`` (``lvp.changes``): significant changes
+  as full profiles every ``LVP_PUBLISH_INTERVAL_S``, touches batched into one message per
+  partition every ``LVP_TOUCH_INTERVAL_S``. The engine builds a profile once per change: the
+  flush reuses what the publication read.
 * Memory: after a flush, a viewer's engine state is compacted; a viewer that then stays quiet
   for ``LVP_FREEZE_AFTER_S`` of wall time (no event changed it, nothing of it waits for DynamoDB) is
   frozen — only its compressed state is kept (:meth:`~profiles.engine.ViewerState.compact`)
