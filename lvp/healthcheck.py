@@ -1,9 +1,9 @@
 """Container health check without curl: ``python -m lvp.healthcheck [URL ...]``.
 
 Exits 0 when one of the URLs answers 2xx within the timeout, else 1 (printing why). Without
-URLs it probes this container's own endpoints from the settings — the collector's and the
-viewer's ``/health`` and the profiles consumer's ``/metrics`` — so the image's single
-``HEALTHCHECK`` works whichever service the container runs.
+URLs it probes this container's own endpoints from the settings — the collector's, the viewer's
+and the profiles consumer's ``/health`` (the consumer's answers 503 when its poll loop stalls) —
+so the image's single ``HEALTHCHECK`` works whichever service the container runs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def default_urls(settings: Settings) -> list[str]:
         f"http://127.0.0.1:{settings.viewer_port}/health",
     ]
     if settings.profiles_metrics_port:
-        urls.append(f"http://127.0.0.1:{settings.profiles_metrics_port}/metrics")
+        urls.append(f"http://127.0.0.1:{settings.profiles_metrics_port}/health")
     return urls
 
 

@@ -117,6 +117,8 @@ _ERASED_KEEP_S: Final = 3600.0
 #: Read-position checkpoints per partition: one per this much wall time, kept this long.
 _CHECKPOINT_EVERY_S: Final = 0.5
 _CHECKPOINT_KEEP_S: Final = 900.0
+#: The health check fails once the poll loop has not turned for this long (s).
+STALL_S: Final = 60.0
 #: Most viewers in one touches message (a message stays well below Kafka's 1 MB default).
 _TOUCHES_PER_MESSAGE: Final = 2000
 #: Why a profile was written to DynamoDB (the ``reason`` label of lvp_profiles_writes_total).
@@ -189,6 +191,7 @@ class ProfilesConsumer:
         evict_after_s: float | None = None,
         freeze_after_s: float | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        stall_after_s: float = STALL_S,
     ) -> None:
         if freeze_after_s is None:
             freeze_after_s = settings.freeze_after_s
@@ -257,6 +260,7 @@ class ProfilesConsumer:
         self._unreadable: dict[str, int] = {}
         self._erasure_errors = 0
         self.heartbeat = time.monotonic()  # last turn of the poll loop (the health check reads it)
+        self.stall_after_s = stall_after_s
 
         # viewers seen for the first time wait here (events in arrival order) while their stored
         # state is loaded in the background; their offsets are held back from commits
@@ -295,7 +299,7 @@ class ProfilesConsumer:
         """Consume until :meth:`stop` (or, with ``exit_at_end``, until every assigned partition is
         consumed, flushed and committed). Returns 0, or 1 if the final flush failed."""
         s = self.settings
-        self.metrics_port = self.metrics.serve(s.profiles_metrics_port)
+        self.metrics_port = self.metrics.serve(s.profiles_metrics_port, health=self.health_problem)
         if self.rebuild:
             self._clear_tables()
         try:
@@ -413,9 +417,18 @@ class ProfilesConsumer:
         self._say("rebuild: cleared " + ", ".join(f"{t} ({n} items)" for t, n in counts.items()))
 
     def _say(self, line: str) -> None:
+        self.heartbeat = time.monotonic()  # long steps (a rebuild's clear) report progress
         if self.progress is not None:
             self.progress(line)
         log.info("%s", line)
+
+    def health_problem(self) -> str | None:
+        """Why this consumer is unhealthy (served at ``/health``), or None: its poll loop has
+        not turned for ``stall_after_s`` (:data:`STALL_S`: a hung call, a deadlock)."""
+        stalled = time.monotonic() - self.heartbeat
+        if stalled > self.stall_after_s:
+            return f"poll loop stalled for {stalled:.0f}s"
+        return None
 
     # --- rebalancing -------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -1131,6 +1144,7 @@ class ProfilesConsumer:
     def _flush_now(self, attempts: int = 1) -> bool:
         """Synchronous flush + commit (revocation, shutdown), retried ``attempts`` times."""
         for i in range(attempts):
+            self.heartbeat = time.monotonic()
             if not (self.dirty or self.pending_hist or self._uncommitted()):
                 return True
             f = self._snapshot()

@@ -10,12 +10,15 @@ ListOffsets with a wrong high watermark (docs: real-components.md).
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 _AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf"))
 _FLUSH_SIZE_BUCKETS = (1, 5, 25, 100, 250, 1000, 2500, 5000, 10000, 25000, float("inf"))
@@ -49,6 +52,15 @@ class BulkHistogram(Histogram):
         for bucket, n in zip(self._buckets, counts, strict=True):
             if n:
                 bucket.inc(n)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 class ProfilesMetrics:
@@ -163,11 +175,25 @@ class ProfilesMetrics:
         self.dynamodb_throttles.inc()
 
     # --- serving -----------------------------------------------------------------------------------
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve ``/metrics`` on ``port`` (0 = off). Returns the bound port or 0."""
+    def serve(self, port: int, host: str = "0.0.0.0", health: Callable[[], str | None] | None = None) -> int:
+        """Serve ``/metrics`` (Prometheus) and ``/health`` on ``port`` (0 = off). ``/health``
+        answers 503 with the reason while ``health()`` returns one (a stalled poll loop), else
+        200. Returns the bound port or 0."""
         if port <= 0:
             return 0
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/health":
+                problem = health() if health is not None else None
+                status = "503 Service Unavailable" if problem else "200 OK"
+                body = (problem or "ok").encode() + b"\n"
+                start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+                return [body]
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+        server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="lvp-metrics", daemon=True).start()
         self._server = server
         return int(server.server_address[1])
 

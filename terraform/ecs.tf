@@ -213,7 +213,7 @@ module "profiles" {
   cpu                = var.services["profiles"].cpu
   memory             = var.services["profiles"].memory
   desired_count      = var.services["profiles"].desired_count
-  health_check_url   = "http://127.0.0.1:9091/metrics"
+  health_check_url   = "http://127.0.0.1:9091/health"
   subnet_ids         = local.private_subnet_ids
   security_group_ids = [aws_security_group.tasks.id]
   task_policy_json   = data.aws_iam_policy_document.profiles.json

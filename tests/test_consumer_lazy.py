@@ -346,3 +346,32 @@ def test_an_unreadable_stored_state_stops_its_partition_and_is_never_overwritten
 def test_write_interval_must_be_positive(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match="LVP_PROFILE_WRITE_INTERVAL_S"):
         ProfilesConsumer(make_settings(profile_write_interval_s=0.0))
+
+
+def test_health_fails_while_the_poll_loop_stalls(
+    make_settings: Callable[..., Settings], dynamodb_local: str
+) -> None:
+    import threading
+
+    import httpx
+
+    from lvp.broker import free_port
+
+    env = ready(make_settings(aws_endpoint_url=dynamodb_local, profiles_metrics_port=free_port()))
+    with consumer_thread(env, stall_after_s=1.0) as consumer:
+        url = f"http://127.0.0.1:{env.profiles_metrics_port}"
+        wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, what="healthy")
+        assert "lvp_profiles_writes_total" in httpx.get(f"{url}/metrics").text
+        release = threading.Event()
+        update_lag = consumer._update_lag
+
+        def hang() -> None:  # one step of the loop hangs (as a blocked call would)
+            release.wait(30)
+            update_lag()
+
+        consumer._update_lag = hang  # type: ignore[method-assign]
+        r = wait_for(lambda: (x := httpx.get(f"{url}/health")).status_code == 503 and x, what="unhealthy")
+        assert "poll loop stalled" in r.text
+        consumer._update_lag = update_lag  # type: ignore[method-assign]
+        release.set()
+        wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, what="healthy again")

@@ -57,7 +57,7 @@ def test_default_urls_follow_the_settings() -> None:
         {"LVP_COLLECTOR_PORT": "9999", "LVP_VIEWER_PORT": "8888", "LVP_PROFILES_METRICS_PORT": "0"}
     )
     assert default_urls(s) == ["http://127.0.0.1:9999/health", "http://127.0.0.1:8888/health"]
-    assert "http://127.0.0.1:9091/metrics" in default_urls(Settings.from_env({}))
+    assert "http://127.0.0.1:9091/health" in default_urls(Settings.from_env({}))
 
 
 def test_module_runs_as_a_command(server: str) -> None:
