@@ -239,10 +239,10 @@ class ProfilesConsumer:
         self._unfrozen: set[str] = set()  # viewers flushed since they were last frozen
         self._flushed: set[str] = set()  # viewers flushed since the last freeze pass
 
-        # Lazy writes (docs/lazy-writes.md). A dirty viewer is written at the next flush when a
-        # significant field changed (``_urgent``: status, counters, ads — what a full publication
-        # carries), else once it has been dirty for ``write_interval_s`` or quiet for
-        # ``quiet_s``. ``_due`` is a heap of (check time, viewer, dirty since) checked each flush.
+        # Lazy writes (docs/lazy-writes.md). A dirty viewer is written at the next flush when it
+        # is new or its status changed (``_urgent``), else once it has been dirty for
+        # ``write_interval_s`` or quiet for ``quiet_s``. ``_due`` is a heap of (check time,
+        # viewer, dirty since) checked at each flush.
         self.write_interval_s = settings.profile_write_interval_s
         self.quiet_s = settings.active_timeout_s
         self._urgent: set[str] = set()
@@ -252,7 +252,7 @@ class ProfilesConsumer:
         self._flush_all = False  # the next flush writes every dirty viewer (end of input)
         # Publication: the significant signature last published per viewer; viewers whose
         # changes since then are touches only (published batched every touch interval).
-        self._pub_sig: dict[str, int] = {}
+        self._pub_sig: dict[str, tuple[int, str | None]] = {}  # (signature, status) published
         self._touch_pending: set[str] = set()
         self._changes_partitions = 0  # partitions of the changes topic (0: unknown)
         # viewers whose stored state this version cannot read: their events wait (holding the
@@ -819,7 +819,8 @@ class ProfilesConsumer:
                     self._stop_unreadable(vid, queue, exc)
                     continue
                 # what is stored was published before: only what changes from here on is news
-                self._pub_sig[vid] = significant_signature(st.profile())
+                stored_profile = st.profile()
+                self._pub_sig[vid] = (significant_signature(stored_profile), stored_profile.get("status"))
             self.states[vid] = st
             for _p, _off, ev in queue:
                 if st.apply(ev):
@@ -905,8 +906,10 @@ class ProfilesConsumer:
     # --- publishing --------------------------------------------------------------------------------
     def _publish(self) -> None:
         """Publish the viewers changed since the last call (lvp.changes): a full profile when a
-        significant field changed (and the viewer's write becomes urgent), else the viewer waits
-        for the next touches message."""
+        significant field changed, else the viewer waits for the next touches message. A new
+        viewer or a status change (and so a history entry) makes the viewer's write urgent; other
+        significant changes (counters, ads) are on the live view at once and in DynamoDB with the
+        viewer's next write."""
         if not self.changed or self._producer is None:
             return
         topic = self.settings.topic_changes
@@ -922,15 +925,17 @@ class ProfilesConsumer:
                 continue
             prof = st.profile()
             sig = significant_signature(prof)
-            if pub_sig.get(vid) == sig:
+            last = pub_sig.get(vid)
+            if last is not None and last[0] == sig:
                 touch.add(vid)
                 continue
             key = vid.encode()
             self._produce(topic, key, dumps(prof), partition=partition_for(key, parts) if parts else -1)
-            pub_sig[vid] = sig
+            status = prof.get("status")
+            pub_sig[vid] = (sig, status)
             touch.discard(vid)
-            if vid in dirty:
-                urgent.add(vid)
+            if vid in dirty and (last is None or last[1] != status):
+                urgent.add(vid)  # a new viewer or a status change: its history too, at the next flush
             n += 1
         self.changed.clear()
         self.stats.published += n

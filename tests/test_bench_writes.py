@@ -1,0 +1,39 @@
+"""`bench/writes_bench.py --quick`: both write policies run on the same traffic through the real
+consumer, Tansu and DynamoDB Local; the figures exist, nothing is lost, and lazy writes write
+less than one write per change (no timing asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import writes_bench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_writes_bench_quick() -> None:
+    ns = argparse.Namespace(viewers=30, hours=0.25, scale=60.0, runs=1, quick=True)
+    out = writes_bench.measure(ns)
+    assert out["lost"] == 0
+    lazy, eager = out["medians"]["lazy"], out["medians"]["eager"]
+    for m in (lazy, eager):
+        assert m["events_per_viewer_hour"] > 100  # 30 s pings: 120 an hour, plus plays and ads
+        assert m["writes_per_viewer_hour"] > 0 and m["consumer_cpu_us_per_event"] > 0
+    # every change written (about one write per ping) against writes at the cadence and on status
+    assert eager["writes_per_viewer_hour"] > 0.6 * eager["events_per_viewer_hour"]
+    assert lazy["writes_per_viewer_hour"] < 0.5 * eager["writes_per_viewer_hour"]
+    run = out["runs"]["lazy"][0]
+    assert run["by_reason"].get("cadence", 0) > 0 and run["by_reason"].get("change", 0) >= 30
+
+
+def test_writes_bench_prints_its_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.writes_bench", "--viewers", "10", "--hours", "0.1", "--runs", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| **lazy** (LVP_PROFILE_WRITE_INTERVAL_S=300) | **" in proc.stdout
+    assert "Events not applied: 0." in proc.stdout
