@@ -627,3 +627,44 @@ def test_every_table_is_granted_to_the_services_that_name_it(
         for service in KAFKA_NEEDS:
             on_table = {t for _a, t in grants(root, service, variables) if t.endswith(f":{table}")}
             assert bool(on_table) == (service in users), f"{service} / {table}"
+
+
+# --- CORS, logs, retention in the task definitions ------------------------------------------------------
+def test_collector_and_viewer_have_their_own_cors_origins(variables: dict[str, Any]) -> None:
+    env = locals_of(TF)["service_environment"]
+    local = locals_of(TF)
+    assert env["collector"]["LVP_CORS_ORIGINS"] == "${var.collector_cors_origins}"
+    # the viewer reads LVP_VIEWER_CORS_ORIGINS (LVP_CORS_ORIGINS until that setting exists): both
+    # carry the viewer's list, never the collector's
+    for name in ("LVP_CORS_ORIGINS", "LVP_VIEWER_CORS_ORIGINS"):
+        assert env["viewer"][name] == "${local.viewer_cors_origins}", name
+    assert "var.viewer_cors_origins" in local["viewer_cors_origins"]
+    assert "collector" not in local["viewer_cors_origins"]
+    assert "aws_lb.this" in local["viewer_origin"]  # default: the viewer's own origin only
+    assert variables["viewer_cors_origins"]["default"] is None
+    assert variables["collector_cors_origins"]["default"] == "*"
+    assert "cors_origins" not in variables, "one variable for both services is what issue #12 removed"
+
+
+def test_services_log_json_and_the_topics_job_knows_the_retention(variables: dict[str, Any]) -> None:
+    env = locals_of(TF)["service_environment"]
+    for service in SERVICE_ENV:
+        assert env[service]["LVP_LOG_FORMAT"] == "json", service
+    assert env["topics"]["LVP_RETENTION_DAYS"] == env["profiles"]["LVP_RETENTION_DAYS"]
+    assert env["profiles"]["LVP_DYNAMODB_CLIENT"] == "${var.dynamodb_client}"
+    assert variables["dynamodb_client"]["default"] == "http"
+
+
+def test_request_logs_keep_no_raw_identifiers(root: dict[str, list[Any]], variables: dict[str, Any]) -> None:
+    """GET /i carries the event (user ids, ...) in its query string: the WAF log redacts it (and
+    the Authorization and Cookie headers); ALB access logs, which cannot redact, are off unless
+    an operator names a bucket, and the variable says what they would keep."""
+    logging = typed(root["resource"])["aws_wafv2_web_acl_logging_configuration.main"]
+    redacted = [next(iter(r)) for r in logging["redacted_fields"]]
+    assert "query_string" in redacted
+    headers = {r["single_header"][0]["name"] for r in logging["redacted_fields"] if "single_header" in r}
+    assert headers == {"authorization", "cookie"}
+    assert variables["alb_access_logs_bucket"]["default"] is None
+    assert "query string" in variables["alb_access_logs_bucket"]["description"]
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert "ALB access logs" in deploy and "query string" in deploy
