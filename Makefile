@@ -14,7 +14,7 @@ setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.ht
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
