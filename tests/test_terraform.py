@@ -668,3 +668,59 @@ def test_request_logs_keep_no_raw_identifiers(root: dict[str, list[Any]], variab
     assert "query string" in variables["alb_access_logs_bucket"]["description"]
     deploy = (ROOT / "docs" / "deploy.md").read_text()
     assert "ALB access logs" in deploy and "query string" in deploy
+
+
+# --- the deploy instructions -----------------------------------------------------------------------------
+def terraform_commands(markdown: str) -> list[str]:
+    """`terraform plan|apply` command lines of the ```sh blocks (continuation lines joined)."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", markdown, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if re.match(r"(terraform|tflocal) (plan|apply)\b", line):
+                commands.append(line)
+    return commands
+
+
+def given_vars(command: str) -> dict[str, str]:
+    import shlex
+
+    words = shlex.split(command)
+    out = {}
+    for i, word in enumerate(words):
+        if word == "-var":
+            name, _, value = words[i + 1].partition("=")
+            out[name] = value
+        elif word.startswith("-var="):
+            name, _, value = word[5:].partition("=")
+            out[name] = value
+    return out
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/deploy.md"])
+def test_deploy_snippets_give_every_required_variable(doc: str, variables: dict[str, Any]) -> None:
+    """Every -var a snippet passes exists, and a full plan/apply (not one with -target, nor the
+    apply of a saved plan) gives every variable that has no default."""
+    required = {name for name, body in variables.items() if "default" not in body}
+    assert "image_tag" in required
+    commands = terraform_commands((ROOT / doc).read_text())
+    full = [c for c in commands if "-target" not in c and not re.search(r"apply \S+\.tfplan$", c)]
+    assert full, f"{doc}: no terraform plan/apply snippet"
+    for command in commands:
+        given = given_vars(command)
+        assert set(given) <= set(variables), (
+            f"{doc}: unknown variables {set(given) - set(variables)} in {command}"
+        )
+    for command in full:
+        missing = required - set(given_vars(command))
+        assert not missing, f"{doc}: `{command}` lacks the required {sorted(missing)}"
+
+
+def test_readme_deploys_the_whole_path() -> None:
+    text = (ROOT / "README.md").read_text()
+    deploy = text.split("## Run under LocalStack (Docker) and deploy to AWS", 1)[1].split("\n## ", 1)[0]
+    order = ["terraform init", "-target=aws_ecr_repository.app", "docker build", "docker push",
+             "terraform plan", "terraform apply plan.tfplan", "topics_run_task_command"]  # fmt: skip
+    positions = [deploy.find(step) for step in order]
+    assert -1 not in positions, dict(zip(order, positions, strict=True))
+    assert positions == sorted(positions), "build, push, apply, then create the topics"
