@@ -311,7 +311,9 @@ def test_no_public_default_secrets_and_only_loopback_ports(compose: dict[str, An
         raw_env = s.get("environment", {})
         for key in secret_envs & set(raw_env):
             value = str(raw_env[key])
-            assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), f"{name}: {key} must be required, not {value!r}"
+            assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), (
+                f"{name}: {key} must be required, not {value!r}"
+            )
     for default in ("local-dev-token", "change-me", "PASSWORD:-admin"):
         assert default not in text, f"a well-known default secret is still in the compose file: {default}"
     makefile = (ROOT / "Makefile").read_text()
