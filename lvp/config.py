@@ -134,7 +134,11 @@ class Settings:
         "LVP_ACTIVE_TIMEOUT_S",
         "A viewer is active while last seen (collector clock) within this many seconds.",
     )
-    retention_days: int = _setting(30, "LVP_RETENTION_DAYS", "TTL of profiles and history items.")
+    retention_days: int = _setting(
+        30,
+        "LVP_RETENTION_DAYS",
+        "TTL of profiles and history items, and retention.ms of LVP_TOPIC_CHANGES (compact,delete).",
+    )
     flush_interval_s: float = _setting(
         1.0,
         "LVP_FLUSH_INTERVAL_S",
