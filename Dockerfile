@@ -27,6 +27,7 @@ COPY profiles/ profiles/
 COPY viewer/ viewer/
 # Install the project to resolve its dependencies, then drop the project itself: the code runs
 # from /app (PYTHONPATH) so that paths relative to the source tree (tracker-frontend/dist) work.
+# No extras: the `local` extra (embedded broker, moto) and `dev` are for local runs and tests.
 RUN pip install . && pip uninstall -y live-viewer-profiles
 
 # --- 3. runtime ------------------------------------------------------------------------------------

@@ -7,14 +7,14 @@ BIN      := $(VENV)/bin
 SUDO     := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-system up test lint checkov bench clean
+.PHONY: setup setup-system up test lint checkov bench clean compose-env
 
 setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.html
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -42,6 +42,14 @@ test: setup setup-system
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy lvp collector profiles viewer
+
+# Secrets of the docker compose stack (localstack/docker-compose.yml has no defaults): generated
+# once into localstack/.env (mode 0600), which compose reads; an existing file is kept.
+compose-env: localstack/.env
+
+localstack/.env:
+	@umask 077 && $(PY) -c 'import secrets; t = secrets.token_hex; print("\n".join(f"{k}={t(32)}" for k in ("LVP_PSEUDONYM_KEY", "LVP_API_TOKENS", "LVP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD")))' > $@
+	@echo "wrote $@ (the live page's token is LVP_API_TOKENS there)"
 
 # terraform/ static analysis; checkov lives in its own .tools-venv (bootstrapped by the script).
 checkov:

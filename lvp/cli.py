@@ -18,6 +18,7 @@ from typing import Any
 
 from lvp.config import ConfigError, Settings
 from lvp.errors import Unavailable
+from lvp.logs import LOG_FORMATS, log_format_from_env, setup_logging
 
 COMMAND_MODULES = (
     "lvp.commands",
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lvp", description="live-viewer-profiles: Snowplow-compatible live viewer profiles."
     )
     parser.add_argument("--log-level", default="INFO", help="Python log level (default INFO).")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text, or json: one object per line (time, level, logger, message, exception) "
+        "[env LVP_LOG_FORMAT, default 'text']",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -72,7 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        setup_logging(level, args.log_format or log_format_from_env())
+    except ConfigError as exc:
+        print(f"lvp: configuration error: {exc}", file=sys.stderr)
+        return 2
     if level > logging.DEBUG:  # per-request / per-client lines: httpx (lvp simulate sends
         for noisy in _CHATTY_LOGGERS:  # thousands), botocore's "Found credentials in ..."
             logging.getLogger(noisy).setLevel(logging.WARNING)

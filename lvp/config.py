@@ -67,6 +67,12 @@ class Settings:
         False, "LVP_DEV", "Dev mode: generate and keep a pseudonym key and dev token in LVP_STATE_DIR."
     )
     state_dir: str = _setting(".lvp", "LVP_STATE_DIR", "Where dev mode keeps local state.")
+    log_format: str = _setting(
+        "text",
+        "LVP_LOG_FORMAT",
+        "Log lines on stderr: text, or json (one object per line: time, level, logger, message, "
+        "exception; for CloudWatch Logs Insights).",
+    )
     # --- collector ---------------------------------------------------------------------------
     collector_host: str = _setting("127.0.0.1", "LVP_COLLECTOR_HOST", "Collector bind address.")
     collector_port: int = _setting(9090, "LVP_COLLECTOR_PORT", "Collector port.")
@@ -128,7 +134,11 @@ class Settings:
         "LVP_ACTIVE_TIMEOUT_S",
         "A viewer is active while last seen (collector clock) within this many seconds.",
     )
-    retention_days: int = _setting(30, "LVP_RETENTION_DAYS", "TTL of profiles and history items.")
+    retention_days: int = _setting(
+        30,
+        "LVP_RETENTION_DAYS",
+        "TTL of profiles and history items, and retention.ms of LVP_TOPIC_CHANGES (compact,delete).",
+    )
     flush_interval_s: float = _setting(
         1.0,
         "LVP_FLUSH_INTERVAL_S",
@@ -213,6 +223,12 @@ class Settings:
         "", "AWS_ENDPOINT_URL", "DynamoDB endpoint (DynamoDB Local, moto, LocalStack); empty = AWS."
     )
     aws_region: str = _setting("us-east-1", "AWS_REGION", "AWS region.")
+    dynamodb_client: str = _setting(
+        "http",
+        "LVP_DYNAMODB_CLIENT",
+        "Client of the profiles consumer's bulk DynamoDB calls (BatchWriteItem, BatchGetItem): http "
+        "(our keep-alive SigV4 client, profiles/dynamo_http.py) or botocore (boto3, as every other call).",
+    )
 
     # ------------------------------------------------------------------------------------------
     @classmethod

@@ -7,10 +7,11 @@ MSK); these helpers add what each role needs.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from lvp.config import Settings
 from lvp.errors import Unavailable
@@ -55,6 +56,9 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     Amazon MSK IAM auth (``oauth_cb``) when ``LVP_KAFKA_MSK_IAM`` is on. Use this, not
     ``settings.kafka_config()``, wherever a client is built."""
     conf = settings.kafka_config(**extra)
+    if settings.log_format.strip().lower() == "json" and "logger" not in conf:
+        # librdkafka's own lines through Python logging (one JSON object per line, see lvp.logs)
+        conf["logger"] = logging.getLogger("lvp.librdkafka")
     if settings.kafka_msk_iam:
         from lvp.msk import with_iam_auth  # boto signer only when MSK IAM is on
 
@@ -68,6 +72,14 @@ def _passthrough_only(settings: Settings, base: dict[str, Any]) -> dict[str, Any
     return {k: v for k, v in env_conf.items() if k in base}
 
 
+def changes_topic_config(settings: Settings) -> dict[str, str]:
+    """The changes topic keeps each viewer's latest profile (compaction), but not for ever: a
+    viewer quiet for ``LVP_RETENTION_DAYS`` has its last profile deleted with the segment, as
+    DynamoDB's TTL expires the item (``compact,delete``)."""
+    retention_ms = int(settings.retention_days) * 86_400_000
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     n, r = settings.topic_partitions, settings.topic_replication
     return [
@@ -77,15 +89,17 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
             settings.topic_changes,
             num_partitions=n,
             replication_factor=r,
-            config={"cleanup.policy": "compact"},
+            config=changes_topic_config(settings),
         ),
     ]
 
 
 def create_topics(settings: Settings, timeout: float = 15.0) -> dict[str, str]:
-    """Create the project's topics; existing ones are left as they are. Returns topic -> outcome
-    (``created`` or ``exists``); raises :class:`~lvp.errors.Unavailable` when the brokers do not
-    answer within ``timeout`` or refuse a topic."""
+    """Create the project's topics; existing ones keep their partitions, but an existing changes
+    topic gets the retention of :func:`changes_topic_config` (so a topic created compact-only
+    by an older version stops keeping profiles for ever). Returns topic -> outcome (``created``
+    or ``exists``); raises :class:`~lvp.errors.Unavailable` when the brokers do not answer
+    within ``timeout`` or refuse a topic or the retention change."""
     admin = AdminClient(client_config(settings))
     futures = admin.create_topics(topic_specs(settings), request_timeout=timeout)
     outcome: dict[str, str] = {}
@@ -102,4 +116,22 @@ def create_topics(settings: Settings, timeout: float = 15.0) -> dict[str, str]:
                 outcome[topic] = "exists"
             else:
                 raise Unavailable(f"{where} refused topic {topic}: {err}") from None
+    if outcome.get(settings.topic_changes) == "exists":
+        _set_changes_retention(admin, settings, where, timeout)
     return outcome
+
+
+def _set_changes_retention(admin: AdminClient, settings: Settings, where: str, timeout: float) -> None:
+    entries = [
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+        for k, v in changes_topic_config(settings).items()
+    ]
+    resource = ConfigResource("TOPIC", settings.topic_changes, incremental_configs=entries)
+    for fut in admin.incremental_alter_configs([resource], request_timeout=timeout).values():
+        try:
+            fut.result(timeout=timeout)
+        except (KafkaException, TimeoutError) as exc:
+            raise Unavailable(
+                f"{where} refused the retention of {settings.topic_changes} "
+                f"({changes_topic_config(settings)}): {exc}"
+            ) from None

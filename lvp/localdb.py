@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from lvp.broker import free_port, wait_for_port
+from lvp.broker import LOCAL_EXTRA_HINT, free_port, wait_for_port
+from lvp.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +50,8 @@ def start_dynamodb_local(
 
 
 def start_moto_server(port: int = 0, log_path: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    if importlib.util.find_spec("moto") is None:
+        raise Unavailable(LOCAL_EXTRA_HINT.format(what="moto's DynamoDB server") + " (AWS_ENDPOINT_URL)")
     port = port or free_port()
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(

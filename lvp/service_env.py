@@ -14,8 +14,9 @@ import dataclasses
 
 from lvp.config import Settings
 
-# Kafka connection: every Kafka client reads these (the region signs MSK IAM tokens).
-_KAFKA = ("kafka_bootstrap_servers", "kafka_msk_iam", "aws_region")
+# Kafka connection: every Kafka client reads these (the region signs MSK IAM tokens); every
+# process reads the log format (lvp.cli sets up logging).
+_KAFKA = ("kafka_bootstrap_servers", "kafka_msk_iam", "aws_region", "log_format")
 
 SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
     # `lvp collector`: HTTP in, enriched TSV / bad rows out.
@@ -58,6 +59,7 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "freeze_after_s",
         "active_shards",
         "profiles_metrics_port",
+        "dynamodb_client",
     ),
     # `lvp viewer`: API + SSE + live page, reads the changes topic and DynamoDB.
     "viewer": (
@@ -81,8 +83,17 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "dp_window_s",
         "dp_media_labels",
     ),
-    # `lvp topics create`: the one-shot job that creates the topics.
-    "topics": (*_KAFKA, "topic_good", "topic_bad", "topic_changes", "topic_partitions", "topic_replication"),
+    # `lvp topics create`: the one-shot job that creates the topics (the changes topic's
+    # retention.ms comes from retention_days).
+    "topics": (
+        *_KAFKA,
+        "topic_good",
+        "topic_bad",
+        "topic_changes",
+        "topic_partitions",
+        "topic_replication",
+        "retention_days",
+    ),
 }
 
 # Settings for local stacks only; on AWS they stay unset (AWS_ENDPOINT_URL would send boto3 to

@@ -11,13 +11,15 @@ Writes are batched (BatchWriteItem, 25 requests) and several batches run concurr
 thread pool; a flush writes the history changes before the profiles whose state assumes them.
 BatchWriteItem and BatchGetItem go over DynamoDB's JSON protocol directly
 (:mod:`profiles.dynamo_http`: orjson, our SigV4 signer, keep-alive sockets), everything else
-through boto3. Unprocessed items and throttling are retried with exponential backoff and
-jitter; when a batch still fails after its retries, the write stops launching batches (batches
-retrying stop at their next attempt) and raises :class:`WriteFailed`, naming exactly what was
-not written: everything else stays written, and the caller keeps only the rest for its next
-try. Loads (BatchGetItem) run on their own small thread pool, so they never wait behind a
-flush. Every query the API needs is a GetItem or a Query — never a table scan
-(:meth:`ProfileStore.clear`, used by ``--rebuild`` only, is the one scan).
+through boto3 (``LVP_DYNAMODB_CLIENT=botocore`` sends the bulk calls through boto3 too: the
+operator's way back if our client misbehaves against an endpoint). Unprocessed items and
+throttling are retried with exponential backoff and jitter; when a batch still fails after its
+retries, the write stops launching batches (batches retrying stop at their next attempt) and
+raises :class:`WriteFailed`, naming exactly what was not written: everything else stays written,
+and the caller keeps only the rest for its next try. Loads (BatchGetItem) run on their own small
+thread pool, so they never wait behind a flush. Every query the API needs is a GetItem or a
+Query — never a table scan (:meth:`ProfileStore.clear`, used by ``--rebuild`` only, is the one
+scan).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lvp.config import Settings
+from lvp.config import ConfigError, Settings
 from lvp.dynamo import client_kwargs
 from lvp.enriched import EnrichedFormatError, parse_tstamp
 from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
@@ -50,6 +52,8 @@ from profiles.profile import PROFILE_FIELDS
 
 log = logging.getLogger(__name__)
 
+#: LVP_DYNAMODB_CLIENT: who makes BatchWriteItem / BatchGetItem (everything else is boto3).
+DYNAMODB_CLIENTS: Final = ("http", "botocore")
 BATCH_WRITE_MAX: Final = 25
 BATCH_GET_MAX: Final = 100
 #: Attributes of a profile item that are storage details, not API fields.
@@ -303,11 +307,17 @@ class ProfileStore:
         self.retention_s = int(settings.retention_days * 86400)
         self.shards = max(1, settings.active_shards)
         self._rpc: DynamoHttp | None = None
+        bulk_client = settings.dynamodb_client.strip().lower()
+        if bulk_client not in DYNAMODB_CLIENTS:
+            raise ConfigError(
+                f"LVP_DYNAMODB_CLIENT={settings.dynamodb_client!r} must be one of "
+                f"{', '.join(DYNAMODB_CLIENTS)}"
+            )
         if client is None:
             kw = client_kwargs(settings)
             kw["config"] = kw["config"].merge(_CLIENT_CONFIG) if "config" in kw else _CLIENT_CONFIG
             client = boto3.client("dynamodb", **kw)
-            if fast_calls:
+            if fast_calls and bulk_client == "http":  # LVP_DYNAMODB_CLIENT=botocore: boto3 for all
                 self._rpc = _fast_calls(client, kw, pool_size=max_workers + load_workers)
         self.client = client
         self.max_workers = max(1, max_workers)

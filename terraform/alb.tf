@@ -58,7 +58,7 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
 
 resource "aws_lb" "this" {
   #checkov:skip=CKV2_AWS_76:The WAF web ACL (waf.tf) carries AWSManagedRulesKnownBadInputsRuleSet, the Log4j rules; AnonymousIpList is left out on purpose: viewers behind VPNs are legitimate.
-  #checkov:skip=CKV_AWS_91:Access logs are written when alb_access_logs_bucket is set (the bucket needs the region's ELB log delivery policy, so it is not created here).
+  #checkov:skip=CKV_AWS_91:Access logs are off by default on purpose: they record each request line with its query string (GET /i carries raw user ids) and the client IP; docs/deploy.md says what enabling them keeps.
   for_each = local.load_balanced
 
   name                       = "${var.name}-${each.key}"

@@ -6,6 +6,12 @@
 # from Secrets Manager; AWS_ENDPOINT_URL, LVP_DEV and LVP_STATE_DIR are never set here.
 
 locals {
+  # The viewer's own origin: its page calls its API same-origin, so no other origin needs CORS
+  # unless viewer_cors_origins lists it. The collector's origins (trackers on your sites) are
+  # separate: collector_cors_origins.
+  viewer_origin       = "${local.https ? "https" : "http"}://${aws_lb.this["viewer"].dns_name}"
+  viewer_cors_origins = var.viewer_cors_origins == null ? local.viewer_origin : var.viewer_cors_origins
+
   service_environment = {
     collector = {
       KAFKA_BOOTSTRAP_SERVERS    = local.msk_bootstrap_brokers
@@ -17,7 +23,7 @@ locals {
       LVP_TOPIC_BAD              = var.topics.bad
       LVP_COLLECTOR_HOST         = "0.0.0.0"
       LVP_COLLECTOR_PORT         = "9090"
-      LVP_CORS_ORIGINS           = var.cors_origins
+      LVP_CORS_ORIGINS           = var.collector_cors_origins
       LVP_SCHEMA_DIRS            = ""
       LVP_MAX_BODY_BYTES         = "1000000"
       LVP_MAX_EVENTS_PER_REQUEST = "500"
@@ -29,6 +35,7 @@ locals {
       LVP_RETRY_AFTER_S          = "5"
       LVP_REQUEST_TIMEOUT_S      = "10"
       LVP_METRICS_PUBLIC         = "true" # /metrics is not routed by the public load balancer
+      LVP_LOG_FORMAT             = "json" # CloudWatch Logs Insights
     }
 
     profiles = {
@@ -53,6 +60,8 @@ locals {
       LVP_FREEZE_AFTER_S        = "45"
       LVP_ACTIVE_SHARDS         = tostring(var.active_shards)
       LVP_PROFILES_METRICS_PORT = "9091"
+      LVP_DYNAMODB_CLIENT       = var.dynamodb_client
+      LVP_LOG_FORMAT            = "json"
     }
 
     viewer = {
@@ -68,7 +77,8 @@ locals {
       LVP_ACTIVE_SHARDS         = tostring(var.active_shards)
       LVP_VIEWER_HOST           = "0.0.0.0"
       LVP_VIEWER_PORT           = "8080"
-      LVP_CORS_ORIGINS          = var.cors_origins
+      LVP_CORS_ORIGINS          = local.viewer_cors_origins # never the collector's list
+      LVP_VIEWER_CORS_ORIGINS   = local.viewer_cors_origins
       LVP_PUSH_INTERVAL_S       = "0.25"
       LVP_SSE_MAX_PER_TOKEN     = "20"
       LVP_METRICS_PUBLIC        = "true" # /metrics is not routed by the public load balancer
@@ -77,6 +87,7 @@ locals {
       LVP_DP_BUDGET             = "24"
       LVP_DP_WINDOW_S           = "3600"
       LVP_DP_MEDIA_LABELS       = var.dp_media_labels
+      LVP_LOG_FORMAT            = "json"
     }
 
     topics = {
@@ -90,6 +101,8 @@ locals {
       LVP_TOPIC_CHANGES       = var.topics.changes
       LVP_TOPIC_PARTITIONS    = tostring(var.topic_partitions)
       LVP_TOPIC_REPLICATION   = tostring(local.topic_replication)
+      LVP_RETENTION_DAYS      = tostring(var.retention_days) # the changes topic's retention.ms
+      LVP_LOG_FORMAT          = "json"
     }
   }
 
@@ -196,6 +209,9 @@ module "collector" {
   task_policy_json   = data.aws_iam_policy_document.collector.json
   log_retention_days = var.log_retention_days
 
+  metrics_sidecar     = { image = var.adot_image, config = local.adot_config["collector"] }
+  metrics_policy_json = data.aws_iam_policy_document.metrics_sidecar.json
+
   depends_on = [aws_lb_listener.http, aws_lb_listener.https]
 }
 
@@ -218,6 +234,9 @@ module "profiles" {
   security_group_ids = [aws_security_group.tasks.id]
   task_policy_json   = data.aws_iam_policy_document.profiles.json
   log_retention_days = var.log_retention_days
+
+  metrics_sidecar     = { image = var.adot_image, config = local.adot_config["profiles"] }
+  metrics_policy_json = data.aws_iam_policy_document.metrics_sidecar.json
 }
 
 module "viewer" {
@@ -241,6 +260,9 @@ module "viewer" {
   security_group_ids = [aws_security_group.tasks.id]
   task_policy_json   = data.aws_iam_policy_document.viewer.json
   log_retention_days = var.log_retention_days
+
+  metrics_sidecar     = { image = var.adot_image, config = local.adot_config["viewer"] }
+  metrics_policy_json = data.aws_iam_policy_document.metrics_sidecar.json
 
   depends_on = [aws_lb_listener.http, aws_lb_listener.https]
 }

@@ -25,7 +25,9 @@ data "aws_iam_policy_document" "collector" {
   }
 }
 
-# profiles: consume good events (group), write profiles/history, publish changes and bad rows.
+# profiles: consume good events (group), read the changes topic for erasure tombstones (its
+# erasure reader, group <consumer_group>-erasures, assigned partitions, never committed), write
+# profiles/history, publish changes and bad rows.
 data "aws_iam_policy_document" "profiles" {
   statement {
     sid       = "ConnectIdempotentProducer"
@@ -34,9 +36,9 @@ data "aws_iam_policy_document" "profiles" {
   }
 
   statement {
-    sid       = "ConsumeGood"
+    sid       = "ConsumeGoodAndErasures"
     actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
-    resources = [local.topic_arns["good"]]
+    resources = [local.topic_arns["good"], local.topic_arns["changes"]]
   }
 
   statement {
@@ -46,11 +48,17 @@ data "aws_iam_policy_document" "profiles" {
   }
 
   statement {
-    sid       = "ConsumerGroup"
-    actions   = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"]
-    resources = ["${local.msk_group_arn_prefix}/${var.consumer_group}"]
+    sid     = "ConsumerGroupAndErasureReaderGroup"
+    actions = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"]
+    resources = [
+      "${local.msk_group_arn_prefix}/${var.consumer_group}",
+      "${local.msk_group_arn_prefix}/${var.consumer_group}-erasures",
+    ]
   }
 
+  # What profiles/store.py calls: loads (BatchGetItem), flushes (BatchWriteItem), the erasure's
+  # forget (Query the history, PutItem the marker / DeleteItem), the start-up table check
+  # (DescribeTable), `--rebuild` (Scan). GetItem and Query also serve `lvp profile` run in a task.
   statement {
     sid = "ProfilesAndHistoryReadWrite"
     actions = [
@@ -58,11 +66,10 @@ data "aws_iam_policy_document" "profiles" {
       "dynamodb:GetItem",
       "dynamodb:BatchGetItem",
       "dynamodb:Query",
+      "dynamodb:Scan",
       "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
       "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
     ]
     resources = local.table_and_index_arns
   }
@@ -83,25 +90,24 @@ data "aws_iam_policy_document" "viewer" {
     resources = [local.topic_arns["changes"]]
   }
 
+  # (MSK lists AlterGroup among the actions ReadData needs; the groups are the viewer's own)
   statement {
     sid       = "OwnReaderGroups"
-    actions   = ["kafka-cluster:DescribeGroup"]
+    actions   = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"]
     resources = ["${local.msk_group_arn_prefix}/lvp-viewer-*"]
   }
 
+  # viewer/profiles_api.py: GetItem (a profile) and Query (a history); the live list comes from
+  # the changes topic, never from the index.
   statement {
-    sid = "ProfilesAndHistoryRead"
-    actions = [
-      "dynamodb:DescribeTable",
-      "dynamodb:GetItem",
-      "dynamodb:BatchGetItem",
-      "dynamodb:Query",
-    ]
-    resources = local.table_and_index_arns
+    sid       = "ProfilesAndHistoryRead"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = values(local.table_arns)
   }
 }
 
-# topics job: create (and describe) the three topics.
+# topics job: create (and describe) the three topics, and set the changes topic's retention
+# (cleanup.policy=compact,delete, retention.ms) on an existing one.
 data "aws_iam_policy_document" "topics" {
   statement {
     sid       = "Connect"
@@ -113,5 +119,11 @@ data "aws_iam_policy_document" "topics" {
     sid       = "CreateTopics"
     actions   = ["kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopic", "kafka-cluster:DescribeTopicDynamicConfiguration"]
     resources = values(local.topic_arns)
+  }
+
+  statement {
+    sid       = "ChangesRetention"
+    actions   = ["kafka-cluster:AlterTopicDynamicConfiguration"]
+    resources = [local.topic_arns["changes"]]
   }
 }

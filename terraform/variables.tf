@@ -157,7 +157,7 @@ variable "viewer_idle_timeout_s" {
 
 variable "alb_access_logs_bucket" {
   type        = string
-  description = "Existing S3 bucket (with the ELB log delivery policy) for load balancer access logs; null disables them."
+  description = "Existing S3 bucket (with the ELB log delivery policy) for load balancer access logs; null (default) keeps them off. They hold every request line with its query string (GET /i: raw user ids) and the raw client IP, unredacted: see docs/deploy.md before enabling."
   default     = null
 
   validation {
@@ -327,14 +327,36 @@ variable "services" {
   }
 }
 
-variable "cors_origins" {
+variable "collector_cors_origins" {
   type        = string
-  description = "LVP_CORS_ORIGINS: origins allowed to send events and call the API (comma-separated, * for any)."
+  description = "LVP_CORS_ORIGINS of the collector: origins whose pages may send events (comma-separated, * for any site running the tracker)."
   default     = "*"
 
   validation {
-    condition     = length(trimspace(var.cors_origins)) > 0
-    error_message = "cors_origins must not be empty (use * for any origin)."
+    condition     = length(trimspace(var.collector_cors_origins)) > 0
+    error_message = "collector_cors_origins must not be empty (use * for any origin)."
+  }
+}
+
+variable "viewer_cors_origins" {
+  type        = string
+  description = "LVP_VIEWER_CORS_ORIGINS (and LVP_CORS_ORIGINS) of the viewer: origins allowed to call the API from a browser, comma-separated; null = only the viewer's own origin (its page). Never the collector's list: the API carries viewer profiles."
+  default     = null
+
+  validation {
+    condition     = var.viewer_cors_origins == null || (length(trimspace(coalesce(var.viewer_cors_origins, " "))) > 0 && !contains(split(",", replace(coalesce(var.viewer_cors_origins, ""), " ", "")), "*"))
+    error_message = "viewer_cors_origins must be null or a non-empty list of origins; * is not allowed for the API."
+  }
+}
+
+variable "dynamodb_client" {
+  type        = string
+  description = "LVP_DYNAMODB_CLIENT: client of the profiles service's bulk DynamoDB calls: http (its own keep-alive SigV4 client) or botocore (boto3, the switch back)."
+  default     = "http"
+
+  validation {
+    condition     = contains(["http", "botocore"], var.dynamodb_client)
+    error_message = "dynamodb_client must be http or botocore."
   }
 }
 
@@ -462,5 +484,71 @@ variable "http_5xx_alarm_threshold" {
   validation {
     condition     = var.http_5xx_alarm_threshold >= 1
     error_message = "http_5xx_alarm_threshold must be at least 1."
+  }
+}
+
+variable "adot_image" {
+  type        = string
+  description = "AWS Distro for OpenTelemetry collector image of the metrics sidecars (pinned; scrapes /metrics into CloudWatch embedded metric format)."
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9./-]+/aws-otel-collector:v[0-9]+\\.[0-9]+\\.[0-9]+$", var.adot_image))
+    error_message = "adot_image must be an aws-otel-collector image pinned to a version tag (vX.Y.Z)."
+  }
+}
+
+variable "metrics_log_retention_days" {
+  type        = number
+  description = "Retention of the embedded-metric-format log group (the metrics themselves stay in CloudWatch Metrics for 15 months)."
+  default     = 7
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365], var.metrics_log_retention_days)
+    error_message = "metrics_log_retention_days must be a CloudWatch Logs retention value up to 365."
+  }
+}
+
+variable "app_consumer_lag_alarm_threshold" {
+  type        = number
+  description = "Alarm when a profiles task reports a partition lagging more than this many messages (lvp_profiles_consumer_lag) for 5 minutes."
+  default     = 20000
+
+  validation {
+    condition     = var.app_consumer_lag_alarm_threshold > 0
+    error_message = "app_consumer_lag_alarm_threshold must be positive."
+  }
+}
+
+variable "bad_rows_alarm_threshold" {
+  type        = number
+  description = "Alarm when the collector and the profiles service produce more than this many bad rows in 5 minutes."
+  default     = 500
+
+  validation {
+    condition     = var.bad_rows_alarm_threshold >= 1
+    error_message = "bad_rows_alarm_threshold must be at least 1."
+  }
+}
+
+variable "push_latency_alarm_s" {
+  type        = number
+  description = "Alarm when the average event -> SSE push latency (lvp_viewer_push_latency_seconds) stays above this many seconds for 5 minutes."
+  default     = 5
+
+  validation {
+    condition     = var.push_latency_alarm_s > 0
+    error_message = "push_latency_alarm_s must be positive."
+  }
+}
+
+variable "sse_clients_alarm_threshold" {
+  type        = number
+  description = "Alarm when one viewer task holds more than this many SSE clients (lvp_viewer_sse_clients): scale the viewer out."
+  default     = 5000
+
+  validation {
+    condition     = var.sse_clients_alarm_threshold >= 1
+    error_message = "sse_clients_alarm_threshold must be at least 1."
   }
 }

@@ -108,7 +108,9 @@ resource "aws_wafv2_web_acl_association" "alb" {
 }
 
 # WAF logs (the group name must start with aws-waf-logs-). Client IPs in WAF logs are raw: keep
-# the retention short and access restricted; the application itself never stores them.
+# the retention short and access restricted; the application itself never stores them. The
+# query string is redacted: GET /i carries the whole event in it (uid, duid, ip, ...), and so
+# are the Authorization and Cookie headers (API tokens, the network user id cookie).
 resource "aws_cloudwatch_log_group" "waf" {
   #checkov:skip=CKV_AWS_338:WAF logs hold raw client IPs; privacy first, they are kept only waf_log_retention_days (default 14), not a year.
   count = var.enable_waf ? 1 : 0
@@ -134,5 +136,9 @@ resource "aws_wafv2_web_acl_logging_configuration" "main" {
     single_header {
       name = "cookie"
     }
+  }
+
+  redacted_fields {
+    query_string {}
   }
 }

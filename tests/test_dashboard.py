@@ -224,3 +224,104 @@ def test_dashboard_uses_only_exported_labels(
             series_labels = exported.get(m.group(1), set()) | TARGET_LABELS
             for label in re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", m.group(2)):
                 assert label in series_labels, f"{m.group(1)} has no label {label!r}: {e}"
+
+
+# --- the same metrics on AWS: ADOT sidecars -> CloudWatch (terraform/metrics.tf, alarms.tf) -----------------
+def _terraform() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    from test_terraform import TF, load_module, locals_of, named, typed
+
+    root = load_module(TF)
+    return locals_of(TF), named(root["module"]), typed(root["resource"]) | typed(root["data"])
+
+
+def _exported_by(component: str) -> dict[str, set[str]]:
+    families = exported_by_module(METRICS_MODULES[component]) or contract_families(component)
+    return {name: labels for fam in families.values() for name, labels in fam.series().items()}
+
+
+def test_every_service_ships_its_metrics_to_cloudwatch() -> None:
+    """Each deployed task runs the ADOT sidecar scraping its own service's /metrics port, and
+    every series it forwards (and every dimension) is one the code exports."""
+    local, calls, _ = _terraform()
+    scrape = local["metrics_scrape"]
+    env = local["service_environment"]
+    ports = {
+        "collector": env["collector"]["LVP_COLLECTOR_PORT"],
+        "profiles": env["profiles"]["LVP_PROFILES_METRICS_PORT"],
+        "viewer": env["viewer"]["LVP_VIEWER_PORT"],
+    }
+    assert set(scrape) == set(ports) == set(METRICS_MODULES)
+    for service, port in ports.items():
+        assert str(scrape[service]["port"]) == port, service
+        call = calls[service]
+        assert call["metrics_sidecar"]["config"] == f'${{local.adot_config["{service}"]}}'
+        assert "var.adot_image" in call["metrics_sidecar"]["image"]
+        assert call["metrics_policy_json"] == "${data.aws_iam_policy_document.metrics_sidecar.json}"
+        series = _exported_by(service)
+        for declaration in scrape[service]["declarations"]:
+            for selector in declaration["metric_name_selectors"]:
+                matching = [n for n in series if re.match(selector, n)]
+                assert matching, f"{service}: {selector} matches no exported series"
+                for dims in declaration["dimensions"]:
+                    assert dims[0] == "Service", dims  # the scrape's static label
+                    for label in dims[1:]:
+                        assert all(label in series[n] for n in matching), f"{selector} has no label {label}"
+    assert "awsemf" in local["adot_config"] and "127.0.0.1:" in local["adot_config"]
+
+
+def test_alarms_watch_the_projects_own_signals() -> None:
+    local, _, resources = _terraform()
+    declared = {
+        (re.sub(r"^\^", "", sel), tuple(dims))
+        for service, scrape in local["metrics_scrape"].items()
+        for d in scrape["declarations"]
+        for sel in d["metric_name_selectors"]
+        for dims in d["dimensions"]
+    }
+    alarms = {
+        k.split(".")[1]: v for k, v in resources.items() if k.startswith("aws_cloudwatch_metric_alarm.")
+    }
+
+    def metrics_of(alarm: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+        if "metric_name" in alarm:
+            assert alarm["namespace"] == "${local.metrics_namespace}" or alarm["namespace"].startswith("AWS/")
+            return [(alarm["metric_name"], alarm.get("dimensions", {}))]
+        return [
+            (q["metric"][0]["metric_name"], q["metric"][0]["dimensions"])
+            for q in alarm["metric_query"]
+            if "metric" in q
+        ]
+
+    watched = {}
+    for name, alarm in alarms.items():
+        for metric, dims in metrics_of(alarm):
+            if metric.startswith("lvp_"):
+                assert (metric, tuple(sorted(dims, key=lambda d: d != "Service"))) in declared, (name, metric)
+                watched[metric] = name
+    for signal in (
+        "lvp_profiles_consumer_lag",  # consumer lag
+        "lvp_collector_events_total",  # bad-row rate (outcome=bad) ...
+        "lvp_profiles_bad_messages_total",  # ... and the consumer's bad rows
+        "lvp_viewer_push_latency_seconds",  # event -> push latency
+        "lvp_viewer_sse_clients",  # SSE clients
+    ):
+        assert signal in watched, f"no alarm on {signal}"
+    bad = alarms["bad_rows"]
+    collector_query = next(q for q in bad["metric_query"] if q.get("id") == "collector")
+    assert collector_query["metric"][0]["dimensions"]["outcome"] == "bad"
+    for name in set(watched.values()):
+        assert alarms[name]["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"], name
+
+
+def test_the_metrics_sidecar_may_only_write_its_log_group() -> None:
+    _, _, resources = _terraform()
+    doc = resources["aws_iam_policy_document.metrics_sidecar"]
+    (statement,) = doc["statement"]
+    assert set(statement["actions"]) == {
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+    }
+    assert all("aws_cloudwatch_log_group.metrics.arn" in r for r in statement["resources"])
+    group = resources["aws_cloudwatch_log_group.metrics"]
+    assert "kms_key_id" in group and group["retention_in_days"] == "${var.metrics_log_retention_days}"

@@ -5,6 +5,7 @@ everything that can be checked without one is checked statically."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib.util
 import os
@@ -139,6 +140,7 @@ def compose() -> dict[str, Any]:
 def resolve(value: Any) -> str:
     """A compose value with its `${VAR:-default}` defaults applied (as with an empty shell)."""
     text = str(value)
+    text = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}", r"required-\1", text)  # ${VAR:?error}
     text = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", text)
     text = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", "", text)
     return text.replace("$$", "$")
@@ -295,6 +297,63 @@ def test_grafana_is_provisioned(compose: dict[str, Any]) -> None:
     assert list(mounts[dashboards_dir].glob("*.json")), "no dashboard JSON"
     home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (mounts[dashboards_dir] / Path(home).name).exists()
+
+
+def test_no_public_default_secrets_and_only_loopback_ports(compose: dict[str, Any]) -> None:
+    """Secrets have no default in the file (compose refuses to start without them; `make
+    compose-env` generates them), and every published port is bound to 127.0.0.1."""
+    text = COMPOSE.read_text()
+    secret_envs = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+    secret_envs.add("GF_SECURITY_ADMIN_PASSWORD")
+    for name, s in compose["services"].items():
+        for port in s.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+        raw_env = s.get("environment", {})
+        for key in secret_envs & set(raw_env):
+            value = str(raw_env[key])
+            assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), (
+                f"{name}: {key} must be required, not {value!r}"
+            )
+    for default in ("local-dev-token", "change-me", "PASSWORD:-admin"):
+        assert default not in text, f"a well-known default secret is still in the compose file: {default}"
+    makefile = (ROOT / "Makefile").read_text()
+    generated = re.search(r"localstack/\.env:\n\t(.+)\n", makefile)
+    assert generated, "make compose-env must write localstack/.env"
+    for key in ("LVP_PSEUDONYM_KEY", "LVP_API_TOKENS", "LVP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"):
+        assert key in generated.group(1) and f"${{{key}:?" in text, key
+    assert "localstack/.env" in (ROOT / ".gitignore").read_text()
+
+
+def test_compose_env_target_writes_fresh_private_secrets(tmp_path: Path) -> None:
+    (tmp_path / "localstack").mkdir()
+    (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text())
+    subprocess.run(["make", "-s", "compose-env"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    env_file = tmp_path / "localstack" / ".env"
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert set(values) == {"LVP_PSEUDONYM_KEY", "LVP_API_TOKENS", "LVP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in values.values()) and len(set(values.values())) == 4
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    subprocess.run(["make", "-s", "compose-env"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    assert dict(line.split("=", 1) for line in env_file.read_text().splitlines()) == values  # kept
+
+
+def test_kafka_ui_browses_the_compose_broker(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    ui = services["kafka-ui"]
+    env = environment(ui)
+    kafka_env = environment(services["kafka"])
+    assert f"INTERNAL://{env['KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS']}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+    assert ui["ports"] == ["127.0.0.1:8081:8080"]
+    assert ui["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_topics_job_gives_the_changes_topic_the_profiles_retention(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    topics, profiles = environment(services["topics"]), environment(services["profiles"])
+    assert topics["LVP_RETENTION_DAYS"] == profiles["LVP_RETENTION_DAYS"]
+    viewer, collector = environment(services["viewer"]), environment(services["collector"])
+    assert viewer["LVP_CORS_ORIGINS"] == viewer["LVP_VIEWER_CORS_ORIGINS"] != collector["LVP_CORS_ORIGINS"]
+    assert "LVP_VIEWER_CORS_ORIGINS" in str(services["viewer"]["environment"]["LVP_CORS_ORIGINS"])
 
 
 # --- the Dockerfile ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from enriched_factory import MediaSessionBuilder, full_session
 from faults_support import ThrottlingProxy
 from tcpproxy import TcpProxy
 
-from lvp.config import Settings
+from lvp.config import ConfigError, Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from lvp.tables import ACTIVE_INDEX
 from profiles.engine import ViewerState
@@ -142,6 +142,38 @@ def test_batches_loads_and_clear(settings: Settings, fast_calls: bool) -> None:
     assert counts == {settings.table_profiles: 130, settings.table_history: 130 * 2}  # idle->watching->paused
     assert store.load_states(ids) == {}
     store.close()
+
+
+def test_the_dynamodb_client_setting_switches_the_bulk_calls(settings: Settings) -> None:
+    """LVP_DYNAMODB_CLIENT=botocore: an operator's switch back to boto3 for BatchWriteItem and
+    BatchGetItem. Both clients write the same items, and each reads what the other wrote."""
+    base = int(time.time() * 1000)
+    http = ProfileStore(settings.with_(dynamodb_client="http"))
+    boto = ProfileStore(Settings.from_env({"LVP_DYNAMODB_CLIENT": "botocore"}, **_fields(settings)))
+    assert http._rpc is not None and boto._rpc is None
+    try:
+        a = [engine_for(MediaSessionBuilder(f"h-{i}", base + i).ready().play().wait(2)) for i in range(30)]
+        b = [engine_for(MediaSessionBuilder(f"b-{i}", base + i).ready().play().wait(2)) for i in range(30)]
+        write_viewers(http, a)
+        write_viewers(boto, b)
+        ids = [st.viewer_id for st in a + b]
+        by_http, by_boto = http.load(ids), boto.load(ids)
+        assert by_http == by_boto and set(by_http[0]) == set(ids)
+        raw = dynamodb_client(settings)
+        for vid in ("h-3", "b-3"):  # the stored items have the same layout whoever wrote them
+            item = raw.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": vid}})["Item"]
+            assert set(item) >= {"viewer_id", "state", "ttl", "last_seen_ms", "active_shard", "status"}
+            assert http.get_profile(vid) == boto.get_profile(vid) is not None
+            assert list(http.history(vid)) == list(boto.history(vid)) != []
+    finally:
+        http.close()
+        boto.close()
+    with pytest.raises(ConfigError, match="LVP_DYNAMODB_CLIENT"):
+        ProfileStore(settings.with_(dynamodb_client="curl"))
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "dynamodb_client"}
 
 
 def test_a_proxy_setting_leaves_the_bulk_calls_to_boto3(

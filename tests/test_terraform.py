@@ -385,3 +385,342 @@ def test_checkov_passes(tmp_path: Path) -> None:
     assert run.returncode == 0, f"checkov failed:\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"
     assert "terraform scan results" in run.stdout and "dockerfile scan results" in run.stdout
     assert not re.search(r"Failed checks: [1-9]", run.stdout)
+
+
+# --- IAM: every task role against what its service reads and writes ------------------------------------
+# What each service does with Kafka, by the settings that name the topics and groups. Every entry is
+# checked against the code below (the settings the service reads, the clients it builds, the group
+# ids it forms); DynamoDB needs are derived from the code and the task definitions alone.
+KAFKA_NEEDS: dict[str, dict[str, Any]] = {
+    "collector": {"produce": {"LVP_TOPIC_GOOD", "LVP_TOPIC_BAD"}, "consume": set(), "groups": set()},
+    "profiles": {
+        "produce": {"LVP_TOPIC_CHANGES", "LVP_TOPIC_BAD"},
+        # good events through the group; the changes topic by the erasure reader (tombstones)
+        "consume": {"LVP_TOPIC_GOOD", "LVP_TOPIC_CHANGES"},
+        "groups": {"{LVP_CONSUMER_GROUP}", "{LVP_CONSUMER_GROUP}-erasures"},
+    },
+    # assigned partitions, random never-committed group ids lvp-viewer-<random>
+    "viewer": {"produce": set(), "consume": {"LVP_TOPIC_CHANGES"}, "groups": {"lvp-viewer-*"}},
+    "topics": {
+        "produce": set(),
+        "consume": set(),
+        "groups": set(),
+        "create": {"LVP_TOPIC_GOOD", "LVP_TOPIC_BAD", "LVP_TOPIC_CHANGES"},
+        "alter_config": {"LVP_TOPIC_CHANGES"},  # the changes topic's retention (lvp.kafka)
+    },
+}
+CLUSTER = "cluster"
+PRODUCE = {"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}
+CONSUME = {"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}
+# MSK: ReadData through a group needs DescribeGroup and AlterGroup on it
+GROUP = {"kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"}
+CREATE = {
+    "kafka-cluster:CreateTopic",
+    "kafka-cluster:DescribeTopic",
+    "kafka-cluster:DescribeTopicDynamicConfiguration",
+}
+DYNAMODB_OPERATIONS = {
+    "get_item": "GetItem",
+    "put_item": "PutItem",
+    "update_item": "UpdateItem",
+    "delete_item": "DeleteItem",
+    "query": "Query",
+    "scan": "Scan",
+    "batch_get_item": "BatchGetItem",
+    "batch_write_item": "BatchWriteItem",
+    "describe_table": "DescribeTable",
+    "transact_write_items": "TransactWriteItems",
+    "transact_get_items": "TransactGetItems",
+}
+# the settings that name a topic (LVP_TOPIC_GOOD, ...; not the partition count)
+TOPIC_NAME_ENVS = {
+    f.metadata["env"]
+    for f in Settings.__dataclass_fields__.values()
+    if f.metadata["env"].startswith("LVP_TOPIC_") and isinstance(f.default, str)
+}
+KNOWN_LOCALS = {"msk_cluster_arn", "topic_arns", "msk_group_arn_prefix", "msk_topic_arn_prefix"}
+
+
+def package_sources(service: str) -> list[Path]:
+    package = ROOT / service
+    return [p for p in package.rglob("*.py") if p.name != "testing.py"] if package.is_dir() else []
+
+
+def dynamodb_calls(service: str) -> tuple[set[str], bool]:
+    """The DynamoDB operations a service package calls (boto3/aioboto3 client methods, and the
+    operation names profiles/store.py passes to its `_call` / DynamoHttp `call`), and whether it
+    queries an index."""
+    import ast
+
+    ops: set[str] = set()
+    index = False
+    camel = set(DYNAMODB_OPERATIONS.values())
+    for path in package_sources(service):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "IndexName":
+                index = True
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            attr = node.func.attr
+            if attr in DYNAMODB_OPERATIONS:
+                ops.add(DYNAMODB_OPERATIONS[attr])
+            elif attr in ("_call", "call") and node.args and isinstance(node.args[0], ast.Constant):
+                name = node.args[0].value
+                if name in DYNAMODB_OPERATIONS:
+                    ops.add(DYNAMODB_OPERATIONS[name])
+                elif name in camel:
+                    ops.add(name)
+            if isinstance(node.func, ast.Attribute) and attr == "get" and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and first.value == "IndexName":
+                    index = True
+    return {f"dynamodb:{op}" for op in ops}, index
+
+
+def expand_locals(text: str, seen: frozenset[str] = frozenset()) -> str:
+    """``text`` with the definitions of the locals it uses appended (recursively), except the
+    MSK ARN locals, which name the resource kind themselves."""
+    import json
+
+    out = [text]
+    defined = locals_of(TF)
+    for name in re.findall(r"local\.([A-Za-z_]\w*)", text):
+        if name in KNOWN_LOCALS or name in seen or name not in defined:
+            continue
+        out.append(expand_locals(json.dumps(defined[name]), seen | {name}))
+    return "\n".join(out)
+
+
+def targets(resource: str, variables: dict[str, Any]) -> set[str]:
+    """A policy resource as the things it names: cluster, topic:<key>, group:<pattern>,
+    table:<terraform table>, index:<terraform table>."""
+    found: set[str] = set()
+    text = expand_locals(resource)
+    if re.search(r"local\.msk_cluster_arn(?!\w)", resource):
+        found.add(CLUSTER)
+    found |= {f"topic:{k}" for k in re.findall(r'local\.topic_arns\["(\w+)"\]', text)}
+    if "values(local.topic_arns)" in text:
+        found |= {f"topic:{k}" for k in variables["topics"]["default"]}
+    m = re.search(r"local\.msk_group_arn_prefix\}/(.+)$", resource)
+    if m:
+        found.add("group:" + re.sub(r"\$\{var\.consumer_group\}", "{LVP_CONSUMER_GROUP}", m.group(1)))
+    for table in re.findall(r"aws_dynamodb_table\.(\w+)\.arn", text):
+        found.add(f"table:{table}")
+        if "/index/*" in text:
+            found.add(f"index:{table}")
+    return found
+
+
+def grants(root: dict[str, list[Any]], name: str, variables: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, target) pairs a policy document allows."""
+    out: set[tuple[str, str]] = set()
+    for actions, resources in policy_actions(root, name):
+        for resource in resources:
+            named = targets(resource, variables)
+            assert named, f"{name}: cannot tell what {resource} is"
+            out |= {(a, t) for a in actions for t in named}
+    return out
+
+
+def topic_key(service: str, env_name: str) -> str:
+    value = locals_of(TF)["service_environment"][service][env_name]
+    m = re.fullmatch(r"\$\{var\.topics\.(\w+)\}", value)
+    assert m, f"{service}: {env_name} must come from var.topics, not {value}"
+    return m.group(1)
+
+
+def needed(service: str, variables: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, target) pairs a service needs: Kafka from KAFKA_NEEDS, DynamoDB from its code
+    and the tables its task definition names."""
+    kafka = KAFKA_NEEDS[service]
+    need: set[tuple[str, str]] = {("kafka-cluster:Connect", CLUSTER)}
+    if kafka["produce"]:
+        need.add(("kafka-cluster:WriteDataIdempotently", CLUSTER))  # enable.idempotence (lvp.kafka)
+    for env_name in kafka["produce"]:
+        need |= {(a, f"topic:{topic_key(service, env_name)}") for a in PRODUCE}
+    for env_name in kafka["consume"]:
+        need |= {(a, f"topic:{topic_key(service, env_name)}") for a in CONSUME}
+    for group in kafka["groups"]:
+        need |= {(a, f"group:{group}") for a in GROUP}
+    for env_name in kafka.get("create", ()):
+        need |= {(a, f"topic:{topic_key(service, env_name)}") for a in CREATE}
+        need.add(("kafka-cluster:DescribeCluster", CLUSTER))
+    for env_name in kafka.get("alter_config", ()):
+        need.add(("kafka-cluster:AlterTopicDynamicConfiguration", f"topic:{topic_key(service, env_name)}"))
+    env = locals_of(TF)["service_environment"][service]
+    tables = {t for v in env.values() for t in re.findall(r"aws_dynamodb_table\.(\w+)\.", str(v))}
+    actions, uses_index = dynamodb_calls(service)
+    assert not actions or tables, f"{service} calls DynamoDB but its task definition names no table"
+    for table in tables:
+        need |= {(a, f"table:{table}") for a in actions}
+        if uses_index:
+            need |= {(a, f"index:{table}") for a in actions}
+    return need
+
+
+def test_kafka_needs_match_the_code() -> None:
+    """The declared Kafka table above against the code: topic settings the service reads, the
+    clients it builds, the consumer group ids it forms."""
+    for service, kafka in KAFKA_NEEDS.items():
+        topic_envs = kafka["produce"] | kafka["consume"] | kafka.get("create", set())
+        assert topic_envs <= set(SERVICE_ENV[service]), f"{service} does not read {topic_envs}"
+        read_topics = {e for e in SERVICE_ENV[service] if e in TOPIC_NAME_ENVS}
+        assert read_topics <= topic_envs, f"{service} reads topics {read_topics - topic_envs} not declared"
+        source = "\n".join(p.read_text() for p in package_sources(service))
+        if service in ("collector", "profiles", "viewer"):
+            assert bool(kafka["produce"]) == ("Producer(" in source), f"{service}: producer"
+            assert bool(kafka["consume"]) == ("Consumer(" in source), f"{service}: consumer"
+    profiles = "\n".join(p.read_text() for p in package_sources("profiles"))
+    suffixes = set(re.findall(r"consumer_group\}(-[\w-]+)\"", profiles))
+    assert {f"{{LVP_CONSUMER_GROUP}}{s}" for s in suffixes} | {"{LVP_CONSUMER_GROUP}"} == KAFKA_NEEDS[
+        "profiles"
+    ]["groups"]
+    viewer = "\n".join(p.read_text() for p in package_sources("viewer"))
+    prefixes = set(re.findall(r'"group\.id":\s*f"([\w-]+)\{', viewer))
+    assert {f"{p}*" for p in prefixes} == KAFKA_NEEDS["viewer"]["groups"]
+    from lvp.kafka import topic_specs
+
+    assert {t.topic for t in topic_specs(Settings.from_env({}))} == {
+        Settings.from_env({}).topic_good,
+        Settings.from_env({}).topic_bad,
+        Settings.from_env({}).topic_changes,
+    }
+
+
+def test_dynamodb_calls_are_found() -> None:
+    actions, index = dynamodb_calls("profiles")
+    assert {"dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"} <= actions
+    assert index
+    assert dynamodb_calls("collector") == (set(), False)
+
+
+@pytest.mark.parametrize("service", sorted(KAFKA_NEEDS))
+def test_each_task_role_grants_exactly_what_its_service_needs(
+    root: dict[str, list[Any]], variables: dict[str, Any], service: str
+) -> None:
+    granted = grants(root, service, variables)
+    need = needed(service, variables)
+    missing = need - granted
+    assert not missing, f"{service} role lacks {sorted(missing)}"
+    extra = granted - need
+    assert not extra, f"{service} role grants more than its service uses: {sorted(extra)}"
+    for action, target in granted:
+        assert "*" not in action, f"{service}: wildcard action {action}"
+        if "*" in target:  # only the viewer's random reader groups are a pattern
+            assert (service, target) == ("viewer", "group:lvp-viewer-*"), f"{service}: wildcard {target}"
+
+
+def test_every_table_is_granted_to_the_services_that_name_it(
+    root: dict[str, list[Any]], variables: dict[str, Any]
+) -> None:
+    """Every table of lvp/tables.py (a Terraform table each, see above) is used by some service,
+    and only the services whose task definition names it get rights on it."""
+    terraform_tables = {
+        k.split(".")[1] for k in typed(root["resource"]) if k.startswith("aws_dynamodb_table.")
+    }
+    assert len(terraform_tables) == len(table_definitions())
+    env = locals_of(TF)["service_environment"]
+    for table in terraform_tables:
+        users = {s for s in KAFKA_NEEDS if f"aws_dynamodb_table.{table}." in str(env[s])}
+        assert users, f"no service names table {table}"
+        for service in KAFKA_NEEDS:
+            on_table = {t for _a, t in grants(root, service, variables) if t.endswith(f":{table}")}
+            assert bool(on_table) == (service in users), f"{service} / {table}"
+
+
+# --- CORS, logs, retention in the task definitions ------------------------------------------------------
+def test_collector_and_viewer_have_their_own_cors_origins(variables: dict[str, Any]) -> None:
+    env = locals_of(TF)["service_environment"]
+    local = locals_of(TF)
+    assert env["collector"]["LVP_CORS_ORIGINS"] == "${var.collector_cors_origins}"
+    # the viewer reads LVP_VIEWER_CORS_ORIGINS (LVP_CORS_ORIGINS until that setting exists): both
+    # carry the viewer's list, never the collector's
+    for name in ("LVP_CORS_ORIGINS", "LVP_VIEWER_CORS_ORIGINS"):
+        assert env["viewer"][name] == "${local.viewer_cors_origins}", name
+    assert "var.viewer_cors_origins" in local["viewer_cors_origins"]
+    assert "collector" not in local["viewer_cors_origins"]
+    assert "aws_lb.this" in local["viewer_origin"]  # default: the viewer's own origin only
+    assert variables["viewer_cors_origins"]["default"] is None
+    assert variables["collector_cors_origins"]["default"] == "*"
+    assert "cors_origins" not in variables, "one variable for both services is what issue #12 removed"
+
+
+def test_services_log_json_and_the_topics_job_knows_the_retention(variables: dict[str, Any]) -> None:
+    env = locals_of(TF)["service_environment"]
+    for service in SERVICE_ENV:
+        assert env[service]["LVP_LOG_FORMAT"] == "json", service
+    assert env["topics"]["LVP_RETENTION_DAYS"] == env["profiles"]["LVP_RETENTION_DAYS"]
+    assert env["profiles"]["LVP_DYNAMODB_CLIENT"] == "${var.dynamodb_client}"
+    assert variables["dynamodb_client"]["default"] == "http"
+
+
+def test_request_logs_keep_no_raw_identifiers(root: dict[str, list[Any]], variables: dict[str, Any]) -> None:
+    """GET /i carries the event (user ids, ...) in its query string: the WAF log redacts it (and
+    the Authorization and Cookie headers); ALB access logs, which cannot redact, are off unless
+    an operator names a bucket, and the variable says what they would keep."""
+    logging = typed(root["resource"])["aws_wafv2_web_acl_logging_configuration.main"]
+    redacted = [next(iter(r)) for r in logging["redacted_fields"]]
+    assert "query_string" in redacted
+    headers = {r["single_header"][0]["name"] for r in logging["redacted_fields"] if "single_header" in r}
+    assert headers == {"authorization", "cookie"}
+    assert variables["alb_access_logs_bucket"]["default"] is None
+    assert "query string" in variables["alb_access_logs_bucket"]["description"]
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert "ALB access logs" in deploy and "query string" in deploy
+
+
+# --- the deploy instructions -----------------------------------------------------------------------------
+def terraform_commands(markdown: str) -> list[str]:
+    """`terraform plan|apply` command lines of the ```sh blocks (continuation lines joined)."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", markdown, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if re.match(r"(terraform|tflocal) (plan|apply)\b", line):
+                commands.append(line)
+    return commands
+
+
+def given_vars(command: str) -> dict[str, str]:
+    import shlex
+
+    words = shlex.split(command)
+    out = {}
+    for i, word in enumerate(words):
+        if word == "-var":
+            name, _, value = words[i + 1].partition("=")
+            out[name] = value
+        elif word.startswith("-var="):
+            name, _, value = word[5:].partition("=")
+            out[name] = value
+    return out
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/deploy.md"])
+def test_deploy_snippets_give_every_required_variable(doc: str, variables: dict[str, Any]) -> None:
+    """Every -var a snippet passes exists, and a full plan/apply (not one with -target, nor the
+    apply of a saved plan) gives every variable that has no default."""
+    required = {name for name, body in variables.items() if "default" not in body}
+    assert "image_tag" in required
+    commands = terraform_commands((ROOT / doc).read_text())
+    full = [c for c in commands if "-target" not in c and not re.search(r"apply \S+\.tfplan$", c)]
+    assert full, f"{doc}: no terraform plan/apply snippet"
+    for command in commands:
+        given = given_vars(command)
+        assert set(given) <= set(variables), (
+            f"{doc}: unknown variables {set(given) - set(variables)} in {command}"
+        )
+    for command in full:
+        missing = required - set(given_vars(command))
+        assert not missing, f"{doc}: `{command}` lacks the required {sorted(missing)}"
+
+
+def test_readme_deploys_the_whole_path() -> None:
+    text = (ROOT / "README.md").read_text()
+    deploy = text.split("## Run under LocalStack (Docker) and deploy to AWS", 1)[1].split("\n## ", 1)[0]
+    order = ["terraform init", "-target=aws_ecr_repository.app", "docker build", "docker push",
+             "terraform plan", "terraform apply plan.tfplan", "topics_run_task_command"]  # fmt: skip
+    positions = [deploy.find(step) for step in order]
+    assert -1 not in positions, dict(zip(order, positions, strict=True))
+    assert positions == sorted(positions), "build, push, apply, then create the topics"

@@ -37,6 +37,30 @@ locals {
   }
 }
 
+# Optional sidecar: the ADOT collector scrapes 127.0.0.1:<port>/metrics of the service (same
+# network namespace) and writes CloudWatch embedded metric format. Not essential: a metrics
+# outage never stops the service.
+locals {
+  sidecars = var.metrics_sidecar == null ? [] : [{
+    name                   = "adot-collector"
+    image                  = var.metrics_sidecar.image
+    essential              = false
+    readonlyRootFilesystem = true
+    privileged             = false
+    user                   = "10001:10001"
+    environment            = [{ name = "AOT_CONFIG_CONTENT", value = var.metrics_sidecar.config }]
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.this.name
+        awslogs-region        = data.aws_region.current.name
+        awslogs-stream-prefix = "adot"
+      }
+    }
+  }]
+}
+
 resource "aws_cloudwatch_log_group" "this" {
   name              = "/${var.name}/${var.service}"
   retention_in_days = var.log_retention_days
@@ -105,6 +129,14 @@ resource "aws_iam_role_policy" "task" {
   policy = var.task_policy_json
 }
 
+resource "aws_iam_role_policy" "metrics" {
+  count = var.metrics_sidecar == null ? 0 : 1
+
+  name   = "${var.service}-metrics-sidecar"
+  role   = aws_iam_role.task.id
+  policy = var.metrics_policy_json
+}
+
 resource "aws_ecs_task_definition" "this" {
   family                   = local.full_name
   requires_compatibilities = ["FARGATE"]
@@ -113,7 +145,7 @@ resource "aws_ecs_task_definition" "this" {
   memory                   = var.memory
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
-  container_definitions    = jsonencode([local.container_definition])
+  container_definitions    = jsonencode(concat([local.container_definition], local.sidecars))
 
   volume {
     name = "tmp"

@@ -109,3 +109,18 @@ variable "stop_timeout_s" {
   description = "Seconds between SIGTERM and SIGKILL (the services flush and close on SIGTERM)."
   default     = 60
 }
+
+variable "metrics_sidecar" {
+  type = object({
+    image  = string
+    config = string
+  })
+  description = "AWS Distro for OpenTelemetry collector sidecar (image, collector YAML config) that scrapes the service's /metrics into CloudWatch; null for none."
+  default     = null
+}
+
+variable "metrics_policy_json" {
+  type        = string
+  description = "IAM policy the metrics sidecar needs on the shared task role (writing its metrics log group); null without a sidecar."
+  default     = null
+}
