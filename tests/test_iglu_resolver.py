@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -358,3 +359,67 @@ def test_a_failed_refresh_keeps_the_known_schema(tmp_path: Path) -> None:
     entry = resolver.cached(key)
     assert entry is not None and entry.schema is not None  # still known
     assert orjson.loads(orjson.dumps(entry.schema))["self"]["name"] == "viewer_tier"
+
+
+# --- end to end: the collector with a resolver configuration ------------------------------------
+
+
+def test_the_collector_accepts_an_entity_that_only_the_iglu_server_has(
+    broker: str, server: IgluServer, tmp_path: Path
+) -> None:
+    import httpx
+    from collector_server import TEST_KEY, read_topic, serve_collector, unique
+
+    from lvp.enriched import from_tsv
+    from lvp.kafka import create_topics
+
+    server.add(schema_doc(ACME, "viewer_tier", tier={"enum": ["free", "premium"]}))
+    path = tmp_path / "iglu_resolver.json"
+    path.write_text(json.dumps(resolver_config([server_repo(server)])))
+    settings = Settings.from_env(
+        {"LVP_IGLU_RESOLVER": str(path)},
+        kafka_bootstrap_servers=broker,
+        topic_good=unique("good"),
+        topic_bad=unique("bad"),
+        pseudonym_key=TEST_KEY,
+    )
+    create_topics(settings)
+    marker = unique("iglu")
+
+    def event(entity: dict[str, Any], n: int) -> dict[str, str]:
+        contexts = {
+            "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+            "data": [entity],
+        }
+        return {"e": "pv", "tv": "js-4.0.1", "p": "web", "aid": f"{marker}-{n}", "eid": str(uuid.uuid4()),
+                "url": "https://site.example/", "co": json.dumps(contexts)}  # fmt: skip
+
+    good = {"schema": TIER, "data": {"tier": "premium"}}
+    wrong = {"schema": TIER, "data": {"tier": "gold"}}
+    unknown = {"schema": f"iglu:{ACME}/nobody_has_it/jsonschema/1-0-0", "data": {}}
+    body = orjson.dumps(
+        {
+            "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+            "data": [event(good, 1), event(wrong, 2), event(unknown, 3)],
+        }
+    )
+    with serve_collector(settings) as running, httpx.Client(base_url=running.url, timeout=15) as c:
+        r = c.post("/com.snowplowanalytics.snowplow/tp2", content=body)
+        assert r.status_code == 200, r.text
+    lines = read_topic(broker, settings.topic_good, 1, lambda v: marker.encode() in v)
+    assert len(lines) == 1
+    fields = from_tsv(lines[0][1].decode())
+    assert fields["app_id"] == f"{marker}-1"
+    assert {"schema": TIER, "data": {"tier": "premium"}} in json.loads(fields["contexts"])["data"]
+    bad = [
+        orjson.loads(v) for _, v in read_topic(broker, settings.topic_bad, 2, lambda v: marker.encode() in v)
+    ]
+    assert len(bad) == 2
+    by_app = {}
+    for row in bad:
+        text = orjson.dumps(row).decode()
+        assert row["schema"].startswith("iglu:com.snowplowanalytics.snowplow.badrows/schema_violations/")
+        by_app[next(n for n in (2, 3) if f"{marker}-{n}" in text)] = row["data"]["failure"]["messages"]
+    assert by_app[2][0]["error"]["error"] == "ValidationError" and by_app[2][0]["schemaKey"] == TIER
+    assert by_app[3][0]["error"]["error"] == "ResolutionError"
+    assert server.hits("/viewer_tier/") == 1 and server.hits("/nobody_has_it/") == 1
