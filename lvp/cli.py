@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "viewer.cli",
     "lvp.stack",
     "lvp.simulate",
+    "lvp.iglu_cli",
 )
 
 _PREFIX = "setting__"

@@ -367,3 +367,35 @@ def _load_folder(root: Path) -> dict[SchemaKey, dict[str, Any]]:
             key = SchemaKey(*path.relative_to(base).parts)
             out[key] = load_schema_file(path, key)
     return out
+
+
+def list_server_schemas(repo: Repository, timeout: float = 10.0) -> list[SchemaKey]:
+    """Every schema an Iglu Server lists (``GET {uri}/api/schemas`` with the API key: a JSON array
+    of ``iglu:`` URIs, or of schemas / metadata objects with a ``self`` block). Raises
+    :class:`IgluError` with the reason."""
+    if repo.kind != "server":
+        raise IgluError(f"{repo.name}: only an Iglu Server (http with an apikey) lists its schemas")
+    url = f"{repo.uri.rstrip('/')}/api/schemas"
+    try:
+        resp = httpx.get(url, headers=repo.headers(), timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise IgluError(f"{repo.name}: {url} unreachable: {type(exc).__name__}") from None
+    if resp.status_code != 200:
+        raise IgluError(f"{repo.name}: GET {url} answered HTTP {resp.status_code}")
+    try:
+        items = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise IgluError(f"{repo.name}: the schema list is not JSON") from None
+    if not isinstance(items, list):
+        raise IgluError(f"{repo.name}: the schema list is not a JSON array")
+    keys = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("self"), dict):
+            s = item["self"]
+            item = f"iglu:{s.get('vendor')}/{s.get('name')}/{s.get('format')}/{s.get('version')}"
+        if isinstance(item, str):
+            try:
+                keys.append(SchemaKey.parse(item))
+            except IgluError:
+                log.warning("%s lists %r, not an Iglu URI: skipped", repo.name, item[:200])
+    return sorted(set(keys))
