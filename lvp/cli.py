@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "lvp.stack",
     "lvp.simulate",
     "lvp.iglu_cli",
+    "lvp.tail",
 )
 
 _PREFIX = "setting__"
