@@ -245,6 +245,21 @@ def test_a_cache_of_size_one_forgets_the_least_recently_used(server: IgluServer)
     assert server.hits("viewer_tier") == 2
 
 
+def test_refs_resolve_through_the_repositories(server: IgluServer) -> None:
+    server.add(schema_doc(ACME, "base", label={"type": "string", "maxLength": 5}))
+    derived = schema_doc(ACME, "derived")
+    for k in ("properties", "required", "additionalProperties"):
+        derived.pop(k)
+    derived["allOf"] = [{"$ref": f"iglu:{ACME}/base/jsonschema/1-0-0#"}]
+    server.add(derived)
+    registry = make_registry(resolver_config([server_repo(server)]))
+    uri = f"iglu:{ACME}/derived/jsonschema/1-0-0"
+    assert registry.validate(uri, {"label": "short"}) == []
+    failures = registry.validate(uri, {"label": "far too long"})
+    assert failures and failures[0].keyword == "maxLength"
+    assert server.hits("/base/") == 1
+
+
 def test_a_404_is_not_found_and_the_bad_row_reason_says_so(server: IgluServer) -> None:
     registry = make_registry(resolver_config([server_repo(server)]))
     with pytest.raises(
