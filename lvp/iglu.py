@@ -547,6 +547,13 @@ class Registry:
 
             config = ResolverConfig.load(settings.iglu_resolver)
             resolver = Resolver(config, timeout=settings.iglu_timeout_s)
+            log.info(
+                "iglu resolver %s: repositories %s, cacheSize %d, cacheTtl %s",
+                settings.iglu_resolver,
+                ", ".join(f"{r.name} ({r.kind}, priority {r.priority})" for r in config.repositories),
+                config.cache_size,
+                config.cache_ttl,
+            )
         wait = float(getattr(settings, "iglu_timeout_s", 1.0))
         return cls(settings.schema_dir_list, resolver=resolver, lookup_wait=wait)
 

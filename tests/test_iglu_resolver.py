@@ -438,3 +438,52 @@ def test_the_collector_accepts_an_entity_that_only_the_iglu_server_has(
     assert by_app[2][0]["error"]["error"] == "ValidationError" and by_app[2][0]["schemaKey"] == TIER
     assert by_app[3][0]["error"]["error"] == "ResolutionError"
     assert server.hits("/viewer_tier/") == 1 and server.hits("/nobody_has_it/") == 1
+
+
+def test_the_collector_keeps_serving_cached_schemas_while_the_iglu_server_hangs(
+    broker: str, server: IgluServer, tmp_path: Path
+) -> None:
+    import httpx
+    from collector_server import TEST_KEY, read_topic, serve_collector, unique
+
+    from lvp.kafka import create_topics
+
+    server.add(schema_doc(ACME, "viewer_tier", tier={"enum": ["free", "premium"]}))
+    path = tmp_path / "iglu_resolver.json"
+    path.write_text(json.dumps(resolver_config([server_repo(server)], cache_ttl=600)))
+    settings = Settings.from_env(
+        {"LVP_IGLU_RESOLVER": str(path), "LVP_IGLU_TIMEOUT_S": "0.5"},
+        kafka_bootstrap_servers=broker,
+        topic_good=unique("good"),
+        topic_bad=unique("bad"),
+        pseudonym_key=TEST_KEY,
+    )
+    create_topics(settings)
+    marker = unique("hang")
+
+    def body(schema: str, data: dict[str, Any], n: int) -> bytes:
+        contexts = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+                    "data": [{"schema": schema, "data": data}]}  # fmt: skip
+        event = {"e": "pv", "tv": "js-4.0.1", "p": "web", "aid": f"{marker}-{n}", "eid": str(uuid.uuid4()),
+                 "url": "https://site.example/", "co": json.dumps(contexts)}  # fmt: skip
+        return orjson.dumps(
+            {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4", "data": [event]}
+        )
+
+    tp2 = "/com.snowplowanalytics.snowplow/tp2"
+    with serve_collector(settings) as running, httpx.Client(base_url=running.url, timeout=15) as c:
+        assert c.post(tp2, content=body(TIER, {"tier": "free"}, 1)).status_code == 200  # now cached
+        server.hang.set()
+        # a schema nobody knows yet: its lookup hangs, the event becomes a bad row (no 5xx)
+        unknown = c.post(tp2, content=body(f"iglu:{ACME}/new_thing/jsonschema/1-0-0", {}, 2))
+        assert unknown.status_code == 400 and "schema_violations" in unknown.text
+        # events needing only the cached schema are accepted while the server still hangs
+        for n in range(3, 6):
+            assert c.post(tp2, content=body(TIER, {"tier": "premium"}, n)).status_code == 200
+        assert not server.release.is_set() and server.hits("/new_thing/") == 1
+        assert c.get("/health").status_code == 200
+    server.release.set()
+    good = read_topic(broker, settings.topic_good, 4, lambda v: marker.encode() in v)
+    assert sorted(int(v.split(marker.encode() + b"-")[1][:1]) for _, v in good) == [1, 3, 4, 5]
+    bad = read_topic(broker, settings.topic_bad, 1, lambda v: marker.encode() in v)
+    assert len(bad) == 1 and b"did not finish within 0.5 s" in bad[0][1]
