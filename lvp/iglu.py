@@ -619,10 +619,15 @@ class Registry:
     def _lookup(self, uri: str, key: SchemaKey) -> Lookup:
         assert self.resolver is not None
         found = self.resolver.resolve(key, self.lookup_wait)
-        if found is None:
+        from lvp.iglu_resolver import Pending  # loaded with the resolver (no import cycle at start)
+
+        if isinstance(found, Pending):
             raise ResolutionFailed(
                 f"schema {uri}: its lookup did not finish within {self.lookup_wait} s "
                 "(it goes on in the background; later events will find it if it exists)"
+                if found.waited > 0
+                else f"schema {uri}: not waited for while a repository is slow to answer "
+                "(its lookup goes on in the background; later events will find it if it exists)"
             )
         if found.schema is None:
             cls = UnknownSchema if found.not_found else ResolutionFailed

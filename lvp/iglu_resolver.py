@@ -29,7 +29,8 @@ fetched schema is checked against the Iglu meta-schema and must name itself as a
 
 Never stalling: lookups run on a small thread pool with ``timeout`` per request. A caller waits at
 most ``wait`` seconds for a schema not known yet (the lookup then goes on and fills the cache for
-later events). A known schema whose entry expired is served as is while it is fetched again in the
+later events); while such an abandoned lookup still runs, callers of other new schemas do not wait
+at all. A known schema whose entry expired is served as is while it is fetched again in the
 background, so events that need only cached schemas never wait for a repository. A repository that
 cannot be reached (refused, timed out, 5xx) is skipped for a back-off (2 s, doubling up to 60 s),
 so lookups of other unknown schemas do not wait for it either.
@@ -189,6 +190,14 @@ class Lookup:
         return "; ".join(f"{repo}: {what}" for repo, what in self.history)
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A lookup still running when its caller stopped waiting, after ``waited`` seconds (0: not
+    waited for, because a repository is slow right now)."""
+
+    waited: float
+
+
 class _Unreachable(Exception):
     pass
 
@@ -211,6 +220,7 @@ class Resolver:
         self._cache: OrderedDict[SchemaKey, Lookup] = OrderedDict()
         self._inflight: dict[SchemaKey, tuple[concurrent.futures.Future[Lookup], float]] = {}
         self._down: dict[str, tuple[float, float]] = {}  # repository -> (until, back-off)
+        self._abandoned: set[SchemaKey] = set()  # lookups still running that a caller gave up on
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="iglu-lookup")
         self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True)
         self._embedded: dict[str, dict[SchemaKey, dict[str, Any]]] = {}
@@ -230,10 +240,10 @@ class Resolver:
         with self._lock:
             return self._cache.get(key)
 
-    def resolve(self, key: SchemaKey, wait: float) -> Lookup | None:
+    def resolve(self, key: SchemaKey, wait: float) -> Lookup | Pending:
         """The schema of ``key``: from the cache when fresh; a stale hit is returned at once (and
         refreshed in the background); else a lookup is started (or joined) and waited for at
-        most ``wait`` seconds in all since it started. ``None``: still looking."""
+        most ``wait`` seconds in all since it started (:class:`Pending`: still looking)."""
         now = self.clock()
         with self._lock:
             entry = self._cache.get(key)
@@ -247,15 +257,27 @@ class Resolver:
         if entry is not None and entry.schema is not None:
             return entry  # stale while it is refreshed
         future, started = running
+        if self._abandoned and key not in self._abandoned:
+            wait = 0.0  # a repository is slow right now: do not wait for it once per new schema
+        timeout = max(0.0, started + wait - now)
         try:
-            return future.result(timeout=max(0.0, started + wait - now))
+            return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            return None
+            with self._lock:
+                if not future.done():
+                    self._abandoned.add(key)
+            return Pending(timeout)
+
+    @property
+    def slow(self) -> bool:
+        """A lookup that a caller stopped waiting for is still running (callers of other schemas
+        not known yet do not wait until it ends)."""
+        return bool(self._abandoned)
 
     def lookup_now(self, key: SchemaKey) -> Lookup:
         """A lookup that waits for its answer (the command line)."""
         result = self.resolve(key, wait=1e9)
-        assert result is not None
+        assert isinstance(result, Lookup)
         return result
 
     def _store(self, result: Lookup) -> Lookup:
@@ -263,6 +285,7 @@ class Resolver:
         before (retried after the back-off). Returns what is cached."""
         with self._lock:
             self._inflight.pop(result.key, None)
+            self._abandoned.discard(result.key)
             old = self._cache.get(result.key)
             if result.schema is None and result.failed and old is not None and old.schema is not None:
                 result = Lookup(old.key, old.schema, old.repository, result.history, result.expires, True)

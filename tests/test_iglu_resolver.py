@@ -333,6 +333,9 @@ def test_a_hanging_repository_never_stalls_lookups_of_cached_schemas(server: Igl
     with pytest.raises(ResolutionFailed, match="did not finish"):
         registry.validator(f"iglu:{ACME}/unknown/jsonschema/1-0-0")
     assert server.hits("/unknown/") == 1
+    # another new schema while that lookup hangs: not waited for at all
+    with pytest.raises(ResolutionFailed, match="not waited for while a repository is slow"):
+        registry.validator(f"iglu:{ACME}/other_unknown/jsonschema/1-0-0")
     # the cached schema answers at once, also once its entry expired (refreshed in the background)
     clock.now += 61
     for _ in range(5):
