@@ -24,7 +24,7 @@ that has the schema wins. A repository is
 The schemas bundled with lvp and those in ``LVP_SCHEMA_DIRS`` are always looked at first (the
 registry does that, without this module), so the envelopes and the trackers' default schemas never
 depend on a network. Results are cached, misses too, with ``cacheSize`` (least recently used
-entries go first; 0 = no cache) and ``cacheTtl`` (seconds; absent or null = for ever). Every
+entries go first) and ``cacheTtl`` (seconds; absent or null = for ever). Every
 fetched schema is checked against the Iglu meta-schema and must name itself as asked for.
 
 Never stalling: lookups run on a small thread pool with ``timeout`` per request. A caller waits at
