@@ -353,7 +353,9 @@ class Resolver:
         self.fetches += 1
         deadline = time.monotonic() + self.timeout
         try:
-            with self._http.stream("GET", url, headers=repo.headers()) as resp:
+            # never follow a redirect with the API key: it would go to whatever host it names
+            follow = repo.apikey is None
+            with self._http.stream("GET", url, headers=repo.headers(), follow_redirects=follow) as resp:
                 if resp.status_code == 404:
                     return None
                 if resp.status_code in (401, 403):
@@ -400,7 +402,7 @@ def list_server_schemas(repo: Repository, timeout: float = 10.0) -> list[SchemaK
         raise IgluError(f"{repo.name}: only an Iglu Server (http with an apikey) lists its schemas")
     url = f"{repo.uri.rstrip('/')}/api/schemas"
     try:
-        resp = httpx.get(url, headers=repo.headers(), timeout=timeout, follow_redirects=True)
+        resp = httpx.get(url, headers=repo.headers(), timeout=timeout, follow_redirects=False)
     except httpx.HTTPError as exc:
         raise IgluError(f"{repo.name}: {url} unreachable: {type(exc).__name__}") from None
     if resp.status_code != 200:

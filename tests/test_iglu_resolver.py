@@ -260,6 +260,35 @@ def test_refs_resolve_through_the_repositories(server: IgluServer) -> None:
     assert server.hits("/base/") == 1
 
 
+def test_the_api_key_never_follows_a_redirect(server: IgluServer) -> None:
+    """An Iglu Server that redirects elsewhere: the API key is not sent to the other host."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"{server.url}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server.add(schema_doc(ACME, "viewer_tier"))
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=redirector.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{redirector.server_address[1]}"
+        registry = make_registry(resolver_config([http_repo("moved", url, apikey=server.apikey)]))
+        with pytest.raises(ResolutionFailed, match="moved: HTTP 302"):
+            registry.validator(TIER)
+        assert server.requests == []  # the key-holding request never reached the other host
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+
+
 def test_a_404_is_not_found_and_the_bad_row_reason_says_so(server: IgluServer) -> None:
     registry = make_registry(resolver_config([server_repo(server)]))
     with pytest.raises(
