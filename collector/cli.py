@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setting_flag(p, "--topic-bad", "topic_bad")
     setting_flag(p, "--cors-origins", "cors_origins")
     setting_flag(p, "--schema-dirs", "schema_dirs")
+    setting_flag(p, "--iglu-resolver", "iglu_resolver")
     setting_flag(p, "--request-timeout", "request_timeout_s")
     setting_flag(p, "--dev", "dev")
     p.set_defaults(func=_run)

@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "viewer.cli",
     "lvp.stack",
     "lvp.simulate",
+    "lvp.iglu_cli",
+    "lvp.tail",
 )
 
 _PREFIX = "setting__"

@@ -85,6 +85,18 @@ class Settings:
         "Extra Iglu schema directories (os.pathsep-separated), "
         "each <dir>/schemas/<vendor>/<name>/jsonschema/<version>.",
     )
+    iglu_resolver: str = _setting(
+        "",
+        "LVP_IGLU_RESOLVER",
+        "Snowplow Iglu resolver configuration (iglu_resolver.json): more repositories (embedded "
+        "folders, static HTTP, Iglu Server + apikey) for schemas not bundled or in LVP_SCHEMA_DIRS.",
+    )
+    iglu_timeout_s: float = _setting(
+        1.0,
+        "LVP_IGLU_TIMEOUT_S",
+        "Timeout (s) of one Iglu repository request, and the longest an event waits for a schema not "
+        "yet known (else a bad row; the lookup goes on in the background).",
+    )
     max_body_bytes: int = _setting(
         1_000_000, "LVP_MAX_BODY_BYTES", "Largest request body the collector accepts (413 above)."
     )

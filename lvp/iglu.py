@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import fastjsonschema
 import jsonschema
@@ -34,6 +34,9 @@ from jsonschema.validators import extend
 from referencing import Registry as RefRegistry
 from referencing import Resource
 from referencing.jsonschema import DRAFT4 as REF_DRAFT4
+
+if TYPE_CHECKING:
+    from lvp.iglu_resolver import Lookup, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,11 @@ class IgluError(ValueError):
 
 class UnknownSchema(IgluError):
     """No schema with this key is in the registry."""
+
+
+class ResolutionFailed(IgluError):
+    """The resolver's repositories did not give a usable schema (unreachable, still looking, or
+    a schema that fails the Iglu meta-schema); the message says what each repository answered."""
 
 
 class SchemaKey(NamedTuple):
@@ -403,51 +411,151 @@ def _schemas_dir(root: Path) -> Path:
     return sub if sub.is_dir() else root
 
 
+#: Iglu's meta-schema for self-describing schemas (``com.snowplowanalytics.self-desc/schema/
+#: jsonschema/1-0-0``): a draft-4 JSON Schema whose ``self`` block names the schema. Every schema
+#: read from a folder or fetched from a repository is checked against it before use.
+SELF_DESC_META_SCHEMA: dict[str, Any] = {
+    "$schema": DRAFT4,
+    "description": "An Iglu self-describing JSON Schema: a draft-4 schema with a `self` block",
+    "allOf": [{"$ref": DRAFT4}],
+    "type": "object",
+    "properties": {
+        "$schema": {"type": "string", "enum": [IGLU_META_SCHEMA]},
+        "self": {
+            "type": "object",
+            "properties": {
+                "vendor": {"type": "string", "pattern": "^[a-zA-Z0-9\\-_.]+$"},
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9\\-_]+$"},
+                "format": {"type": "string", "pattern": "^[a-zA-Z0-9\\-_]+$"},
+                "version": {"type": "string", "pattern": "^[1-9][0-9]*-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)$"},
+            },
+            "required": ["vendor", "name", "format", "version"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["$schema", "self"],
+}
+_META_VALIDATOR = Draft4Validator(
+    SELF_DESC_META_SCHEMA,
+    registry=RefRegistry().with_resource(  # type: ignore[call-arg]
+        DRAFT4, Resource.from_contents(Draft4Validator.META_SCHEMA, default_specification=REF_DRAFT4)
+    ),
+)
+
+
+def check_schema_document(
+    doc: Any, where: str, expected: SchemaKey | None = None, read_as: str | None = None
+) -> dict[str, Any]:
+    """Check one Iglu self-describing schema (a file's or a repository's answer) against the Iglu
+    meta-schema; ``expected`` is the key it was read or fetched as. Raises :class:`IgluError`."""
+    if not isinstance(doc, dict):
+        raise IgluError(f"{where}: a schema must be a JSON object")
+    self_ = doc.get("self")
+    if not isinstance(self_, dict) or not all(isinstance(self_.get(k), str) for k in SchemaKey._fields):
+        raise IgluError(f"{where}: no `self` block with vendor, name, format and version")
+    key = SchemaKey(self_["vendor"], self_["name"], self_["format"], self_["version"])
+    try:
+        SchemaKey.parse(key.uri)
+    except IgluError:
+        raise IgluError(f"{where}: `self` does not name a valid schema: {key.uri}") from None
+    if expected is not None and key != expected:
+        read_as = read_as or f"it was asked for as {expected.uri}"
+        raise IgluError(f"{where}: `self` says {key.uri} but {read_as}")
+    if doc.get("$schema") != IGLU_META_SCHEMA:
+        raise IgluError(f"{where}: `$schema` must be {IGLU_META_SCHEMA}")
+    body = {k: v for k, v in doc.items() if k not in ("$schema", "self")}
+    try:
+        Draft4Validator.check_schema(body)
+    except jsonschema.SchemaError as exc:
+        raise IgluError(f"{where}: not a valid JSON Schema draft 4: {exc.message}") from None
+    meta_error = jsonschema.exceptions.best_match(_META_VALIDATOR.iter_errors(doc))
+    if meta_error is not None:
+        at = _json_path(meta_error.absolute_path)
+        raise IgluError(f"{where}: fails the Iglu meta-schema at {at}: {meta_error.message}")
+    return doc
+
+
 def load_schema_file(path: Path, expected: SchemaKey | None = None) -> dict[str, Any]:
     """Read and check one Iglu self-describing schema file; raises :class:`IgluError`."""
     try:
         doc = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise IgluError(f"{path}: not readable JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise IgluError(f"{path}: a schema must be a JSON object")
-    self_ = doc.get("self")
-    if not isinstance(self_, dict) or not all(isinstance(self_.get(k), str) for k in SchemaKey._fields):
-        raise IgluError(f"{path}: no `self` block with vendor, name, format and version")
-    key = SchemaKey(self_["vendor"], self_["name"], self_["format"], self_["version"])
-    try:
-        SchemaKey.parse(key.uri)
-    except IgluError:
-        raise IgluError(f"{path}: `self` does not name a valid schema: {key.uri}") from None
-    if expected is not None and key != expected:
-        raise IgluError(f"{path}: `self` says {key.uri} but the file is at {expected.path}")
-    if doc.get("$schema") != IGLU_META_SCHEMA:
-        raise IgluError(f"{path}: `$schema` must be {IGLU_META_SCHEMA}")
-    body = {k: v for k, v in doc.items() if k not in ("$schema", "self")}
-    try:
-        Draft4Validator.check_schema(body)
-    except jsonschema.SchemaError as exc:
-        raise IgluError(f"{path}: not a valid JSON Schema draft 4: {exc.message}") from None
-    return doc
+    where = f"the file is at {expected.path}" if expected is not None else None
+    return check_schema_document(doc, str(path), expected, where)
+
+
+class _Remote:
+    """A validator of a schema a resolver fetched: fresh until ``expires`` (its cache entry's);
+    after that, ``check`` answers ``False`` so the caller takes the slow path, which asks the
+    resolver again (getting the stale schema at once while it is refreshed)."""
+
+    __slots__ = ("clock", "error", "expires", "fast", "schema", "validator")
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        validator: SchemaValidator | None,
+        error: IgluError | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.schema = lookup.schema
+        self.expires = lookup.expires
+        self.validator = validator
+        self.error = error
+        self.fast = validator.fast_check if validator is not None else None
+        self.clock = clock
+
+    def check(self, instance: Any) -> bool:
+        fast = self.fast
+        return fast is not None and self.clock() < self.expires and fast(instance)
 
 
 class Registry:
-    """Iglu schemas by key; each validator compiled on first use and kept."""
+    """Iglu schemas by key; each validator compiled on first use and kept.
 
-    def __init__(self, roots: Iterable[Path | str] = (), *, bundled: bool = True) -> None:
+    With a :class:`~lvp.iglu_resolver.Resolver`, a schema that is neither bundled nor in the
+    roots is looked up in the resolver's repositories (waiting at most ``lookup_wait`` seconds
+    for one not yet known; see :mod:`lvp.iglu_resolver`)."""
+
+    def __init__(
+        self,
+        roots: Iterable[Path | str] = (),
+        *,
+        bundled: bool = True,
+        resolver: Resolver | None = None,
+        lookup_wait: float = 1.0,
+    ) -> None:
         self._schemas: dict[SchemaKey, dict[str, Any]] = {}
         self._validators: dict[str, SchemaValidator] = {}
         #: URI -> fast boolean check, for every validator compiled so far (the hot path's lookup)
         self.fast_checks: dict[str, Callable[[Any], bool]] = {}
         self._key_cache: dict[str, SchemaKey] = {}
         self._ref_registry: RefRegistry[Any] = RefRegistry(retrieve=self._retrieve)  # type: ignore[call-arg]
+        self.resolver = resolver
+        self.lookup_wait = lookup_wait
+        self._remote: dict[str, _Remote] = {}
         all_roots = ([BUNDLED_ROOT] if bundled else []) + [Path(r) for r in roots]
         for root in all_roots:
             self._load_root(Path(root))
 
     @classmethod
     def from_settings(cls, settings: Any) -> Registry:
-        return cls(settings.schema_dir_list)
+        resolver = None
+        if getattr(settings, "iglu_resolver", ""):
+            from lvp.iglu_resolver import Resolver, ResolverConfig
+
+            config = ResolverConfig.load(settings.iglu_resolver)
+            resolver = Resolver(config, timeout=settings.iglu_timeout_s)
+            log.info(
+                "iglu resolver %s: repositories %s, cacheSize %d, cacheTtl %s",
+                settings.iglu_resolver,
+                ", ".join(f"{r.name} ({r.kind}, priority {r.priority})" for r in config.repositories),
+                config.cache_size,
+                config.cache_ttl,
+            )
+        wait = float(getattr(settings, "iglu_timeout_s", 1.0))
+        return cls(settings.schema_dir_list, resolver=resolver, lookup_wait=wait)
 
     def _load_root(self, root: Path) -> None:
         base = _schemas_dir(root)
@@ -469,10 +577,16 @@ class Registry:
 
     # -- lookups --
     def __contains__(self, uri: object) -> bool:
+        """Known now (bundled, a root, or fetched and cached); never looks anything up."""
         try:
-            return isinstance(uri, str) and SchemaKey.parse(uri) in self._schemas
+            if not isinstance(uri, str):
+                return False
+            if SchemaKey.parse(uri) in self._schemas:
+                return True
         except IgluError:
             return False
+        remote = self._remote.get(uri)
+        return remote is not None and remote.validator is not None
 
     def __len__(self) -> int:
         return len(self._schemas)
@@ -494,11 +608,52 @@ class Registry:
             key = SchemaKey.parse(uri)
             doc = self._schemas.get(key)
             if doc is None:
-                raise UnknownSchema(f"schema {uri} is not in the registry")
+                if self.resolver is None:
+                    raise UnknownSchema(f"schema {uri} is not in the registry")
+                return self._remote_validator(uri, key)
             v = SchemaValidator(key, doc, self)
             self._validators[uri] = v
             self.fast_checks[uri] = v.fast_check
         return v
+
+    def _lookup(self, uri: str, key: SchemaKey) -> Lookup:
+        assert self.resolver is not None
+        found = self.resolver.resolve(key, self.lookup_wait)
+        from lvp.iglu_resolver import Pending  # loaded with the resolver (no import cycle at start)
+
+        if isinstance(found, Pending):
+            raise ResolutionFailed(
+                f"schema {uri}: its lookup did not finish within {self.lookup_wait} s "
+                "(it goes on in the background; later events will find it if it exists)"
+                if found.waited > 0
+                else f"schema {uri}: not waited for while a repository is slow to answer "
+                "(its lookup goes on in the background; later events will find it if it exists)"
+            )
+        if found.schema is None:
+            cls = UnknownSchema if found.not_found else ResolutionFailed
+            raise cls(f"schema {uri} was not found: {found.reason()}")
+        return found
+
+    def _remote_validator(self, uri: str, key: SchemaKey) -> SchemaValidator:
+        found = self._lookup(uri, key)
+        remote = self._remote.get(uri)
+        if remote is None or remote.schema is not found.schema:
+            validator, error = None, None
+            try:
+                validator = SchemaValidator(key, found.schema or {}, self)
+            except IgluError as exc:
+                error = exc
+            assert self.resolver is not None
+            remote = _Remote(found, validator, error, self.resolver.clock)
+            self._remote[uri] = remote
+            self.fast_checks[uri] = remote.check
+            if validator is not None:
+                log.info("schema %s fetched from %s", uri, found.repository)
+        else:
+            remote.expires = found.expires
+        if remote.validator is None:
+            raise ResolutionFailed(f"schema {uri} from {found.repository}: {remote.error}")
+        return remote.validator
 
     def key_of(self, uri: str) -> SchemaKey:
         """``SchemaKey.parse`` with a cache (the same URIs come with every event)."""
@@ -532,6 +687,8 @@ class Registry:
                 raise IgluError(f"$ref to {uri} is not allowed (only iglu: and iglucentral schemas)")
             key = SchemaKey(*m.group(1).split("/"))
         doc = self._schemas.get(key)
+        if doc is None and self.resolver is not None:
+            doc = self._lookup(key.uri, key).schema
         if doc is None:
             raise UnknownSchema(f"$ref to {uri}: not in the registry")
         return {k: v for k, v in doc.items() if k not in ("$schema", "self")}

@@ -29,6 +29,8 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "collector_port",
         "cors_origins",
         "schema_dirs",
+        "iglu_resolver",
+        "iglu_timeout_s",
         "max_body_bytes",
         "max_events_per_request",
         "rate_limit_per_ip",

@@ -25,6 +25,8 @@ locals {
       LVP_COLLECTOR_PORT         = "9090"
       LVP_CORS_ORIGINS           = var.collector_cors_origins
       LVP_SCHEMA_DIRS            = ""
+      LVP_IGLU_RESOLVER          = ""
+      LVP_IGLU_TIMEOUT_S         = "1"
       LVP_MAX_BODY_BYTES         = "1000000"
       LVP_MAX_EVENTS_PER_REQUEST = "500"
       LVP_RATE_LIMIT_PER_IP      = tostring(var.rate_limit_per_ip)
