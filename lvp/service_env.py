@@ -58,6 +58,8 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "flush_interval_s",
         "flush_max_dirty",
         "publish_interval_s",
+        "touch_interval_s",
+        "profile_write_interval_s",
         "freeze_after_s",
         "active_shards",
         "profiles_metrics_port",

@@ -552,3 +552,13 @@ variable "sse_clients_alarm_threshold" {
     error_message = "sse_clients_alarm_threshold must be at least 1."
   }
 }
+
+variable "profile_write_interval_s" {
+  description = "LVP_PROFILE_WRITE_INTERVAL_S: a profile whose only changes are pings (position, last_seen) is written to DynamoDB at most this long after its first unwritten event (docs/lazy-writes.md). Lower it to shorten the replay after a crash, at the cost of more writes."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.profile_write_interval_s > 0
+    error_message = "profile_write_interval_s must be > 0."
+  }
+}
