@@ -8,8 +8,8 @@ application = exact final state*:
   snapshot — the dirty viewers' profiles, engine states and history changes, plus each
   partition's next offset — in the poll thread, writes it from a background thread while
   consumption goes on, and commits the snapshot's offsets once the write succeeded.
-* Every dirty viewer remembers the offset of the first event it has not stored yet
-  (``_since``). A flush that fails part-way keeps what it wrote: only the viewers and history
+* Every dirty viewer remembers the offset of the first event it has not stored yet (``dirty``,
+  profiles/dirty.py). A flush that fails part-way keeps what it wrote: only the viewers and history
   changes the store reports unwritten become dirty / pending again, with their first unstored
   offsets, and each partition is committed up to the first of those (never past an event whose
   write failed). Writes are ordered by that offset, so a partly written flush moves the commits
@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import heapq
 import logging
 import threading
 import time
@@ -87,9 +86,11 @@ from lvp.changes import TOUCH_KEY_PREFIX, encode_touches, partition_for, signifi
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.pseudonym import Pseudonymizer
+from profiles.dirty import DirtyLedger
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder, InputError
 from profiles.metrics import ProfilesMetrics
+from profiles.state import STATUSES
 from profiles.store import ProfileStore, ProfileWrite, StoreError, WriteFailed
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,19 @@ STALL_S: Final = 60.0
 _TOUCHES_PER_MESSAGE: Final = 2000
 #: Why a profile was written to DynamoDB (the ``reason`` label of lvp_profiles_writes_total).
 WRITE_REASONS: Final = ("change", "cadence", "quiet", "final")
+
+
+#: _pub_key: the low bits hold the published status (its index in STATUSES; 7: none).
+_STATUS_BITS: Final = 3
+_STATUS_MASK: Final = (1 << _STATUS_BITS) - 1
+_STATUS_INDEX: Final = {s: i for i, s in enumerate(STATUSES)}
+
+
+def _pub_key(signature: int, profile: dict[str, Any]) -> int:
+    """One int for what was published of a viewer: its significant signature (60 bits) and its
+    status (the low bits), so that a status change is told from other significant changes."""
+    status = _STATUS_INDEX.get(profile.get("status"), _STATUS_MASK)  # type: ignore[arg-type]
+    return ((signature & ((1 << 60) - 1)) << _STATUS_BITS) | status
 
 
 class ErasureReaderError(ConfigError):
@@ -223,10 +237,12 @@ class ProfilesConsumer:
 
         self.states: dict[str, ViewerState] = {}
         self.viewer_partition: dict[str, int] = {}
-        self.dirty: set[str] = set()
-        # (partition, offset) of each dirty viewer's first event not yet stored: commits of its
-        # partition stop there until the viewer is written (keys: exactly ``dirty``)
-        self._since: dict[str, tuple[int, int]] = {}
+        # the viewers with changes not stored yet, each with the (partition, offset) of its first
+        # unstored event (commits of its partition stop there until it is written) and when it
+        # became dirty (profiles/dirty.py)
+        self.dirty = DirtyLedger(
+            settings.profile_write_interval_s, settings.active_timeout_s, time.monotonic()
+        )
         self.changed: set[str] = set()
         self.pending_hist: dict[HistKey, Any] = {}
         self.assigned: set[int] = set()
@@ -241,18 +257,17 @@ class ProfilesConsumer:
 
         # Lazy writes (docs/lazy-writes.md). A dirty viewer is written at the next flush when it
         # is new or its status changed (``_urgent``), else once it has been dirty for
-        # ``write_interval_s`` or quiet for ``quiet_s``. ``_due`` is a heap of (check time,
-        # viewer, dirty since) checked at each flush.
+        # ``write_interval_s`` or quiet for ``quiet_s`` of event time (``_event_clock``: the
+        # newest collector time read per partition, so a lagging consumer sees no false quiet).
         self.write_interval_s = settings.profile_write_interval_s
         self.quiet_s = settings.active_timeout_s
         self._urgent: set[str] = set()
-        self._due: list[tuple[float, str, float]] = []
-        self._dirty_at: dict[str, float] = {}  # monotonic time a dirty viewer became dirty
-        self._last_event: dict[str, float] = {}  # monotonic time of a dirty viewer's last event
+        self._event_clock: dict[int, float] = {}
         self._flush_all = False  # the next flush writes every dirty viewer (end of input)
-        # Publication: the significant signature last published per viewer; viewers whose
-        # changes since then are touches only (published batched every touch interval).
-        self._pub_sig: dict[str, tuple[int, str | None]] = {}  # (signature, status) published
+        # Publication: per viewer, the significant signature and status last published, packed
+        # into one int (_pub_key); viewers whose changes since then are touches only wait in
+        # _touch_pending for the next touches message.
+        self._pub_sig: dict[str, int] = {}
         self._touch_pending: set[str] = set()
         self._changes_partitions = 0  # partitions of the changes topic (0: unknown)
         # viewers whose stored state this version cannot read: their events wait (holding the
@@ -633,11 +648,8 @@ class ProfilesConsumer:
         """Drop everything held about ``vid`` but what erasure and loading keep."""
         self.states.pop(vid, None)
         self.viewer_partition.pop(vid, None)
-        self.dirty.discard(vid)
-        self._since.pop(vid, None)
+        self.dirty.pop(vid)
         self.changed.discard(vid)
-        self._dirty_at.pop(vid, None)
-        self._last_event.pop(vid, None)
         self._urgent.discard(vid)
         self._pub_sig.pop(vid, None)
         self._touch_pending.discard(vid)
@@ -671,13 +683,9 @@ class ProfilesConsumer:
         decode = self.decoder.decode
         states = self.states
         loading = self._loading
-        dirty_add = self.dirty.add
-        since = self._since
-        dirty_at = self._dirty_at
-        last_event = self._last_event
-        due = self._due
+        mark = self.dirty.mark
+        clock = self._event_clock
         mono = time.monotonic()
-        first_check = mono + min(self.write_interval_s, self.quiet_s)
         changed_add = self.changed.add
         touched_add = self._touched.add
         vp = self.viewer_partition
@@ -726,12 +734,10 @@ class ProfilesConsumer:
                 continue
             if st.apply(ev):
                 applied += 1
-                if vid not in since:
-                    since[vid] = (p, off)
-                    dirty_add(vid)
-                    dirty_at[vid] = mono
-                    heapq.heappush(due, (first_check, vid, mono))
-                last_event[vid] = mono
+                mark(vid, p, off, mono)
+                ct = ev.collector_ts
+                if ct > clock.get(p, 0.0):
+                    clock[p] = ct
                 changed_add(vid)
                 tally[ev.name] += 1
                 ages.append(wall - ev.collector_ts)
@@ -820,7 +826,7 @@ class ProfilesConsumer:
                     continue
                 # what is stored was published before: only what changes from here on is news
                 stored_profile = st.profile()
-                self._pub_sig[vid] = (significant_signature(stored_profile), stored_profile.get("status"))
+                self._pub_sig[vid] = _pub_key(significant_signature(stored_profile), stored_profile)
             self.states[vid] = st
             for _p, _off, ev in queue:
                 if st.apply(ev):
@@ -840,17 +846,20 @@ class ProfilesConsumer:
 
     def _mark_dirty(self, vid: str, p: int, off: int, urgent: bool = False) -> None:
         """``vid`` has changes not in DynamoDB from offset ``off`` of partition ``p`` on."""
-        mono = time.monotonic()
-        if vid not in self._since:
-            self._since[vid] = (p, off)
-            self.dirty.add(vid)
-            self._dirty_at[vid] = mono
-            heapq.heappush(self._due, (mono + min(self.write_interval_s, self.quiet_s), vid, mono))
-        elif (p, off) < self._since[vid]:
-            self._since[vid] = (p, off)
-        self._last_event[vid] = mono
+        self.dirty.mark(vid, p, off, time.monotonic())
         if urgent:
             self._urgent.add(vid)
+
+    def _quiet_left(self, vid: str, p: int) -> float:
+        """Seconds of event time until ``vid`` has been quiet for ``quiet_s`` (<= 0: it has)."""
+        st = self.states.get(vid)
+        newest = st.newest_ts if st is not None else None
+        # event time: the newest collector time read from the partition, or now once it is read
+        # to its end (a quiet partition; a lagging one must not make every viewer look quiet)
+        clock = time.time() if p in self.eof else self._event_clock.get(p)
+        if newest is None or clock is None:
+            return self.quiet_s
+        return self.quiet_s - (clock - newest)
 
     def _stop_unreadable(self, vid: str, queue: list[tuple[int, int, Any]], exc: Exception) -> None:
         """A stored state this version cannot read (a newer or corrupt format) must never be
@@ -924,17 +933,16 @@ class ProfilesConsumer:
             if st is None:
                 continue
             prof = st.profile()
-            sig = significant_signature(prof)
+            packed = _pub_key(significant_signature(prof), prof)
             last = pub_sig.get(vid)
-            if last is not None and last[0] == sig:
+            if last == packed:
                 touch.add(vid)
                 continue
             key = vid.encode()
             self._produce(topic, key, dumps(prof), partition=partition_for(key, parts) if parts else -1)
-            status = prof.get("status")
-            pub_sig[vid] = (sig, status)
+            pub_sig[vid] = packed
             touch.discard(vid)
-            if vid in dirty and (last is None or last[1] != status):
+            if vid in dirty and (last is None or last & _STATUS_MASK != packed & _STATUS_MASK):
                 urgent.add(vid)  # a new viewer or a status change: its history too, at the next flush
             n += 1
         self.changed.clear()
@@ -988,22 +996,9 @@ class ProfilesConsumer:
         if self._flush_all:
             self._flush_all = False
             return dict.fromkeys(dirty, "final")
-        due: dict[str, str] = dict.fromkeys(self._urgent & dirty, "change")
-        heap, dirty_at, last_event = self._due, self._dirty_at, self._last_event
-        interval, quiet = self.write_interval_s, self.quiet_s
-        while heap and heap[0][0] <= now:
-            _at, vid, since = heapq.heappop(heap)
-            if dirty_at.get(vid) != since or vid not in dirty:
-                continue  # written since (a newer entry exists if it is dirty again)
-            if vid in due:
-                continue
-            cadence, silence = since + interval, last_event.get(vid, since) + quiet
-            if cadence <= now:
-                due[vid] = "cadence"
-            elif silence <= now:
-                due[vid] = "quiet"
-            else:
-                heapq.heappush(heap, (min(cadence, silence), vid, since))
+        due: dict[str, str] = {v: "change" for v in self._urgent if v in dirty}
+        for vid, why in dirty.due(now, self._quiet_left).items():
+            due.setdefault(vid, why)
         return due
 
     def _snapshot(self, due: dict[str, str] | None = None) -> _Flush:
@@ -1012,11 +1007,11 @@ class ProfilesConsumer:
         if due is None:
             due = dict.fromkeys(self.dirty, "final")
         vids = set(due)
-        self.dirty -= vids
-        since = {v: self._since.pop(v) for v in vids if v in self._since}
+        since: dict[str, tuple[int, int]] = {}
         for v in vids:
-            self._dirty_at.pop(v, None)
-            self._last_event.pop(v, None)
+            first = self.dirty.pop(v)
+            if first is not None:
+                since[v] = first
         self._urgent -= vids
         written = self.stats.written
         for why in due.values():
@@ -1059,7 +1054,7 @@ class ProfilesConsumer:
             p, off, _ev = queue[0]
             if p in offsets and off < offsets[p]:
                 offsets[p] = off
-        for p, off in self._since.values():
+        for p, off in self.dirty.earliest().items():
             if p in offsets and off < offsets[p]:
                 offsets[p] = off
         return offsets
@@ -1270,7 +1265,7 @@ class ProfilesConsumer:
     def _evict(self) -> None:
         """Forget viewers untouched for ``evict_after_s`` (their state is in DynamoDB)."""
         if self._inflight is None and not self._failures:
-            keep = self._touched | self._touched_prev | self.dirty | self.changed
+            keep = self._touched | self._touched_prev | set(self.dirty) | self.changed
             gone = [v for v in self.states if v not in keep]
             for vid in gone:
                 del self.states[vid]
@@ -1286,7 +1281,7 @@ class ProfilesConsumer:
     def freeze_quiet(self) -> int:
         """Freeze every viewer flushed before the previous pass and unchanged since (called
         every ``freeze_after_s``, so it was quiet for at least that long). Returns how many."""
-        busy = self._flushed | self.dirty | self.changed
+        busy = self._flushed | set(self.dirty) | self.changed
         n = 0
         for vid in self._unfrozen - busy:
             st = self.states.get(vid)

@@ -181,6 +181,12 @@ class ViewerState:
     viewer_id: str
     window: float
 
+    @property
+    def newest_ts(self) -> float | None:
+        """Time (epoch s) of the newest event applied (derived time, capped at the collector's);
+        None before any. Kept by frozen states too (the consumer's quiet check reads it)."""
+        return None if self._newest == _NEG_INF else self._newest
+
     def __init__(self, viewer_id: str, reorder_window_s: float = 10.0) -> None:
         if not reorder_window_s >= 0.0:
             raise ValueError(f"reorder window must be >= 0, got {reorder_window_s!r}")

@@ -1,0 +1,78 @@
+"""profiles/dirty.py: the ledger of unwritten viewers (pure: the test passes the time)."""
+
+from __future__ import annotations
+
+import sys
+
+from profiles.dirty import DirtyLedger
+
+
+def ledger(interval: float = 300.0, quiet: float = 75.0) -> DirtyLedger:
+    return DirtyLedger(interval, quiet, start=1000.0)
+
+
+def never_quiet(_vid: str, _p: int) -> float:
+    return 1e9
+
+
+def test_first_unwritten_offset_is_kept_and_lowered_never_raised() -> None:
+    d = ledger()
+    assert d.mark("a", 2, 40, 1000.0) is True
+    assert d.mark("a", 2, 45, 1001.0) is False
+    assert d.first("a") == (2, 40)
+    d.mark("a", 2, 7, 1002.0)  # a failed write restores an earlier offset
+    assert d.first("a") == (2, 7)
+    d.mark("b", 2, 90, 1000.0)
+    d.mark("c", 3, 5, 1000.0)
+    assert d.earliest() == {2: 7, 3: 5}
+    assert d.pop("a") == (2, 7) and "a" not in d and d.first("a") is None
+    assert d.earliest() == {2: 90, 3: 5}
+    assert sorted(d) == ["b", "c"] and len(d) == 2 and bool(d)
+
+
+def test_unknown_partition_and_whole_partition_hold_round_trip() -> None:
+    d = ledger()
+    d.mark("x", -1, -1, 1000.0)
+    d.mark("y", 65534, 2**40, 1000.0)
+    assert d.first("x") == (-1, -1)
+    assert d.first("y") == (65534, 2**40)
+
+
+def test_cadence_makes_a_viewer_due_and_nothing_before() -> None:
+    d = ledger(interval=300.0, quiet=75.0)
+    d.mark("a", 0, 1, 1000.0)
+    for t in range(1000, 1300, 7):
+        d.mark("a", 0, 2, float(t))  # pings keep coming: never quiet
+        assert d.due(float(t), never_quiet) == {}
+    assert d.due(1300.5, never_quiet) == {"a": "cadence"}
+    assert "a" in d  # due is a question; the caller pops it when it writes
+
+
+def test_quiet_viewers_are_due_before_the_cadence() -> None:
+    d = ledger(interval=300.0, quiet=75.0)
+    d.mark("a", 0, 1, 1000.0)
+    d.mark("b", 0, 2, 1000.0)
+    left = {"a": 0.0, "b": 30.0}
+    due = d.due(1080.0, lambda vid, p: left[vid])
+    assert due == {"a": "quiet"}
+    left["b"] = 0.0
+    assert d.due(1100.0, lambda vid, p: left[vid]) == {}  # b is looked at again after 30 s
+    assert d.due(1112.0, lambda vid, p: left[vid]) == {"b": "quiet"}
+
+
+def test_a_written_viewer_is_not_due_and_a_new_dirty_period_counts_from_its_start() -> None:
+    d = ledger(interval=300.0, quiet=75.0)
+    d.mark("a", 0, 1, 1000.0)
+    d.pop("a")  # written (a status change)
+    d.mark("a", 0, 9, 1200.0)
+    assert d.due(1301.0, never_quiet) == {}  # 300 s after 1200, not after 1000
+    assert d.due(1501.0, never_quiet) == {"a": "cadence"}
+
+
+def test_it_is_small() -> None:
+    """One packed int per dirty viewer and one list slot in the wheel, not tuples and floats."""
+    d = ledger()
+    for i in range(1000):
+        d.mark(f"v{i:063d}", i % 4, 10**9 + i, 1000.0 + i % 60)
+    per_viewer = sys.getsizeof(next(iter(d._entries.values())))
+    assert per_viewer <= 40
