@@ -99,6 +99,12 @@ data "aws_iam_policy_document" "viewer" {
     ]
     resources = local.table_and_index_arns
   }
+
+  statement {
+    sid       = "ViewerStateReadWrite"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.viewer_state.arn]
+  }
 }
 
 # topics job: create (and describe) the three topics.

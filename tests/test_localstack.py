@@ -86,6 +86,7 @@ def run_init_script(
         "AWS_DEFAULT_REGION": "us-east-1",
         "LVP_TABLE_PROFILES": profiles,
         "LVP_TABLE_HISTORY": history,
+        "LVP_TABLE_VIEWER_STATE": f"{profiles}-state",
     }
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
 
@@ -107,7 +108,7 @@ def test_init_script_creates_the_code_tables(awslocal: Path, dynamodb_local: str
         "dynamodb", endpoint_url=dynamodb_local, region_name="us-east-1",
         aws_access_key_id="local", aws_secret_access_key="local",
     )  # fmt: skip
-    for want in table_definitions(profiles, history):
+    for want in table_definitions(profiles, history, f"{profiles}-state"):
         got = client.describe_table(TableName=want["TableName"])["Table"]
         assert _key_schema(got["KeySchema"]) == _key_schema(want["KeySchema"])
         assert sorted(

@@ -339,7 +339,11 @@ def test_task_roles_are_least_privilege(root: dict[str, list[Any]]) -> None:
             assert all(r != "*" for r in resources), f"{service}: unrestricted resource"
     actions = {s: set().union(*(a for a, _ in policy_actions(root, s))) for s in SERVICE_ENV}
     assert not {a for a in actions["collector"] if a.startswith("dynamodb:")}, "collector needs no DynamoDB"
-    assert {a for a in actions["viewer"] if a.startswith("dynamodb:")} <= DYNAMODB_READ, "viewer only reads"
+    for statement_actions, resources in policy_actions(root, "viewer"):
+        writes = {a for a in statement_actions if a.startswith("dynamodb:")} - DYNAMODB_READ
+        # the viewer reads profiles/history and writes only its shared state (privacy budget, tickets)
+        assert not writes or resources == ["${aws_dynamodb_table.viewer_state.arn}"], resources
+        assert writes <= {"dynamodb:PutItem", "dynamodb:UpdateItem"}, writes
     assert "kafka-cluster:WriteData" not in actions["viewer"]
     assert "kafka-cluster:ReadData" not in actions["collector"]
     assert not {a for a in actions["topics"] if a.startswith("dynamodb:")}
