@@ -33,8 +33,9 @@ def dynamodb_client(settings: Settings) -> Any:
 
 
 def create_tables(settings: Settings) -> dict[str, str]:
-    """Create every table of :func:`~lvp.tables.table_definitions` and enable TTL; existing tables are left alone. Returns name -> outcome;
-    raises :class:`~lvp.errors.Unavailable` when DynamoDB cannot be reached or refuses."""
+    """Create every table of :func:`~lvp.tables.table_definitions` and enable TTL; existing
+    tables are left alone. Returns name -> outcome; raises :class:`~lvp.errors.Unavailable`
+    when DynamoDB cannot be reached or refuses."""
     try:
         return _create_tables(settings)
     except (BotoCoreError, ClientError) as exc:
