@@ -46,15 +46,15 @@ LIFETIME = "lifetime"  # a refusal: the lifetime budget is spent
 class BudgetExhausted(RuntimeError):
     """No release can be drawn and there is none to serve again."""
 
-    def __init__(self, message: str, retry_after_s: float | None) -> None:
+    def __init__(self, message: str, retry_in_s: float | None) -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.retry_in_s = retry_in_s
 
 
 class BudgetUnavailable(RuntimeError):
     """The budget store cannot be reached and there is no release to serve again."""
 
-    retry_after_s: float | None = 5.0
+    retry_in_s: float | None = 5.0
 
 
 def parse_epsilon(value: str | float) -> float:

@@ -192,7 +192,7 @@ def test_no_release_to_serve_is_an_error_with_a_reason() -> None:
     r = PublicStatsReleaser(1.0, 0, 0.5, 3600, clock=Clock())
     with pytest.raises(BudgetExhausted, match="window") as info:
         r.release(lambda: COUNTS)
-    assert info.value.retry_after_s is not None and info.value.retry_after_s > 0
+    assert info.value.retry_in_s is not None and info.value.retry_in_s > 0
 
 
 def test_sensitivity_is_derived_from_one_viewer_id() -> None:

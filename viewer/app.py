@@ -135,7 +135,7 @@ async def public_stats(request: Request) -> Response:
     try:
         release = await asyncio.to_thread(releaser.release, lambda: truth)
     except (BudgetExhausted, BudgetUnavailable) as exc:  # nothing was ever released: no answer
-        retry = {"Retry-After": str(int(exc.retry_after_s) + 1)} if exc.retry_after_s else None
+        retry = {"Retry-After": str(int(exc.retry_in_s) + 1)} if exc.retry_in_s else None
         return _json({"error": str(exc)}, 503, headers=retry)
     return _json(release, headers={"Cache-Control": "public, max-age=5"})
 

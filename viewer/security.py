@@ -37,20 +37,20 @@ class ForwardedMiddleware:
 
     def __init__(self, app: ASGIApp, trusted_proxies: int) -> None:
         self.app = app
-        self.trusted_proxies = trusted_proxies
+        self.hops = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.trusted_proxies != 0:
+        if self.hops != 0:
             headers = Headers(scope=scope)
             peer = scope.get("client")
-            ip = client_ip(headers, peer[0] if peer else None, self.trusted_proxies)
+            ip = client_ip(headers, peer[0] if peer else None, self.hops)
             scope = {
                 **scope,
                 "client": (ip, peer[1] if peer else 0),
-                "scheme": client_scheme(headers, scope.get("scheme", "http"), self.trusted_proxies),
+                "scheme": client_scheme(headers, scope.get("scheme", "http"), self.hops),
             }
         if scope.get("scheme") != "https":
             await self.app(scope, receive, send)
