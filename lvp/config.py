@@ -71,7 +71,10 @@ class Settings:
     collector_host: str = _setting("127.0.0.1", "LVP_COLLECTOR_HOST", "Collector bind address.")
     collector_port: int = _setting(9090, "LVP_COLLECTOR_PORT", "Collector port.")
     cors_origins: str = _setting(
-        "*", "LVP_CORS_ORIGINS", "Origins allowed to send events / call the API, comma-separated; * for any."
+        "*",
+        "LVP_CORS_ORIGINS",
+        "Origins allowed to send events to the collector, comma-separated; * for any "
+        "(the viewer has LVP_VIEWER_CORS_ORIGINS).",
     )
     schema_dirs: str = _setting(
         "",
