@@ -24,6 +24,7 @@ never been a release does a refusal become an error (:class:`BudgetExhausted`, H
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +33,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
+
+log = logging.getLogger("lvp.privacy")
 
 PRESETS: dict[str, float] = {"high_privacy": 0.1, "balanced": 1.0, "high_utility": 10.0}
 STATUS_KEYS = ("idle", "watching", "paused", "watching_ad", "buffering", "ended")
@@ -279,6 +282,7 @@ class PublicStatsReleaser:
             except (BudgetExhausted, BudgetUnavailable):
                 raise
             except Exception as exc:  # the store is unreachable: never draw without spending
+                log.warning("privacy budget store: %s", exc)
                 if self._last is not None:
                     return {**self._last, "budget": {**self._info, "stale": True}}
                 raise BudgetUnavailable("privacy budget store unavailable") from exc
