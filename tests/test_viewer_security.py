@@ -43,7 +43,6 @@ def settings(lvp_settings: Settings, dynamodb_local: str) -> Settings:
         jwt_secret=SECRET,
         aws_endpoint_url=dynamodb_local,
         push_interval_s=0.05,
-        table_viewer_state=f"{lvp_settings.table_profiles}-state",
     )
     create_viewer_state_table(s)
     return s
