@@ -361,8 +361,11 @@ class Viewer:
         t0 = time.monotonic()
         while True:
             try:
-                h = self.http.get("/health").json()
-                if h["loaded"] and h["active"] >= viewers:
+                h = self.http.get("/health").json()  # no counts there: they come from the API
+                if (
+                    h["loaded"]
+                    and self.http.get("/api/viewers", params={"limit": 1}).json()["active"] >= viewers
+                ):
                     return time.monotonic() - t0
             except httpx.HTTPError:
                 pass

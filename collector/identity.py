@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import orjson
 
+from lvp.forwarded import client_ip
+from lvp.forwarded import first_forwarded_for as first_forwarded_for  # re-exported
 from lvp.pseudonym import Pseudonymizer, anonymize_ip
 
 ANONYMOUS_NUID: Final = "00000000-0000-0000-0000-000000000000"
@@ -33,37 +35,6 @@ _CLIENT_SESSION: Final = "iglu:com.snowplowanalytics.snowplow/client_session/jso
 MAX_SCRUB_DEPTH: Final = 100
 _WHITESPACE: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 _COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
-
-
-def first_forwarded_for(value: str) -> str:
-    """The client address in ``X-Forwarded-For`` (its first hop), without port or brackets."""
-    return _address(value.split(",", 1)[0])
-
-
-def _address(hop: str) -> str:
-    """One ``X-Forwarded-For`` entry without port or brackets."""
-    hop = hop.strip()
-    if hop.startswith("["):  # [v6]:port
-        return hop[1 : hop.find("]")] if "]" in hop else ""
-    if hop.count(":") == 1:  # v4:port
-        return hop.split(":", 1)[0]
-    return hop
-
-
-def client_ip(headers: Mapping[str, str], peer: str | None, trusted_proxies: int = -1) -> str:
-    """The raw client IP (``LVP_TRUSTED_PROXIES``): with -1 the first ``X-Forwarded-For`` hop;
-    with 0 the peer; with N the Nth hop from the right — the address the outermost of your N
-    proxies saw — or the first one when there are fewer. The peer when there is no header."""
-    xff = headers.get("x-forwarded-for") if trusted_proxies != 0 else None
-    if xff:
-        if trusted_proxies < 0:
-            hop = first_forwarded_for(xff)
-        else:
-            hops = xff.split(",")
-            hop = _address(hops[max(0, len(hops) - trusted_proxies)])
-        if hop:
-            return hop
-    return peer or ""
 
 
 @functools.lru_cache(maxsize=4096)

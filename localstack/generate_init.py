@@ -27,6 +27,7 @@ SCRIPT = Path(__file__).resolve().parent / "ready.d" / "01-tables.sh"
 _TABLE_VARS = {
     "@PROFILES@": ("PROFILES_TABLE", "LVP_TABLE_PROFILES", "viewer_profiles"),
     "@HISTORY@": ("HISTORY_TABLE", "LVP_TABLE_HISTORY", "viewer_history"),
+    "@VIEWER_STATE@": ("VIEWER_STATE_TABLE", "LVP_TABLE_VIEWER_STATE", "viewer_state"),
 }
 
 _HEADER = """\
@@ -35,7 +36,8 @@ _HEADER = """\
 #   .venv/bin/python localstack/generate_init.py
 # LocalStack runs this from /etc/localstack/init/ready.d once it is ready: it creates the DynamoDB
 # tables of live-viewer-profiles and enables their TTL. Existing tables are left as they are.
-# Table names follow LVP_TABLE_PROFILES / LVP_TABLE_HISTORY, as in the services.
+# Table names follow LVP_TABLE_PROFILES / LVP_TABLE_HISTORY / LVP_TABLE_VIEWER_STATE, as in the
+# services.
 set -euo pipefail
 export AWS_PAGER=""
 """

@@ -64,5 +64,5 @@ def _tables_describe(args: argparse.Namespace) -> int:
     from lvp.tables import table_definitions
 
     s = settings_from_args(args)
-    print(json.dumps(table_definitions(s.table_profiles, s.table_history), indent=2))
+    print(json.dumps(table_definitions(s.table_profiles, s.table_history, s.table_viewer_state), indent=2))
     return 0

@@ -77,7 +77,10 @@ class Settings:
     collector_host: str = _setting("127.0.0.1", "LVP_COLLECTOR_HOST", "Collector bind address.")
     collector_port: int = _setting(9090, "LVP_COLLECTOR_PORT", "Collector port.")
     cors_origins: str = _setting(
-        "*", "LVP_CORS_ORIGINS", "Origins allowed to send events / call the API, comma-separated; * for any."
+        "*",
+        "LVP_CORS_ORIGINS",
+        "Origins allowed to send events to the collector, comma-separated; * for any "
+        "(the viewer has LVP_VIEWER_CORS_ORIGINS).",
     )
     schema_dirs: str = _setting(
         "",
@@ -126,7 +129,8 @@ class Settings:
         10.0,
         "LVP_REQUEST_TIMEOUT_S",
         "Longest a client may take to send a request's headers, and again its body, "
-        "to the collector (408 / closed above).",
+        "to the collector (408 / closed above); also the deadline for the body of the viewer's "
+        "POST /api/login and /api/logout (408).",
     )
     # --- profiles ----------------------------------------------------------------------------
     consumer_group: str = _setting(
@@ -136,6 +140,12 @@ class Settings:
         "viewer_profiles", "LVP_TABLE_PROFILES", "DynamoDB table of current profiles."
     )
     table_history: str = _setting("viewer_history", "LVP_TABLE_HISTORY", "DynamoDB table of status changes.")
+    table_viewer_state: str = _setting(
+        "viewer_state",
+        "LVP_TABLE_VIEWER_STATE",
+        "DynamoDB table the `lvp viewer` processes share: the privacy budget of /api/public/stats "
+        "and the SSE tickets already used.",
+    )
     reorder_window_s: float = _setting(
         10.0,
         "LVP_REORDER_WINDOW_S",
@@ -195,6 +205,19 @@ class Settings:
     # --- viewer API ----------------------------------------------------------------------------
     viewer_host: str = _setting("127.0.0.1", "LVP_VIEWER_HOST", "Viewer API/page bind address.")
     viewer_port: int = _setting(8080, "LVP_VIEWER_PORT", "Viewer API/page port.")
+    viewer_cors_origins: str = _setting(
+        "",
+        "LVP_VIEWER_CORS_ORIGINS",
+        "Other origins allowed to call the viewer API with credentials (comma-separated; empty = "
+        "same-origin only; * = any origin, without credentials) and to sign in / out.",
+    )
+    viewer_trusted_proxies: int = _setting(
+        0,
+        "LVP_VIEWER_TRUSTED_PROXIES",
+        "Where the viewer finds the client address and scheme (X-Forwarded-For / -Proto), as "
+        "LVP_TRUSTED_PROXIES: 0 = the TCP connection, N = the Nth entry from the right (1 behind "
+        "one load balancer), -1 = the first entry (spoofable).",
+    )
     push_interval_s: float = _setting(
         0.25, "LVP_PUSH_INTERVAL_S", "Shortest interval between SSE delta pushes."
     )
@@ -210,7 +233,9 @@ class Settings:
     sse_max_per_token: int = _setting(
         20, "LVP_SSE_MAX_PER_TOKEN", "Concurrent SSE connections allowed per token."
     )
-    metrics_public: bool = _setting(True, "LVP_METRICS_PUBLIC", "Serve /metrics without a token.")
+    metrics_public: bool = _setting(
+        False, "LVP_METRICS_PUBLIC", "Serve the viewer's /metrics without a token (default: token required)."
+    )
     # --- public aggregates (differential privacy) --------------------------------------------------
     dp_epsilon: str = _setting(
         "balanced",
@@ -224,6 +249,12 @@ class Settings:
         24.0, "LVP_DP_BUDGET", "Total ε that public releases may spend per budget window."
     )
     dp_window_s: float = _setting(3600.0, "LVP_DP_WINDOW_S", "Length of the privacy budget window (s).")
+    dp_lifetime_budget: float = _setting(
+        240.0,
+        "LVP_DP_LIFETIME_BUDGET",
+        "Total ε public releases may ever spend (shared by every viewer process, kept in "
+        "LVP_TABLE_VIEWER_STATE); once spent, the last release is served unchanged.",
+    )
     dp_media_labels: str = _setting(
         "",
         "LVP_DP_MEDIA_LABELS",
@@ -275,6 +306,10 @@ class Settings:
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def viewer_cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.viewer_cors_origins.split(",") if o.strip()]
 
     @property
     def schema_dir_list(self) -> list[Path]:

@@ -33,8 +33,9 @@ def dynamodb_client(settings: Settings) -> Any:
 
 
 def create_tables(settings: Settings) -> dict[str, str]:
-    """Create both tables and enable TTL; existing tables are left alone. Returns name -> outcome;
-    raises :class:`~lvp.errors.Unavailable` when DynamoDB cannot be reached or refuses."""
+    """Create every table of :func:`~lvp.tables.table_definitions` and enable TTL; existing
+    tables are left alone. Returns name -> outcome; raises :class:`~lvp.errors.Unavailable`
+    when DynamoDB cannot be reached or refuses."""
     try:
         return _create_tables(settings)
     except (BotoCoreError, ClientError) as exc:
@@ -45,7 +46,9 @@ def create_tables(settings: Settings) -> dict[str, str]:
 def _create_tables(settings: Settings) -> dict[str, str]:
     client = dynamodb_client(settings)
     outcome: dict[str, str] = {}
-    for definition in table_definitions(settings.table_profiles, settings.table_history):
+    for definition in table_definitions(
+        settings.table_profiles, settings.table_history, settings.table_viewer_state
+    ):
         name = definition["TableName"]
         try:
             client.create_table(**definition)

@@ -13,6 +13,12 @@ against it by a test).
     hash ``viewer_id`` (S), range ``seq`` (S) = ``<derived time ms, 15 digits>#<event_id>``, so a
     replay writes the same keys (idempotent) and a query returns the changes in order. TTL ``ttl``.
 
+``viewer_state`` — what every `lvp viewer` process must agree on, one item per key ``pk`` (S):
+    ``dp#public-stats``: the privacy budget of ``/api/public/stats`` (``lifetime_spent``,
+    ``window``, ``window_spent``, spent only by conditional updates) and its last release;
+    ``ticket#<jti>``: an SSE ticket already used (``ttl`` = its expiry), written with
+    ``attribute_not_exists`` so a ticket opens one stream in the whole deployment.
+
 Erasure marker — what `lvp profile delete` leaves of an erased viewer in ``viewer_profiles``:
     ``viewer_id``, ``erased_at_ms`` (the erasure time) and ``ttl``; no ``state``, no profile field.
     It is not a profile (API 404), but a consumer that loads it drops the viewer's events
@@ -74,11 +80,20 @@ def history_table(name: str = "viewer_history") -> dict[str, Any]:
     }
 
 
+def viewer_state_table(name: str = "viewer_state") -> dict[str, Any]:
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    }
+
+
 def table_definitions(
-    profiles: str = "viewer_profiles", history: str = "viewer_history"
+    profiles: str = "viewer_profiles", history: str = "viewer_history", viewer_state: str = "viewer_state"
 ) -> list[dict[str, Any]]:
-    """CreateTable requests for both tables (TTL is enabled separately on ``ttl``)."""
-    return [profiles_table(profiles), history_table(history)]
+    """CreateTable requests for every table (TTL is enabled separately on ``ttl``)."""
+    return [profiles_table(profiles), history_table(history), viewer_state_table(viewer_state)]
 
 
 def history_seq(derived_ms: int, event_id: str) -> str:

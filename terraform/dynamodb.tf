@@ -1,4 +1,4 @@
-# The two tables of lvp/tables.py (the single definition; tests/test_terraform.py checks that
+# The tables of lvp/tables.py (the single definition; tests/test_terraform.py checks that
 # keys, attributes, the GSI and the TTL attribute here equal table_definitions()).
 
 resource "aws_dynamodb_table" "profiles" {
@@ -58,6 +58,34 @@ resource "aws_dynamodb_table" "history" {
 
   attribute {
     name = "seq"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.main.arn
+  }
+}
+
+# Shared state of the viewer processes: the privacy budget of /api/public/stats and used SSE
+# tickets (lvp/tables.py viewer_state_table).
+resource "aws_dynamodb_table" "viewer_state" {
+  name                        = "${var.name}-viewer_state"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
     type = "S"
   }
 

@@ -69,29 +69,32 @@ locals {
     }
 
     viewer = {
-      KAFKA_BOOTSTRAP_SERVERS   = local.msk_bootstrap_brokers
-      KAFKA_SECURITY_PROTOCOL   = "SASL_SSL"
-      KAFKA_SASL_MECHANISM      = "OAUTHBEARER"
-      LVP_KAFKA_MSK_IAM         = "true"
-      AWS_REGION                = local.region
-      LVP_TOPIC_CHANGES         = var.topics.changes
-      LVP_TABLE_PROFILES        = aws_dynamodb_table.profiles.name
-      LVP_TABLE_HISTORY         = aws_dynamodb_table.history.name
-      LVP_ACTIVE_TIMEOUT_S      = "75"
-      LVP_ACTIVE_SHARDS         = tostring(var.active_shards)
-      LVP_VIEWER_HOST           = "0.0.0.0"
-      LVP_VIEWER_PORT           = "8080"
-      LVP_CORS_ORIGINS          = local.viewer_cors_origins # never the collector's list
-      LVP_VIEWER_CORS_ORIGINS   = local.viewer_cors_origins
-      LVP_PUSH_INTERVAL_S       = "0.25"
-      LVP_SSE_MAX_PER_TOKEN     = "20"
-      LVP_METRICS_PUBLIC        = "true" # /metrics is not routed by the public load balancer
-      LVP_DP_EPSILON            = "balanced"
-      LVP_DP_RELEASE_INTERVAL_S = "60"
-      LVP_DP_BUDGET             = "24"
-      LVP_DP_WINDOW_S           = "3600"
-      LVP_DP_MEDIA_LABELS       = var.dp_media_labels
-      LVP_LOG_FORMAT            = "json"
+      KAFKA_BOOTSTRAP_SERVERS    = local.msk_bootstrap_brokers
+      KAFKA_SECURITY_PROTOCOL    = "SASL_SSL"
+      KAFKA_SASL_MECHANISM       = "OAUTHBEARER"
+      LVP_KAFKA_MSK_IAM          = "true"
+      AWS_REGION                 = local.region
+      LVP_TOPIC_CHANGES          = var.topics.changes
+      LVP_TABLE_PROFILES         = aws_dynamodb_table.profiles.name
+      LVP_TABLE_HISTORY          = aws_dynamodb_table.history.name
+      LVP_ACTIVE_TIMEOUT_S       = "75"
+      LVP_ACTIVE_SHARDS          = tostring(var.active_shards)
+      LVP_VIEWER_HOST            = "0.0.0.0"
+      LVP_VIEWER_PORT            = "8080"
+      LVP_VIEWER_CORS_ORIGINS    = local.viewer_cors_origins # never the collector's list
+      LVP_VIEWER_TRUSTED_PROXIES = "1" # the client address and scheme the ALB appended
+      LVP_TABLE_VIEWER_STATE     = aws_dynamodb_table.viewer_state.name
+      LVP_REQUEST_TIMEOUT_S      = "10"
+      LVP_PUSH_INTERVAL_S        = "0.25"
+      LVP_SSE_MAX_PER_TOKEN      = "20"
+      LVP_METRICS_PUBLIC         = "false" # a path rule is no guard (/%6detrics): token required
+      LVP_DP_EPSILON             = "balanced"
+      LVP_DP_RELEASE_INTERVAL_S  = "60"
+      LVP_DP_BUDGET              = "24"
+      LVP_DP_WINDOW_S            = "3600"
+      LVP_DP_LIFETIME_BUDGET     = "240"
+      LVP_DP_MEDIA_LABELS        = var.dp_media_labels
+      LVP_LOG_FORMAT             = "json"
     }
 
     topics = {

@@ -100,9 +100,21 @@ data "aws_iam_policy_document" "viewer" {
   # viewer/profiles_api.py: GetItem (a profile) and Query (a history); the live list comes from
   # the changes topic, never from the index.
   statement {
-    sid       = "ProfilesAndHistoryRead"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
-    resources = values(local.table_arns)
+    sid       = "ProfileRead"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.profiles.arn]
+  }
+
+  statement {
+    sid       = "HistoryRead"
+    actions   = ["dynamodb:Query"]
+    resources = [aws_dynamodb_table.history.arn]
+  }
+
+  statement {
+    sid       = "ViewerStateReadWrite"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.viewer_state.arn]
   }
 }
 

@@ -89,6 +89,7 @@ def make_settings(broker: str) -> Callable[..., Settings]:
             "consumer_group": unique("group"),
             "table_profiles": unique("profiles"),
             "table_history": unique("history"),
+            "table_viewer_state": unique("state"),
             "pseudonym_key": TEST_KEY,
             "state_dir": str(OUTPUT / "state"),
         }

@@ -87,6 +87,7 @@ def run_init_script(
         "AWS_DEFAULT_REGION": "us-east-1",
         "LVP_TABLE_PROFILES": profiles,
         "LVP_TABLE_HISTORY": history,
+        "LVP_TABLE_VIEWER_STATE": f"{profiles}-state",
     }
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
 
@@ -108,7 +109,7 @@ def test_init_script_creates_the_code_tables(awslocal: Path, dynamodb_local: str
         "dynamodb", endpoint_url=dynamodb_local, region_name="us-east-1",
         aws_access_key_id="local", aws_secret_access_key="local",
     )  # fmt: skip
-    for want in table_definitions(profiles, history):
+    for want in table_definitions(profiles, history, f"{profiles}-state"):
         got = client.describe_table(TableName=want["TableName"])["Table"]
         assert _key_schema(got["KeySchema"]) == _key_schema(want["KeySchema"])
         assert sorted(
@@ -352,7 +353,8 @@ def test_topics_job_gives_the_changes_topic_the_profiles_retention(compose: dict
     topics, profiles = environment(services["topics"]), environment(services["profiles"])
     assert topics["LVP_RETENTION_DAYS"] == profiles["LVP_RETENTION_DAYS"]
     viewer, collector = environment(services["viewer"]), environment(services["collector"])
-    assert viewer["LVP_CORS_ORIGINS"] == viewer["LVP_VIEWER_CORS_ORIGINS"] != collector["LVP_CORS_ORIGINS"]
+    assert "LVP_CORS_ORIGINS" not in viewer  # the viewer's own list, never the collector's
+    assert viewer["LVP_VIEWER_CORS_ORIGINS"] != collector["LVP_CORS_ORIGINS"]
     assert "LVP_VIEWER_CORS_ORIGINS" in str(services["viewer"]["environment"]["LVP_CORS_ORIGINS"])
 
 

@@ -209,7 +209,7 @@ def test_tracker_to_live_view_and_nothing_raw_anywhere(
         for path in ("/api/viewers", "/api/stats", f"/api/profiles/{vid}", f"/api/profiles/{vid}/history")
     )
     sinks["metrics:collector"] = httpx.get(stack["collector"].url + "/metrics").content
-    sinks["metrics:viewer"] = httpx.get(viewer_url + "/metrics").content
+    sinks["metrics:viewer"] = httpx.get(viewer_url + "/metrics", headers=auth).content
     from prometheus_client import generate_latest
 
     sinks["metrics:profiles"] = generate_latest(stack["consumer"].metrics.registry)

@@ -29,6 +29,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Settings methods/properties and the settings they read.
 DERIVED: dict[str, tuple[str, ...]] = {
     "cors_origin_list": ("cors_origins",),
+    "viewer_cors_origin_list": ("viewer_cors_origins",),
     "schema_dir_list": ("schema_dirs",),
     "api_token_list": ("api_tokens",),
     "kafka_config": ("kafka_bootstrap_servers",),

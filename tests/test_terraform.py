@@ -7,6 +7,7 @@ checkov passes (scripts/checkov.sh, from its own tools venv)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import subprocess
@@ -339,7 +340,11 @@ def test_task_roles_are_least_privilege(root: dict[str, list[Any]]) -> None:
             assert all(r != "*" for r in resources), f"{service}: unrestricted resource"
     actions = {s: set().union(*(a for a, _ in policy_actions(root, s))) for s in SERVICE_ENV}
     assert not {a for a in actions["collector"] if a.startswith("dynamodb:")}, "collector needs no DynamoDB"
-    assert {a for a in actions["viewer"] if a.startswith("dynamodb:")} <= DYNAMODB_READ, "viewer only reads"
+    for statement_actions, resources in policy_actions(root, "viewer"):
+        writes = {a for a in statement_actions if a.startswith("dynamodb:")} - DYNAMODB_READ
+        # the viewer reads profiles/history and writes only its shared state (privacy budget, tickets)
+        assert not writes or resources == ["${aws_dynamodb_table.viewer_state.arn}"], resources
+        assert writes <= {"dynamodb:PutItem", "dynamodb:UpdateItem"}, writes
     assert "kafka-cluster:WriteData" not in actions["viewer"]
     assert "kafka-cluster:ReadData" not in actions["collector"]
     assert not {a for a in actions["topics"] if a.startswith("dynamodb:")}
@@ -446,36 +451,76 @@ def package_sources(service: str) -> list[Path]:
     return [p for p in package.rglob("*.py") if p.name != "testing.py"] if package.is_dir() else []
 
 
-def dynamodb_calls(service: str) -> tuple[set[str], bool]:
-    """The DynamoDB operations a service package calls (boto3/aioboto3 client methods, and the
-    operation names profiles/store.py passes to its `_call` / DynamoHttp `call`), and whether it
-    queries an index."""
+#: Modules outside a service's package that make DynamoDB calls for it.
+SHARED_DYNAMODB_MODULES: dict[str, list[str]] = {"viewer": ["lvp/privacy.py"]}
+
+
+def dynamodb_calls(service: str) -> tuple[dict[str | None, set[str]], bool]:
+    """The DynamoDB operations a service calls (boto3/aioboto3 client methods, and the operation
+    names profiles/store.py passes to its `_call` / DynamoHttp `call`), by the setting that names
+    the table: the call's own (``TableName=self.settings.table_x`` -> ``"table_x"``), else every
+    table setting its module names, else None (any table of the task); and whether it queries an
+    index."""
     import ast
 
-    ops: set[str] = set()
+    ops: dict[str | None, set[str]] = {}
     index = False
     camel = set(DYNAMODB_OPERATIONS.values())
-    for path in package_sources(service):
+    paths = package_sources(service) + [ROOT / m for m in SHARED_DYNAMODB_MODULES.get(service, [])]
+    for path in paths:
         tree = ast.parse(path.read_text())
+        # a call that does not name its table uses one of the tables its module names
+        named = {
+            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("table_")
+        }
+        # a call with **params takes its table from the "TableName" of a dict in its function
+        in_dict: dict[int, str] = {}
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            keys = [
+                v.attr
+                for d in ast.walk(fn)
+                if isinstance(d, ast.Dict)
+                for k, v in zip(d.keys, d.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value == "TableName" and isinstance(v, ast.Attribute)
+            ]
+            if len(keys) == 1:
+                for call in ast.walk(fn):
+                    if isinstance(call, ast.Call) and any(kw.arg is None for kw in call.keywords):
+                        in_dict[id(call)] = keys[0]
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "IndexName":
                 index = True
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                 continue
             attr = node.func.attr
+            op: str | None = None
             if attr in DYNAMODB_OPERATIONS:
-                ops.add(DYNAMODB_OPERATIONS[attr])
+                op = DYNAMODB_OPERATIONS[attr]
             elif attr in ("_call", "call") and node.args and isinstance(node.args[0], ast.Constant):
                 name = node.args[0].value
                 if name in DYNAMODB_OPERATIONS:
-                    ops.add(DYNAMODB_OPERATIONS[name])
+                    op = DYNAMODB_OPERATIONS[name]
                 elif name in camel:
-                    ops.add(name)
-            if isinstance(node.func, ast.Attribute) and attr == "get" and node.args:
+                    op = name
+            if op is not None:
+                table: str | None = in_dict.get(id(node))
+                for kw in node.keywords:
+                    value = kw.value
+                    if (
+                        kw.arg == "TableName"
+                        and isinstance(value, ast.Attribute)
+                        and value.attr.startswith("table_")
+                    ):
+                        table = value.attr
+                for setting in [table] if table else sorted(named) or [None]:
+                    ops.setdefault(setting, set()).add(f"dynamodb:{op}")
+            if attr == "get" and node.args:
                 first = node.args[0]
                 if isinstance(first, ast.Constant) and first.value == "IndexName":
                     index = True
-    return {f"dynamodb:{op}" for op in ops}, index
+    return ops, index
 
 
 def expand_locals(text: str, seen: frozenset[str] = frozenset()) -> str:
@@ -549,13 +594,21 @@ def needed(service: str, variables: dict[str, Any]) -> set[tuple[str, str]]:
     for env_name in kafka.get("alter_config", ()):
         need.add(("kafka-cluster:AlterTopicDynamicConfiguration", f"topic:{topic_key(service, env_name)}"))
     env = locals_of(TF)["service_environment"][service]
+    by_setting = {
+        f.name: re.findall(r"aws_dynamodb_table\.(\w+)\.", str(env.get(f.metadata["env"], "")))
+        for f in dataclasses.fields(Settings)
+        if f.name.startswith("table_")
+    }
     tables = {t for v in env.values() for t in re.findall(r"aws_dynamodb_table\.(\w+)\.", str(v))}
-    actions, uses_index = dynamodb_calls(service)
-    assert not actions or tables, f"{service} calls DynamoDB but its task definition names no table"
-    for table in tables:
-        need |= {(a, f"table:{table}") for a in actions}
-        if uses_index:
-            need |= {(a, f"index:{table}") for a in actions}
+    calls, uses_index = dynamodb_calls(service)
+    assert not calls or tables, f"{service} calls DynamoDB but its task definition names no table"
+    for setting, actions in calls.items():
+        on = tables if setting is None else set(by_setting.get(setting) or ())
+        assert setting is None or on, f"{service} calls DynamoDB on {setting}, which its task does not set"
+        for table in on:
+            need |= {(a, f"table:{table}") for a in actions}
+            if uses_index:
+                need |= {(a, f"index:{table}") for a in actions}
     return need
 
 
@@ -589,10 +642,15 @@ def test_kafka_needs_match_the_code() -> None:
 
 
 def test_dynamodb_calls_are_found() -> None:
-    actions, index = dynamodb_calls("profiles")
+    calls, index = dynamodb_calls("profiles")
+    actions = set().union(*calls.values())
     assert {"dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"} <= actions
     assert index
-    assert dynamodb_calls("collector") == (set(), False)
+    assert dynamodb_calls("collector") == ({}, False)
+    viewer, _index = dynamodb_calls("viewer")
+    assert viewer["table_viewer_state"] >= {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
+    assert viewer["table_profiles"] == {"dynamodb:GetItem"}
+    assert viewer["table_history"] == {"dynamodb:Query"}
 
 
 @pytest.mark.parametrize("service", sorted(KAFKA_NEEDS))
@@ -634,10 +692,9 @@ def test_collector_and_viewer_have_their_own_cors_origins(variables: dict[str, A
     env = locals_of(TF)["service_environment"]
     local = locals_of(TF)
     assert env["collector"]["LVP_CORS_ORIGINS"] == "${var.collector_cors_origins}"
-    # the viewer reads LVP_VIEWER_CORS_ORIGINS (LVP_CORS_ORIGINS until that setting exists): both
-    # carry the viewer's list, never the collector's
-    for name in ("LVP_CORS_ORIGINS", "LVP_VIEWER_CORS_ORIGINS"):
-        assert env["viewer"][name] == "${local.viewer_cors_origins}", name
+    # the viewer reads LVP_VIEWER_CORS_ORIGINS, its own list, never the collector's
+    assert env["viewer"]["LVP_VIEWER_CORS_ORIGINS"] == "${local.viewer_cors_origins}"
+    assert "LVP_CORS_ORIGINS" not in env["viewer"]
     assert "var.viewer_cors_origins" in local["viewer_cors_origins"]
     assert "collector" not in local["viewer_cors_origins"]
     assert "aws_lb.this" in local["viewer_origin"]  # default: the viewer's own origin only

@@ -14,7 +14,15 @@ import pytest
 
 from lvp.config import Settings
 from viewer.app import create_app
-from viewer.testing import SSEEvent, SSEStream, make_profile, now_iso, produce_changes, serve_in_thread
+from viewer.testing import (
+    SSEEvent,
+    SSEStream,
+    create_viewer_state_table,
+    make_profile,
+    now_iso,
+    produce_changes,
+    serve_in_thread,
+)
 
 TOKEN = "test-token-app-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,14 +48,24 @@ def running(settings: Settings, **app_kw: Any) -> Iterator[tuple[str, httpx.Clie
         yield base, http
 
 
+def sse_clients(http: httpx.Client) -> int:
+    """Open SSE streams, from the (token-protected) metrics: /health gives no counts."""
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("lvp_viewer_sse_clients "):
+            return int(float(line.split()[1]))
+    raise AssertionError("lvp_viewer_sse_clients missing from /metrics")
+
+
 @pytest.fixture
 def settings(lvp_settings: Settings, dynamodb_local: str) -> Settings:
-    return lvp_settings.with_(
+    s = lvp_settings.with_(
         api_tokens=TOKEN,
         jwt_secret="app-test-secret-0123456789abcdef0123",
         push_interval_s=0.05,
         aws_endpoint_url=dynamodb_local,
     )
+    create_viewer_state_table(s)
+    return s
 
 
 def test_snapshot_holds_exactly_the_active_viewers(settings: Settings) -> None:
@@ -194,16 +212,16 @@ def test_slow_client_is_dropped_and_others_keep_up(settings: Settings) -> None:
         reader.start()
         slow = SSEStream(base, "/api/viewers/stream", AUTH, rcvbuf=4096)  # connects, never reads
         try:
-            poll(lambda: http.get("/health").json()["sse_clients"] == 2)
+            poll(lambda: sse_clients(http) == 2)
             big = "x" * 300_000  # a few large deltas fill the slow client's socket buffers
             for i in range(200):
                 produce_changes(settings, [(f"v-{i}", make_profile(f"v-{i}", media_label=big))])
                 # paced by the fast client: it is never more than one delta behind
                 wanted = f"v-{i}"
                 poll(lambda: wanted in fast_seen)  # noqa: B023 - called before the next iteration
-                if http.get("/health").json()["sse_clients"] == 1:
+                if sse_clients(http) == 1:
                     break
-            poll(lambda: http.get("/health").json()["sse_clients"] == 1)
+            poll(lambda: sse_clients(http) == 1)
             metrics = http.get("/metrics").text
             assert "lvp_viewer_sse_dropped_total 1.0" in metrics
             # the fast client is still connected and receives what comes next
@@ -288,7 +306,7 @@ def test_stats_aggregate_the_active_viewers(settings: Settings) -> None:
 
 
 def test_health_metrics_and_cors(settings: Settings) -> None:
-    settings = settings.with_(cors_origins="https://ops.example.com")
+    settings = settings.with_(viewer_cors_origins="https://ops.example.com", metrics_public=True)
     produce_changes(settings, [("m-1", make_profile("m-1", "watching"))])
     with running(settings) as (base, http):
         poll(lambda: http.get("/api/viewers").json()["active"] == 1)

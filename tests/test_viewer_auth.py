@@ -17,7 +17,13 @@ from starlette.routing import Route
 from lvp.config import Settings
 from viewer.app import create_app
 from viewer.auth import COOKIE, Authenticator, is_open_path
-from viewer.testing import SSEStream, make_profile, produce_changes, serve_in_thread
+from viewer.testing import (
+    SSEStream,
+    create_viewer_state_table,
+    make_profile,
+    produce_changes,
+    serve_in_thread,
+)
 
 TOKEN = "tok-A-7f3c9e1d2b4a"
 OTHER = "tok-B-0a9b8c7d6e5f"
@@ -26,13 +32,15 @@ SECRET = "jwt-secret-for-tests-only-0123456789abcdef"
 
 @pytest.fixture
 def settings(lvp_settings: Settings, dynamodb_local: str) -> Settings:
-    return lvp_settings.with_(
+    s = lvp_settings.with_(
         api_tokens=f"{TOKEN}, {OTHER}",
         jwt_secret=SECRET,
         aws_endpoint_url=dynamodb_local,
         push_interval_s=0.05,
         sse_max_per_token=2,
     )
+    create_viewer_state_table(s)
+    return s
 
 
 @pytest.fixture
@@ -100,7 +108,8 @@ def test_every_api_route_refuses_missing_or_wrong_credentials(server: tuple[str,
                 assert r.status_code == 401, (method, path)
         # the open ones stay open
         assert http.get("/health").status_code == 200
-        assert http.get("/metrics").status_code == 200
+        assert http.get("/metrics").status_code == 401  # private unless LVP_METRICS_PUBLIC
+        assert http.get("/metrics", headers=bearer(TOKEN)).status_code == 200
         assert http.get("/api/public/anything").status_code == 404  # open prefix, nothing there yet
         assert http.post("/api/login", json={"token": "nope"}).status_code == 401
 
@@ -123,7 +132,8 @@ def test_login_sets_a_strict_httponly_session_cookie(server: tuple[str, Any]) ->
     base, _ = server
     with httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/api/session").status_code == 401
-        assert http.post("/api/login", content=b"not json").status_code == 400
+        not_json = http.post("/api/login", content=b"not json", headers={"Content-Type": "application/json"})
+        assert not_json.status_code == 400
         assert http.post("/api/login", json={}).status_code == 400
         assert http.post("/api/login", json={"token": "wrong"}).status_code == 401
         r = http.post("/api/login", json={"token": TOKEN})
@@ -143,7 +153,7 @@ def test_login_sets_a_strict_httponly_session_cookie(server: tuple[str, Any]) ->
             ev = sse.next_event()
             assert ev is not None and ev.event == "snapshot"
         # logout clears it
-        out = http.post("/api/logout")
+        out = http.post("/api/logout", json={})
         assert out.status_code == 200 and "max-age=0" in out.headers["set-cookie"].lower()
         http.cookies.clear()
         assert http.get("/api/session").status_code == 401

@@ -185,7 +185,7 @@
 
   async function onLogout() {
     try {
-      await api("/api/logout", { method: "POST" });
+      await api("/api/logout", { method: "POST", body: "{}" });
     } catch (err) {
       /* signed out locally anyway */
     }

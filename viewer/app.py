@@ -3,8 +3,8 @@
 Routes (all ``/api/*`` need credentials except ``/api/login`` and ``/api/public/*``):
 
 ==========================================  =============================================
-``GET /health``                             liveness + whether the view has loaded
-``GET /metrics``                            Prometheus (open when ``LVP_METRICS_PUBLIC``)
+``GET /health``                             liveness + whether the view has loaded (no counts)
+``GET /metrics``                            Prometheus (token unless ``LVP_METRICS_PUBLIC``)
 ``GET /api/viewers``                        snapshot (``?limit=`` 1..5000, ``?cursor=``)
 ``GET /api/viewers/stream``                 SSE: snapshot, then deltas
 ``GET /api/stats``                          aggregates
@@ -40,13 +40,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lvp.config import ConfigError, Settings
-from lvp.privacy import PublicStatsReleaser, TrueCounts, releaser_from_settings
+from lvp.privacy import (
+    BudgetExhausted,
+    BudgetUnavailable,
+    PublicStatsReleaser,
+    TrueCounts,
+    releaser_from_settings,
+)
 from viewer import auth, profiles_api
 from viewer.auth import Authenticator, AuthMiddleware, ConnectionLimiter, LoginThrottle, Principal
 from viewer.hub import RETRY_FRAME
 from viewer.live import DEFAULT_LIMIT, MAX_LIMIT, CursorError, decode_cursor
 from viewer.metrics import ViewerMetrics
 from viewer.profiles_api import ProfileStore
+from viewer.security import ForwardedMiddleware
 from viewer.service import LiveService
 
 log = logging.getLogger("lvp.viewer")
@@ -127,8 +134,9 @@ async def public_stats(request: Request) -> Response:
     truth = TrueCounts(counts["active"], counts["by_status"], counts["by_media"])
     try:
         release = await asyncio.to_thread(releaser.release, lambda: truth)
-    except RuntimeError as exc:  # a budget smaller than one release: misconfiguration
-        return _json({"error": str(exc)}, 503)
+    except (BudgetExhausted, BudgetUnavailable) as exc:  # nothing was ever released: no answer
+        retry = {"Retry-After": str(int(exc.retry_in_s) + 1)} if exc.retry_in_s else None
+        return _json({"error": str(exc)}, 503, headers=retry)
     return _json(release, headers={"Cache-Control": "public, max-age=5"})
 
 
@@ -295,8 +303,9 @@ def create_app(
     else:
         log.warning("page folder %s not found: serving the API only", folder)
 
-    origins = settings.cors_origin_list
+    origins = settings.viewer_cors_origin_list  # credentials only for listed origins, never *
     middleware = [
+        Middleware(ForwardedMiddleware, trusted_proxies=settings.viewer_trusted_proxies),
         Middleware(AccessLogMiddleware),
         Middleware(
             CORSMiddleware,

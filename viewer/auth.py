@@ -2,13 +2,18 @@
 and the per-token limit on concurrent SSE connections.
 
 * ``Authorization: Bearer <token>`` — a static token from ``LVP_API_TOKENS`` or an HS256 JWT
-  signed with ``LVP_JWT_SECRET`` (without ``aud``, or ``aud`` = ``lvp-api``).
+  signed with ``LVP_JWT_SECRET`` (without ``aud``, or ``aud`` = ``lvp-api``) that has an ``exp``.
 * ``POST /api/login`` ``{"token": ...}`` -> cookie ``lvp_session``: an HS256 JWT
   (``aud`` = ``lvp-session``, one hour, renewed when less than half is left, never beyond 12 h
-  after sign-in), HttpOnly, SameSite=Strict, Secure over https. The page stores nothing itself.
-* ``POST /api/stream-ticket`` -> ``{"ticket"}``: an HS256 JWT (``aud`` = ``lvp-ticket``, 60 s)
-  accepted only as ``?ticket=`` on ``GET /api/viewers/stream`` (EventSource cannot set headers).
-  Query strings are never logged.
+  after sign-in, nor beyond the ``exp`` of the JWT it was made from), HttpOnly, SameSite=Strict,
+  Secure over https (as the client sees it: :mod:`viewer.security`). The page stores nothing
+  itself. Sign-in and sign-out take a JSON body of at most :data:`LOGIN_MAX_BODY` bytes within
+  ``LVP_REQUEST_TIMEOUT_S``, from the viewer's own origin or ``LVP_VIEWER_CORS_ORIGINS``.
+* ``POST /api/stream-ticket`` -> ``{"ticket"}``: an HS256 JWT (``aud`` = ``lvp-ticket``, 60 s,
+  never beyond the credential it was made from) accepted only as ``?ticket=`` on
+  ``GET /api/viewers/stream`` (EventSource cannot set headers), and only once: its ``jti`` is
+  recorded in ``LVP_TABLE_VIEWER_STATE`` with a conditional write (:class:`TicketLedger`), so a
+  replay is refused by every viewer process that shares the table. Query strings are never logged.
 
 Every identity maps to a *token key* (a hash of the static token, or the JWT subject) that
 sessions and tickets carry on, so the SSE limit counts per original token and removing a token
@@ -17,6 +22,7 @@ from ``LVP_API_TOKENS`` also ends the sessions made from it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -35,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lvp.config import Settings, dev_secret
+from viewer.security import BodyRefused, check_form_post, read_small_body
 
 log = logging.getLogger("lvp.viewer.auth")
 
@@ -48,6 +55,8 @@ AUD_TICKET = "lvp-ticket"
 STREAM_PATH = "/api/viewers/stream"
 OPEN_PATHS = ("/api/login",)
 OPEN_PREFIXES = ("/api/public/",)
+LOGIN_MAX_BODY = 4096  # {"token": ...} is far smaller; 413 above
+TICKET_PREFIX = "ticket#"
 DEV_TOKEN_FILE = "dev-token"  # the same file `lvp up` uses
 JWT_SECRET_FILE = "jwt-secret"
 
@@ -58,6 +67,8 @@ class Principal:
     via: str  # "token" | "jwt" | "session" | "ticket"
     expires_at: float | None = None
     signed_in_at: float | None = None  # when the session chain began (sessions only)
+    not_after: float | None = None  # what is made from it (sessions, tickets) ends by then
+    ticket_id: str | None = None  # a ticket's jti (tickets only)
 
 
 def token_key(token: str) -> str:
@@ -91,6 +102,7 @@ class Authenticator:
             )
         if not tokens and not self.jwt_configured:
             log.warning("no LVP_API_TOKENS and no LVP_JWT_SECRET: every /api/* request will be refused")
+        self.tickets = TicketLedger(settings)
 
     # --- credentials ------------------------------------------------------------------------
     def check_bearer(self, token: str) -> Principal | None:
@@ -110,15 +122,19 @@ class Authenticator:
                 return None
             sub = claims.get("sub")
             subject = sub if isinstance(sub, str) and sub else hashlib.sha256(token.encode()).hexdigest()[:24]
-            exp = claims.get("exp")
-            return Principal("jwt:" + subject, "jwt", float(exp) if isinstance(exp, int | float) else None)
+            exp = float(claims["exp"])  # required by _decode
+            return Principal("jwt:" + subject, "jwt", exp, not_after=exp)
         return None
 
     def _decode(self, token: str, audience: str | None) -> dict[str, Any] | None:
         try:
             if audience is None:
                 claims = jwt.decode(
-                    token, self._secret, algorithms=["HS256"], options={"verify_aud": False}, leeway=5
+                    token,
+                    self._secret,
+                    algorithms=["HS256"],
+                    options={"verify_aud": False, "require": ["exp"]},
+                    leeway=5,
                 )
             else:
                 claims = jwt.decode(
@@ -137,13 +153,16 @@ class Authenticator:
         now = time.time()
         exp = now + ttl
         claims: dict[str, Any] = {"sub": principal.key, "aud": audience, "iat": int(now), "exp": int(exp)}
+        if principal.not_after is not None:  # never outlive the credential it was made from
+            exp = min(exp, principal.not_after)
+            claims["lim"] = int(principal.not_after)
         if audience == AUD_SESSION:
             signed_in = principal.signed_in_at or now
             claims["auth_time"] = int(signed_in)
             exp = min(exp, signed_in + SESSION_MAX_S)
-            claims["exp"] = int(exp)
+        claims["exp"] = int(exp)
         if audience == AUD_TICKET:
-            claims["jti"] = secrets.token_hex(8)
+            claims["jti"] = secrets.token_hex(16)
         return jwt.encode(claims, self._secret, algorithm="HS256"), float(int(exp))
 
     def _check_signed(self, token: str, audience: str, via: str) -> Principal | None:
@@ -157,7 +176,20 @@ class Authenticator:
         signed_in = float(auth_time) if isinstance(auth_time, int | float) else None
         if via == "session" and (signed_in is None or time.time() - signed_in > SESSION_MAX_S):
             return None  # renewed sessions still end SESSION_MAX_S after the sign-in
-        return Principal(key, via, float(claims["exp"]), signed_in)
+        lim = claims.get("lim")
+        not_after = float(lim) if isinstance(lim, int | float) else None
+        jti = claims.get("jti")
+        if via == "ticket" and not (isinstance(jti, str) and jti):
+            return None
+        ticket_id = jti if via == "ticket" and isinstance(jti, str) else None
+        return Principal(key, via, float(claims["exp"]), signed_in, not_after, ticket_id)
+
+    def session_limit(self, principal: Principal) -> float | None:
+        """When a session of ``principal`` must end whatever its renewals."""
+        if principal.signed_in_at is None:
+            return principal.not_after
+        limit = principal.signed_in_at + SESSION_MAX_S
+        return limit if principal.not_after is None else min(limit, principal.not_after)
 
     def issue_session(self, principal: Principal) -> tuple[str, float]:
         return self._issue(principal, AUD_SESSION, SESSION_TTL_S)
@@ -280,13 +312,22 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        if principal.via == "ticket" and principal.ticket_id is not None:
+            refused = await self.auth.tickets.consume(principal.ticket_id, principal.expires_at or 0.0)
+            if refused is not None:
+                status, detail = refused
+                response = JSONResponse({"error": "unauthorized", "detail": detail}, status_code=status)
+                await response(scope, receive, send)
+                return
         renew: str | None = None
+        limit = self.auth.session_limit(principal)
         if (
             principal.via == "session"
             and principal.expires_at is not None
             and principal.expires_at - time.time() < SESSION_TTL_S / 2
             and principal.signed_in_at is not None
-            and principal.expires_at < principal.signed_in_at + SESSION_MAX_S - 60
+            and limit is not None
+            and principal.expires_at < limit - 60
         ):
             value, exp = self.auth.issue_session(principal)
             renew = session_cookie(value, exp, _is_https(scope))
@@ -375,8 +416,14 @@ async def login(request: Request) -> Response:
             status_code=429,
             headers={"Retry-After": str(int(wait) + 1)},
         )
+    settings: Settings = request.app.state.settings
+    refused = check_form_post(request, settings.viewer_cors_origin_list)
+    if refused is not None:
+        return refused
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(await read_small_body(request, LOGIN_MAX_BODY, settings.request_timeout_s))
+    except BodyRefused as exc:
+        return exc.response
     except orjson.JSONDecodeError:
         return JSONResponse({"error": 'body must be JSON: {"token": "..."}'}, status_code=400)
     token = body.get("token") if isinstance(body, dict) else None
@@ -394,6 +441,14 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    refused = check_form_post(request, settings.viewer_cors_origin_list)
+    if refused is not None:
+        return refused
+    try:
+        await read_small_body(request, LOGIN_MAX_BODY, settings.request_timeout_s)
+    except BodyRefused as exc:
+        return exc.response
     response = JSONResponse({"ok": True})
     response.headers.append("set-cookie", clear_cookie(request.url.scheme == "https"))
     return response
@@ -411,3 +466,49 @@ async def stream_ticket(request: Request) -> Response:
         {"ticket": ticket, "expires_in": int(exp - time.time())},
         headers={"Cache-Control": "no-store"},
     )
+
+
+class TicketLedger:
+    """SSE tickets already used. A ticket is spent by a conditional ``PutItem`` of
+    ``ticket#<jti>`` in ``LVP_TABLE_VIEWER_STATE`` (``attribute_not_exists``, ``ttl`` = the
+    ticket's expiry, so DynamoDB drops it once the ticket could not be used anyway): the first
+    stream opened with a ticket, on whichever viewer process, wins and every replay is refused.
+    Tickets this process has seen are also kept in memory (until they expire), which refuses a
+    replay to the same process without a round trip. When DynamoDB cannot be reached the stream
+    is refused with 503 (fail closed)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._seen: dict[str, float] = {}
+
+    def _put(self, jti: str, expires_at: float) -> bool:
+        if self._client is None:
+            from lvp.dynamo import dynamodb_client
+
+            self._client = dynamodb_client(self.settings)
+        try:
+            self._client.put_item(
+                TableName=self.settings.table_viewer_state,
+                Item={"pk": {"S": TICKET_PREFIX + jti}, "ttl": {"N": str(int(expires_at) + 60)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return True
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+
+    async def consume(self, jti: str, expires_at: float) -> tuple[int, str] | None:
+        """None when this is the ticket's first use, else (status, reason) of the refusal."""
+        now = time.time()
+        if jti in self._seen:
+            return 401, "ticket already used"
+        if len(self._seen) > 10_000:
+            self._seen = {k: v for k, v in self._seen.items() if v > now}
+        self._seen[jti] = expires_at + 60
+        try:
+            first = await asyncio.to_thread(self._put, jti, expires_at)
+        except Exception as exc:
+            del self._seen[jti]  # not spent: it may be tried again once DynamoDB is back
+            log.warning("cannot record a stream ticket in %s: %s", self.settings.table_viewer_state, exc)
+            return 503, "cannot check the ticket now; try again"
+        return None if first else (401, "ticket already used")

@@ -23,9 +23,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def uvicorn_options() -> dict[str, Any]:
     """One process; no uvicorn access log (it would print query strings, which may carry an
-    SSE ticket) — the app logs method, path, status and duration itself."""
+    SSE ticket) — the app logs method, path, status and duration itself; no uvicorn proxy
+    headers — the app reads them itself (``LVP_VIEWER_TRUSTED_PROXIES``, viewer.security)."""
     return {
         "access_log": False,
+        "proxy_headers": False,
         "log_config": None,
         "http": "httptools",
         "loop": "uvloop",

@@ -56,6 +56,19 @@ def serve_in_thread(
         thread.join(15)
 
 
+def create_viewer_state_table(settings: Settings) -> None:
+    """The ``LVP_TABLE_VIEWER_STATE`` table alone (privacy budget, used tickets); no-op if it exists."""
+    from lvp.dynamo import dynamodb_client
+    from lvp.tables import viewer_state_table
+
+    client = dynamodb_client(settings)
+    with suppress(client.exceptions.ResourceInUseException):
+        client.create_table(**viewer_state_table(settings.table_viewer_state))
+    client.get_waiter("table_exists").wait(
+        TableName=settings.table_viewer_state, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+    )
+
+
 # --- test data in the contract formats ----------------------------------------------------------
 def now_iso(offset_s: float = 0.0) -> str:
     return iso(time.time() + offset_s)

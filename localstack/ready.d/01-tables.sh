@@ -3,12 +3,14 @@
 #   .venv/bin/python localstack/generate_init.py
 # LocalStack runs this from /etc/localstack/init/ready.d once it is ready: it creates the DynamoDB
 # tables of live-viewer-profiles and enables their TTL. Existing tables are left as they are.
-# Table names follow LVP_TABLE_PROFILES / LVP_TABLE_HISTORY, as in the services.
+# Table names follow LVP_TABLE_PROFILES / LVP_TABLE_HISTORY / LVP_TABLE_VIEWER_STATE, as in the
+# services.
 set -euo pipefail
 export AWS_PAGER=""
 
 PROFILES_TABLE="${LVP_TABLE_PROFILES:-viewer_profiles}"
 HISTORY_TABLE="${LVP_TABLE_HISTORY:-viewer_history}"
+VIEWER_STATE_TABLE="${LVP_TABLE_VIEWER_STATE:-viewer_state}"
 TTL_ATTRIBUTE=ttl
 
 create_table() {  # <table name> <create-table arguments...>
@@ -40,3 +42,7 @@ create_table "$HISTORY_TABLE" \
   --billing-mode PAY_PER_REQUEST \
   --attribute-definitions '[{"AttributeName":"viewer_id","AttributeType":"S"},{"AttributeName":"seq","AttributeType":"S"}]' \
   --key-schema '[{"AttributeName":"viewer_id","KeyType":"HASH"},{"AttributeName":"seq","KeyType":"RANGE"}]'
+create_table "$VIEWER_STATE_TABLE" \
+  --billing-mode PAY_PER_REQUEST \
+  --attribute-definitions '[{"AttributeName":"pk","AttributeType":"S"}]' \
+  --key-schema '[{"AttributeName":"pk","KeyType":"HASH"}]'
