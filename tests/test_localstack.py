@@ -355,7 +355,6 @@ def test_topics_job_gives_the_changes_topic_the_profiles_retention(compose: dict
     viewer, collector = environment(services["viewer"]), environment(services["collector"])
     assert "LVP_CORS_ORIGINS" not in viewer  # the viewer's own list, never the collector's
     assert viewer["LVP_VIEWER_CORS_ORIGINS"] != collector["LVP_CORS_ORIGINS"]
-    assert "LVP_VIEWER_CORS_ORIGINS" in str(services["viewer"]["environment"]["LVP_CORS_ORIGINS"])
 
 
 # --- the Dockerfile ------------------------------------------------------------------------------------
