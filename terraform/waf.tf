@@ -10,6 +10,60 @@ resource "aws_wafv2_web_acl" "main" {
     allow {}
   }
 
+  # The viewer's login reads at most 4 KB (413 above, viewer/security.py); the WAF blocks larger
+  # login bodies before they reach a task (bodies past what WAF inspects count as too large).
+  rule {
+    name     = "login-body-size"
+    priority = 5
+
+    action {
+      block {}
+    }
+
+    statement {
+      and_statement {
+        statement {
+          byte_match_statement {
+            search_string         = "/api/log"
+            positional_constraint = "STARTS_WITH"
+            field_to_match {
+              uri_path {}
+            }
+            text_transformation {
+              priority = 0
+              type     = "URL_DECODE"
+            }
+            text_transformation {
+              priority = 1
+              type     = "LOWERCASE"
+            }
+          }
+        }
+        statement {
+          size_constraint_statement {
+            comparison_operator = "GT"
+            size                = 4096
+            field_to_match {
+              body {
+                oversize_handling = "MATCH"
+              }
+            }
+            text_transformation {
+              priority = 0
+              type     = "NONE"
+            }
+          }
+        }
+      }
+    }
+
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-login-body-size"
+      sampled_requests_enabled   = true
+    }
+  }
+
   rule {
     name     = "aws-common"
     priority = 10

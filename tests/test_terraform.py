@@ -781,3 +781,21 @@ def test_readme_deploys_the_whole_path() -> None:
     positions = [deploy.find(step) for step in order]
     assert -1 not in positions, dict(zip(order, positions, strict=True))
     assert positions == sorted(positions), "build, push, apply, then create the topics"
+
+
+def test_the_waf_blocks_login_bodies_larger_than_the_viewer_reads(root: dict[str, list[Any]]) -> None:
+    """The managed body-size rule only counts (tracker POSTs are large); a rule of our own blocks
+    login requests larger than the viewer's own cap."""
+    from viewer.auth import LOGIN_MAX_BODY
+
+    acl = typed(root["resource"])["aws_wafv2_web_acl.main"]
+    rules = {r["name"]: r for r in acl["rule"]}
+    login = rules["login-body-size"]
+    assert "block" in login["action"][0]
+    parts = login["statement"][0]["and_statement"][0]["statement"]
+    path = parts[0]["byte_match_statement"][0]
+    size = parts[1]["size_constraint_statement"][0]
+    assert path["search_string"] == "/api/log" and path["positional_constraint"] == "STARTS_WITH"
+    assert (size["comparison_operator"], size["size"]) == ("GT", LOGIN_MAX_BODY)
+    assert size["field_to_match"][0]["body"][0]["oversize_handling"] == "MATCH"
+    assert login["priority"] < min(r["priority"] for name, r in rules.items() if name != "login-body-size")
