@@ -80,13 +80,15 @@ from profiles.fold import (
     Fold,
     step,
 )
-from profiles.profile import device_class, iso
+from profiles.profile import DEVICE_CLASSES, device_class, iso
 
 __all__ = [
     "DUPLICATE_TOLERANCE_S",
     "MAX_PENDING",
     "STATE_VERSION",
+    "STATE_VERSIONS",
     "HistoryEntry",
+    "UnreadableState",
     "ViewerState",
 ]
 
@@ -94,8 +96,18 @@ __all__ = [
 DUPLICATE_TOLERANCE_S: Final = 2.0
 #: The pending buffer is stabilised (what the window allows) once it holds more events than this.
 MAX_PENDING: Final = 64
-#: Version of :meth:`ViewerState.dump`'s format.
-STATE_VERSION: Final = 1
+#: Version of :meth:`ViewerState.dump`'s format (docs/state-format.md). 1: the first release;
+#: 2: no user agent, only its device class.
+STATE_VERSION: Final = 2
+#: Every version :meth:`ViewerState.load` reads (older ones are converted on load).
+STATE_VERSIONS: Final = (1, 2)
+
+
+class UnreadableState(ValueError):
+    """A stored state :meth:`ViewerState.load` cannot read: an unknown version (written by a newer
+    release, or not by this engine at all) or a corrupt / undecodable document. Never "start
+    afresh" on this: the stored profile must not be overwritten by a viewer that lost its past."""
+
 
 _NEG_INF: Final = float("-inf")
 
@@ -142,20 +154,28 @@ def _slim_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 _ROW_FIELDS: Final = (
-    "app_id", "useragent", "position_s", "duration_s", "media_label", "paused", "ended",
+    "app_id", "device", "position_s", "duration_s", "media_label", "paused", "ended",
     "playback_rate", "volume", "muted", "fullscreen", "quality", "media_session_id",
     "session_stats", "ad_id", "ad_name", "ad_break_id",
 )  # fmt: skip
-_ROW_GET: Final = operator.attrgetter(*_ROW_FIELDS)
+_ROW_GET: Final = operator.attrgetter(*(f if f != "device" else "useragent" for f in _ROW_FIELDS))
+_I_DEVICE: Final = _ROW_FIELDS.index("device")
 # Long strings that rarely change: a row writes 0 when the value equals the viewer's "base" value.
-_BASE_FIELDS: Final = ("app_id", "useragent", "media_label", "media_session_id")
+_BASE_FIELDS: Final = ("app_id", "media_label", "media_session_id")
 _BASE_INDEX: Final = tuple(_ROW_FIELDS.index(f) for f in _BASE_FIELDS)
 # Row positions (see _encode) of strings many events share: interned when a row is decoded.
 _SHARED_ROW_FIELDS: Final = (
-    "app_id", "useragent", "media_label", "quality", "ad_id", "ad_name", "ad_break_id",
+    "app_id", "device", "media_label", "quality", "ad_id", "ad_name", "ad_break_id",
 )  # fmt: skip
 _ROW_SHARED: Final = (2, *(3 + _ROW_FIELDS.index(f) for f in _SHARED_ROW_FIELDS))
 _I_STATS: Final = _ROW_FIELDS.index("session_stats")
+# A pending row keeps the device class, not the user agent. Decoded, it becomes this stand-in user
+# agent, which profiles.profile.device_class maps back to the same class (checked at import).
+_CLASS_UA: Final[dict[str, str]] = {
+    "desktop": "Windows NT", "mobile": "Mobile", "tablet": "Tablet", "tv": "Smart-TV", "bot": "bot",
+    "unknown": "?",
+}  # fmt: skip
+assert all(device_class(ua) == c for c, ua in _CLASS_UA.items()) and set(_CLASS_UA) == set(DEVICE_CLASSES)
 
 
 class ViewerState:
@@ -496,6 +516,8 @@ class ViewerState:
         viewer's base values (the first app id / user agent / label / media session seen; set
         once, never changed) written as 0, the session totals as a list."""
         vals = list(_ROW_GET(ev))
+        ua = vals[_I_DEVICE]
+        vals[_I_DEVICE] = device_class(ua) if ua else None  # never the user agent itself
         base = self._base
         for b, i in enumerate(_BASE_INDEX):
             v = vals[i]
@@ -526,8 +548,8 @@ class ViewerState:
                 r[i] = sys.intern(r[i])
         return ViewerEvent(
             event_id=r[1], name=r[2], viewer_id=self.viewer_id, collector_ts=t, derived_ts=t,
-            app_id=r[3], useragent=r[4], position_s=r[5], duration_s=r[6], media_label=r[7],
-            paused=r[8], ended=r[9], playback_rate=r[10], volume=r[11], muted=r[12],
+            app_id=r[3], useragent=_CLASS_UA[r[4]] if r[4] else "", position_s=r[5], duration_s=r[6],
+            media_label=r[7], paused=r[8], ended=r[9], playback_rate=r[10], volume=r[11], muted=r[12],
             fullscreen=r[13], quality=r[14], media_session_id=r[15], session_stats=stats,
             ad_id=r[17], ad_name=r[18], ad_break_id=r[19], data=r[20] or _NO_DATA,
         )  # fmt: skip
@@ -608,7 +630,7 @@ class ViewerState:
             "last_event_id": f.eid or None,
             "last_event_name": f.name or None,
             "events": self._events,
-            "device_class": device_class(f.ua),
+            "device_class": f.device,
             "last_error": {"code": error[0], "message": error[1]} if error is not None else None,
             "playback_rate": f.rate,
             "volume": f.volume,
@@ -727,7 +749,10 @@ class ViewerState:
 
     @classmethod
     def load(cls, viewer_id: str, state: str | bytes, reorder_window_s: float = 10.0) -> ViewerState:
-        """The engine as :meth:`dump` left it. Raises ValueError for a state it cannot read.
+        """The engine as :meth:`dump` left it, from a state of any version in
+        :data:`STATE_VERSIONS` (older ones converted). Raises :class:`UnreadableState` (a
+        ValueError) for an unknown version or a state it cannot decode — never returns anything
+        else than what was stored.
 
         The pending events are folded again; should that give a different history than the one
         stored (the state machine changed since), the difference is queued in
@@ -735,10 +760,13 @@ class ViewerState:
         """
         try:
             doc = orjson.loads(state)
-            if not isinstance(doc, dict) or doc.get("v") != STATE_VERSION:
-                raise ValueError(
-                    f"unsupported state version {doc.get('v') if isinstance(doc, dict) else doc!r}"
+            version = doc.get("v") if isinstance(doc, dict) else None
+            if type(version) is not int or version not in STATE_VERSIONS:
+                raise UnreadableState(
+                    f"unreadable viewer state for {viewer_id!r}: unknown state version {version!r}"
                 )
+            if version == 1:
+                doc = _from_v1(doc)
             s = cls(viewer_id, reorder_window_s)
             s._newest = float(doc["n"]) if doc.get("n") is not None else _NEG_INF
             s._first = float(doc["f"]) if doc.get("f") is not None else None
@@ -754,8 +782,6 @@ class ViewerState:
                     for f, v in zip(_BASE_FIELDS, base, strict=True)
                 ]
             for row in doc.get("p") or []:
-                if not isinstance(row, list) or len(row) != 4 + len(_ROW_FIELDS):
-                    raise ValueError("bad pending row")
                 _check_row(row)
                 s._pending.append((float(row[0]), row[1], orjson.dumps(row).decode()))
             s._pending.sort(key=_entry_key)
@@ -772,16 +798,52 @@ class ViewerState:
                     s._fresh = {str(x) for x in doc["fr"]}
             s._m = -1
             s._sync()
+        except UnreadableState:
+            raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as exc:
-            raise ValueError(f"unreadable viewer state for {viewer_id!r}: {exc}") from None
+            raise UnreadableState(f"unreadable viewer state for {viewer_id!r}: {exc}") from None
         return s
+
+
+_I_FOLD_DEVICE: Final = Fold.__slots__.index("device")
+_V1_BASE: Final = ("app_id", "useragent", "media_label", "media_session_id")
+
+
+def _from_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 state as version 2: the user agent (in the stable fold, the base values and
+    every pending row) becomes its device class. Nothing else differs."""
+    fold = doc.get("s")
+    if fold is not None:
+        if not isinstance(fold, list) or len(fold) != len(Fold.__slots__):
+            raise ValueError("fold has the wrong shape")
+        ua = fold[_I_FOLD_DEVICE]
+        if not isinstance(ua, str):
+            raise ValueError("fold field ua is not a string")
+        fold[_I_FOLD_DEVICE] = device_class(ua) if ua else "unknown"
+    base = doc.get("b")
+    base_ua = None
+    if base is not None:
+        if not isinstance(base, list) or len(base) != len(_V1_BASE):
+            raise ValueError("bad base values")
+        base_ua = base[1]
+        doc["b"] = [base[0], base[2], base[3]]
+    for row in doc.get("p") or []:
+        if not isinstance(row, list) or len(row) != 4 + len(_ROW_FIELDS):
+            raise ValueError("bad pending row")
+        ua = row[3 + _I_DEVICE]
+        if ua == 0 and not isinstance(ua, bool):  # 0: the base value
+            ua = base_ua
+        if ua is not None and not isinstance(ua, str):
+            raise ValueError("bad pending row field useragent")
+        row[3 + _I_DEVICE] = device_class(ua) if ua else None
+    return doc
 
 
 _NUM: Final = (int, float)
 _OPT_STR: Final = (str, type(None), int)  # int: 0 = the base value
 # What each column of a pending row may hold (after t, event id, name; before data).
 _ROW_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "app_id": _OPT_STR, "useragent": _OPT_STR, "position_s": (*_NUM, type(None)),
+    "app_id": _OPT_STR, "device": (str, type(None)), "position_s": (*_NUM, type(None)),
     "duration_s": (*_NUM, type(None)), "media_label": _OPT_STR, "paused": (bool, type(None)),
     "ended": (bool, type(None)), "playback_rate": (*_NUM, type(None)), "volume": (int, type(None)),
     "muted": (bool, type(None)), "fullscreen": (bool, type(None)), "quality": (str, type(None)),
@@ -807,6 +869,9 @@ def _check_row(row: Any) -> None:
     for field, v in zip(_ROW_FIELDS, row[3:-1], strict=True):
         if not isinstance(v, _ROW_TYPES[field]) or (isinstance(v, bool) and bool not in _ROW_TYPES[field]):
             raise ValueError(f"bad pending row field {field}")
+    device = row[3 + _I_DEVICE]
+    if device is not None and device not in DEVICE_CLASSES:
+        raise ValueError(f"unknown device class {device!r}")
     stats = row[3 + _I_STATS]
     if stats is not None and (
         len(stats) != N_STATS
@@ -818,22 +883,14 @@ def _check_row(row: Any) -> None:
 _FROZEN: Final = Fold()  # stands in for the current fold while a viewer is frozen (never changed)
 
 # Frozen states are compressed with a preset dictionary: what every dump() has in common (its
-# skeleton, statuses, event names, the usual user-agent fragments), so that a few hundred bytes
-# of JSON compress as well as a long text would. Most frequent last (shortest distances). It
-# only ever lives in memory: change it freely.
+# skeleton, statuses, event names, device classes), so that a few hundred bytes of JSON compress
+# as well as a long text would. Most frequent last (shortest distances). It only ever lives in
+# memory: change it freely.
 _ZDICT: Final = "".join(
     (
-        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
-        ".0.0.0 Mobile Safari/537.36",
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/ Safari/605.1.15",
-        "Mozilla/5.0 (iPhone; CPU iPhone OS  like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/ Mobile/15E148 Safari/604.1",
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
-        ".0.0.0 Safari/537.36",
-        "".join(f'"{name}",' for name in (*_MEDIA_NAMES, *sm.STATUSES)),
-        '{"v":1,"n":1,"f":1,"l":1,"e":1,"s":["watching",null,false,false,1,"","ping","",""],',
-        '"b":["","","",""],"p":[[1,"","ping",0,0,1.0,1.0,0,false,false,1.0,100,false,false,',
+        "".join(f'"{name}",' for name in (*DEVICE_CLASSES, *_MEDIA_NAMES, *sm.STATUSES)),
+        '{"v":2,"n":1,"f":1,"l":1,"e":1,"s":["watching",null,false,false,1,"","ping","","desktop"],',
+        '"b":["","",""],"p":[[1,"","ping",0,"mobile",1.0,1.0,0,false,false,1.0,100,false,false,',
         '"1080p",0,[0.0,0.0,0.0,null,0.0,1.0,1.0,null],null,null,null,{}]],"r":null,',
         '"t":[[1,"00#","T00:00:00.000Z","paused","watching","pause",""]],"o":null,"fr":null}',
     )

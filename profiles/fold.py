@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from lvp.events import MEDIA_EVENTS, SESSION_STATS, ViewerEvent
 from profiles import state as sm
+from profiles.profile import DEVICE_CLASSES, device_class
 
 __all__ = [
     "DATA_KEYS",
@@ -140,7 +141,7 @@ class Acc:
 _FOLD_SLOTS: Final = (
     "status", "resume", "in_break", "explicit",
     "ts", "eid", "name",
-    "app_id", "ua", "pos", "dur", "label", "rate", "volume", "muted", "fullscreen", "quality", "pct",
+    "app_id", "device", "pos", "dur", "label", "rate", "volume", "muted", "fullscreen", "quality", "pct",
     "sid", "sess", "closed", "acc",
     "start_ts", "start_ready", "play_ts",
     "plays", "pauses", "seeks", "buffers", "errors", "ads_done",
@@ -150,11 +151,11 @@ _FOLD_SLOTS: Final = (
 
 _FOLD_INTS: Final = ("plays", "pauses", "seeks", "buffers", "errors", "ads_done")
 _FOLD_FLOATS: Final = ("ts", "pos", "dur", "rate", "pct", "start_ts", "play_ts")
-_FOLD_STRS: Final = ("eid", "name", "app_id", "ua")
+_FOLD_STRS: Final = ("eid", "name", "app_id", "device")
 #: String fields whose values many viewers share (one copy in memory: interned, as the events'
 #: strings are by lvp.events)
 _FOLD_SHARED: Final = (
-    "status", "resume", "name", "app_id", "ua", "label", "quality", "brk", "done_ad",
+    "status", "resume", "name", "app_id", "device", "label", "quality", "brk", "done_ad",
 )  # fmt: skip
 _FOLD_GET: Final = operator.attrgetter(*_FOLD_SLOTS)
 _I_SESS: Final = _FOLD_SLOTS.index("sess")
@@ -175,7 +176,7 @@ class Fold:
     eid: str
     name: str
     app_id: str
-    ua: str
+    device: str  # profiles.profile.device_class of the latest user agent (never the user agent)
     pos: float | None
     dur: float | None
     label: str | None
@@ -212,7 +213,7 @@ class Fold:
         self.eid = ""
         self.name = ""
         self.app_id = ""
-        self.ua = ""
+        self.device = "unknown"
         self.pos = self.dur = None
         self.label = None
         self.rate = None
@@ -244,7 +245,7 @@ class Fold:
         new.eid = self.eid
         new.name = self.name
         new.app_id = self.app_id
-        new.ua = self.ua
+        new.device = self.device
         new.pos = self.pos
         new.dur = self.dur
         new.label = self.label
@@ -313,6 +314,8 @@ class Fold:
         for name in _FOLD_STRS:
             if not isinstance(getattr(f, name), str):
                 raise ValueError(f"fold field {name} is not a string")
+        if f.device not in DEVICE_CLASSES:
+            raise ValueError(f"unknown device class {f.device!r}")
         for name in _FOLD_SHARED:
             v = getattr(f, name)
             if type(v) is str:
@@ -362,8 +365,9 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
     f.name = name
     if ev.app_id:
         f.app_id = ev.app_id
-    if ev.useragent:
-        f.ua = ev.useragent
+    ua = ev.useragent
+    if ua:
+        f.device = device_class(ua)
 
     sid = ev.media_session_id
     if sid is not None:

@@ -27,10 +27,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from enriched_factory import MOBILE_UA, Ad, MediaSessionBuilder, full_session  # noqa: E402
+from enriched_factory import MOBILE_UA, Ad, MediaSessionBuilder, full_session
 
-from lvp.events import ViewerEvent, from_tsv_line  # noqa: E402
-from profiles.engine import STATE_VERSION, HistoryEntry, ViewerState  # noqa: E402
+from lvp.events import ViewerEvent, from_tsv_line
+from profiles.engine import STATE_VERSION, HistoryEntry, ViewerState
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures" / "states"

@@ -299,7 +299,7 @@ def test_load_rejects_garbage() -> None:
     corrupt = [
         good.replace('"watching"', '"flying"', 1),  # unknown status in the stable fold
         good.replace(",1,0,0,0,0,0,", ',"1",0,0,0,0,0,', 1),  # a counter that is not a number
-        good.replace('"ping","","",12.0,', '"ping","","","12",', 1),  # a position that is not a number
+        good.replace('"ping","",null,12.0,', '"ping","",null,"12",', 1),  # a position that is not a number
     ]
     assert all(c != good for c in corrupt)
     for bad in ("", "{", "[]", '{"v": 99}', '{"v": 1, "s": [1, 2]}', '{"v": 1, "p": [[1]]}', *corrupt):
@@ -538,7 +538,7 @@ def test_viewers_share_the_strings_their_events_share() -> None:
     assert all(thawed[k] is a[k] for k in shared)
     folds = [s._stable for s in viewers]  # the stabilised fold, read back from JSON by the thaw
     assert folds[0] is not None and folds[1] is not None
-    assert all(getattr(folds[1], f) is getattr(folds[0], f) for f in ("app_id", "ua", "label", "quality"))
+    assert all(getattr(folds[1], f) is getattr(folds[0], f) for f in ("app_id", "device", "label", "quality"))
 
 
 # --- property: any order within the window gives the in-order result -----------------------------
