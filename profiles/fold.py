@@ -187,9 +187,9 @@ class Fold:
     quality: str | None
     pct: float | None
     sid: str | None
-    sess: dict[str, Acc]
+    sess: dict[str, Acc] | None  # the older media sessions (least recently used first), if any
     closed: array[float] | None
-    acc: Acc | None
+    acc: Acc | None  # the current media session's totals (key: sid, or "" without one)
     start_ts: float | None
     start_ready: bool
     play_ts: float | None
@@ -222,7 +222,7 @@ class Fold:
         self.quality = None
         self.pct = None
         self.sid = None
-        self.sess = {}
+        self.sess = None
         self.closed = None
         self.acc = None
         self.start_ts = None
@@ -256,9 +256,11 @@ class Fold:
         new.quality = self.quality
         new.pct = self.pct
         new.sid = self.sid
-        new.sess = sess = {k: a.copy() for k, a in self.sess.items()}
+        sess = self.sess
+        new.sess = {k: a.copy() for k, a in sess.items()} if sess is not None else None
         new.closed = array("d", self.closed) if self.closed is not None else None
-        new.acc = sess.get(self._acc_key()) if self.acc is not None else None
+        acc = self.acc
+        new.acc = Acc(acc.mask, array("d", acc.vals)) if acc is not None else None
         new.start_ts = self.start_ts
         new.start_ready = self.start_ready
         new.play_ts = self.play_ts
@@ -277,10 +279,17 @@ class Fold:
     def _acc_key(self) -> str:
         return self.sid if self.sid is not None else ""
 
+    def sessions(self) -> dict[str, Acc]:
+        """Every media session's totals, least recently used first (the current one last)."""
+        out = dict(self.sess) if self.sess is not None else {}
+        if self.acc is not None:
+            out[self._acc_key()] = self.acc
+        return out
+
     # -- serialisation --------------------------------------------------------------------------
     def to_json(self) -> list[Any]:
         out = list(_FOLD_GET(self))
-        out[_I_SESS] = [[k, a.mask, a.vals.tolist()] for k, a in self.sess.items()]
+        out[_I_SESS] = [[k, a.mask, a.vals.tolist()] for k, a in self.sessions().items()]
         out[_I_CLOSED] = self.closed.tolist() if self.closed is not None else None
         out[_I_ACC] = self._acc_key() if self.acc is not None else None
         return out
@@ -292,13 +301,14 @@ class Fold:
         f = cls.__new__(cls)
         for name, v in zip(_FOLD_SLOTS, data, strict=True):
             setattr(f, name, v)
-        f.sess = {
-            str(k): Acc(int(mask), array("d", vals)) for k, mask, vals in data[_FOLD_SLOTS.index("sess")]
-        }
+        sess = {str(k): Acc(int(mask), array("d", vals)) for k, mask, vals in data[_FOLD_SLOTS.index("sess")]}
         closed = data[_FOLD_SLOTS.index("closed")]
         f.closed = array("d", closed) if closed is not None else None
         key = data[_FOLD_SLOTS.index("acc")]
-        f.acc = f.sess.get(key) if key is not None else None
+        if key is not None and key != (f.sid if f.sid is not None else ""):
+            raise ValueError("the current session is not the fold's")
+        f.acc = sess.pop(key) if key is not None else None
+        f.sess = sess or None
         f.error = tuple(f.error) if f.error is not None else None  # type: ignore[assignment]
         f.ad = tuple(f.ad) if f.ad is not None else None  # type: ignore[assignment]
         if f.status not in sm.STATUSES or (f.resume is not None and f.resume not in sm.STATUSES):
@@ -331,8 +341,8 @@ def _switch_session(f: Fold, sid: str) -> None:
         f.start_ts = f.play_ts = None
         f.start_ready = False
         f.pct = None
+    sess = f.sessions()
     f.sid = sid
-    sess = f.sess
     acc = sess.pop(sid, None)
     if acc is None:
         acc = Acc()
@@ -343,7 +353,7 @@ def _switch_session(f: Fold, sid: str) -> None:
             for i in range(N_STATS):
                 closed[i] += old.vals[i]
             f.closed = closed
-    sess[sid] = acc
+    f.sess = sess or None  # (the older ones; the current one is f.acc)
     f.acc = acc
 
 
@@ -378,7 +388,7 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
     elif acc is None:
         if name not in _MEDIA:
             return None  # a page view / page ping / other event before any media: nothing more
-        acc = f.acc = f.sess[""] = Acc()
+        acc = f.acc = Acc()  # the session without an id: key ""
     if name in _MEDIA and f.start_ts is None:
         f.start_ts = t
 
