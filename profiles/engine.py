@@ -51,7 +51,7 @@ Pure code: no I/O, no clock; the caller passes events (and drains history change
 from __future__ import annotations
 
 import bisect
-import operator
+import marshal
 import sys
 import zlib
 from collections.abc import Sequence
@@ -65,8 +65,8 @@ from lvp.events import ViewerEvent
 from lvp.tables import history_seq
 from profiles import state as sm
 from profiles.fold import (
-    DATA_KEYS,
     N_STATS,
+    ROW_FIELDS,
     S_AD_BREAKS,
     S_AD_TIME,
     S_ADS,
@@ -75,10 +75,11 @@ from profiles.fold import (
     S_PAUSED,
     S_PLAY,
     S_SKIPPED,
-    STAT_KEYS,
     ZEROS,
     Fold,
+    Row,
     step,
+    to_row,
 )
 from profiles.profile import DEVICE_CLASSES, device_class, iso
 
@@ -135,8 +136,8 @@ class HistoryEntry:
 
 # --- pending events ------------------------------------------------------------------------------
 _NO_DATA: Final[dict[str, Any]] = {}
-# A pending event: (t, event_id, the event or its encoded row). Sorted by (t, event_id).
-_Entry = tuple[float, str, "ViewerEvent | str"]
+# A pending event: its fold.Row (t and event id first). Sorted by (t, event_id).
+_Entry = Row
 
 
 def _entry_key(entry: _Entry) -> tuple[float, str]:
@@ -147,20 +148,12 @@ def _entry_t(entry: _Entry) -> float:
     return entry[0]
 
 
-def _slim_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    keys = DATA_KEYS.get(name)
-    if not keys or not data:
-        return _NO_DATA
-    out = {k: data[k] for k in keys if k in data}
-    return out or _NO_DATA
-
-
 _ROW_FIELDS: Final = (
     "app_id", "device", "position_s", "duration_s", "media_label", "paused", "ended",
     "playback_rate", "volume", "muted", "fullscreen", "quality", "media_session_id",
     "session_stats", "ad_id", "ad_name", "ad_break_id",
 )  # fmt: skip
-_ROW_GET: Final = operator.attrgetter(*(f if f != "device" else "useragent" for f in _ROW_FIELDS))
+assert ("t", "event_id", "name", *_ROW_FIELDS, "data") == ROW_FIELDS  # rows and JSON rows agree
 _I_DEVICE: Final = _ROW_FIELDS.index("device")
 # Long strings that rarely change: a row writes 0 when the value equals the viewer's "base" value.
 _BASE_FIELDS: Final = ("app_id", "media_label", "media_session_id")
@@ -171,13 +164,6 @@ _SHARED_ROW_FIELDS: Final = (
 )  # fmt: skip
 _ROW_SHARED: Final = (2, *(3 + _ROW_FIELDS.index(f) for f in _SHARED_ROW_FIELDS))
 _I_STATS: Final = _ROW_FIELDS.index("session_stats")
-# A pending row keeps the device class, not the user agent. Decoded, it becomes this stand-in user
-# agent, which profiles.profile.device_class maps back to the same class (checked at import).
-_CLASS_UA: Final[dict[str, str]] = {
-    "desktop": "Windows NT", "mobile": "Mobile", "tablet": "Tablet", "tv": "Smart-TV", "bot": "bot",
-    "unknown": "?",
-}  # fmt: skip
-assert all(device_class(ua) == c for c, ua in _CLASS_UA.items()) and set(_CLASS_UA) == set(DEVICE_CLASSES)
 
 
 class ViewerState:
@@ -195,8 +181,8 @@ class ViewerState:
     """
 
     __slots__ = (
-        "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_m",
-        "_newest", "_out", "_pending", "_prof", "_redo", "_ring", "_sjson", "_stable", "_tent",
+        "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_light",
+        "_m", "_newest", "_out", "_pending", "_prof", "_ring", "_sjson", "_spack", "_stable", "_tent",
         "viewer_id", "window",
     )  # fmt: skip
 
@@ -227,7 +213,8 @@ class ViewerState:
         self._base: list[str | None] = [None] * len(_BASE_FIELDS)  # see _encode
         self._blob: bytes | None = None  # frozen: the compressed dump, nothing else
         self._prof: dict[str, Any] | None = None  # profile() since the last change (until compact)
-        self._redo = 0  # settled: _cur is the stable fold; pending[:_redo] were folded before
+        self._spack: tuple[Any, ...] | None = None  # the stable fold, packed (unpacked when needed)
+        self._light = False  # _blob is settle()'s marshal pack, not a frozen (compressed) dump
 
     @classmethod
     def new(cls, viewer_id: str, reorder_window_s: float = 10.0) -> ViewerState:
@@ -254,6 +241,7 @@ class ViewerState:
         self._prof = None
         eid = ev.event_id
         pending = self._pending
+        row = to_row(ev, t)
         # a copy of an event we already have?
         lo = t - DUPLICATE_TOLERANCE_S
         i = len(pending) - 1
@@ -270,7 +258,7 @@ class ViewerState:
                 self._count_seen(c)
                 if t > self._newest:
                     self._newest = t
-                self._insert((t, eid, ev))
+                self._insert(row)
                 return True
             i -= 1
         ring = self._ring
@@ -286,11 +274,11 @@ class ViewerState:
         if pending:
             last = pending[-1]
             if t > last[0] or (t == last[0] and eid > last[1]):
-                pending.append((t, eid, ev))
+                pending.append(row)
             else:
-                self._insert((t, eid, ev))
+                self._insert(row)
         else:
-            pending.append((t, eid, ev))
+            pending.append(row)
         if len(pending) > MAX_PENDING:
             self._sync()
             if len(pending) > MAX_PENDING:
@@ -304,9 +292,6 @@ class ViewerState:
 
     def _touch(self, idx: int) -> None:
         """The pending buffer changed at ``idx``: folds that covered it are stale."""
-        if idx < self._redo:  # settled: fold the pending events again, history by difference
-            self._redo = 0
-            self._m = -1
         if idx < self._m:
             self._m = -1
         if idx < self._ck_n:
@@ -330,18 +315,12 @@ class ViewerState:
             self._last = c
 
     # -- folding -----------------------------------------------------------------------------------
-    def _event(self, j: int) -> ViewerEvent:
-        p = self._pending[j][2]
-        return self._decode(p) if type(p) is str else p  # type: ignore[return-value]
-
     def _sync(self) -> None:
         """Stabilise at the checkpoint if the window allows, fold what is not folded yet — taking
         a copy of the fold where the events that left the window end, which becomes the stable
         fold — and leave a checkpoint for the next time."""
         if self._blob is not None:
             self._thaw()
-        if self._redo:
-            self._resume()
         pending = self._pending
         limit = self._newest - self.window
         ck = self._ck
@@ -351,6 +330,7 @@ class ViewerState:
                 self._finalise(n, limit)
                 del pending[:n]
                 self._stable = ck
+                self._spack = None
                 self._ck = None
                 self._ck_n = 0
                 self._m = self._m - n if self._m >= n else -1
@@ -366,12 +346,23 @@ class ViewerState:
             # there is the new stable fold (one copy instead of folding those events again later)
             k = bisect.bisect_left(pending, limit, key=_entry_t)
             snap: Fold | None = None
+            if k == m and m > 0:  # exactly the events folded before left the window: cur is stable
+                self._finalise(k, limit)
+                del pending[:k]
+                self._stable = cur
+                self._spack = None
+                if self._ck is not None:  # (it covered fewer events: superseded)
+                    self._ck = None
+                    self._ck_n = 0
+                cur = self._cur = cur.copy()
+                m = 0
+                n -= k
+                k = 0
             for j in range(m, n):
-                t, eid, p = pending[j]
-                ev = self._decode(p) if type(p) is str else p
-                prev = step(cur, ev, t)  # type: ignore[arg-type]
+                row = pending[j]
+                prev = step(cur, row)
                 if prev is not None:
-                    self._put(t, eid, ev, cur.status, prev)  # type: ignore[arg-type]
+                    self._put(row, cur.status, prev)
                 if j + 1 == k:
                     snap = cur.copy()
             self._m = n
@@ -379,50 +370,23 @@ class ViewerState:
                 self._finalise(k, limit)
                 del pending[:k]
                 self._stable = snap
+                self._spack = None
                 self._m = n - k
         if self._ck is None and pending:
             self._ck = self._cur
             self._ck_n = self._m
 
-    def _resume(self) -> None:
-        """After :meth:`settle`: fold the events that left the window into the stable fold in
-        place, then the rest onto a copy (the current fold). ``pending[:_redo]`` were folded
-        before the settle: their history is known already (the same fold gives the same)."""
-        pending = self._pending
-        redo = self._redo
-        self._redo = 0
-        stable = self._stable
-        assert stable is not None and self._cur is stable and self._m == 0 and self._ck is None
-        limit = self._newest - self.window
-        n = len(pending)
-        k = 0
-        while k < n and pending[k][0] < limit:
-            k += 1
-        if k:
-            for j in range(k):
-                t, eid, p = pending[j]
-                ev = self._decode(p) if type(p) is str else p
-                prev = step(stable, ev, t)  # type: ignore[arg-type]
-                if prev is not None and j >= redo:
-                    self._put(t, eid, ev, stable.status, prev)  # type: ignore[arg-type]
-            self._finalise(k, limit)
-            del pending[:k]
-            redo = max(0, redo - k)
-            n -= k
-        if not n:
-            return
-        cur = self._cur = stable.copy()
-        for j in range(n):
-            t, eid, p = pending[j]
-            ev = self._decode(p) if type(p) is str else p
-            prev = step(cur, ev, t)  # type: ignore[arg-type]
-            if prev is not None and j >= redo:
-                self._put(t, eid, ev, cur.status, prev)  # type: ignore[arg-type]
-        self._m = n
+    def _unpack_stable(self) -> None:
+        """The stable fold is needed (not only the current one): unpack it (see :meth:`settle`)."""
+        sp = self._spack
+        if sp is not None:
+            self._spack = None
+            self._stable = Fold.unpack(sp)
 
     def _refold(self) -> None:
         """Fold the pending events again from the checkpoint (or the stable fold); emit the
         history differences."""
+        self._unpack_stable()
         pending = self._pending
         base, n0 = self._ck, self._ck_n
         if base is None:
@@ -430,30 +394,31 @@ class ViewerState:
         cur = base.copy() if base is not None else Fold()
         new: dict[str, tuple[float, str, HistoryEntry]] = {}
         for j in range(n0, len(pending)):
-            t, eid, _p = pending[j]
-            ev = self._event(j)
-            prev = step(cur, ev, t)
+            row = pending[j]
+            prev = step(cur, row)
             if prev is not None:
-                h = self._entry(t, ev, cur.status, prev)
-                new[h.seq] = (t, eid, h)
+                h = self._entry(row, cur.status, prev)
+                new[h.seq] = (row[0], row[1], h)
         self._cur = cur
         self._m = len(pending)
         bound = (pending[n0 - 1][0], pending[n0 - 1][1]) if n0 > 0 else None
         self._diff_history(new, bound)
 
-    def _entry(self, t: float, ev: ViewerEvent, status: str, prev: str) -> HistoryEntry:
+    def _entry(self, row: Row, status: str, prev: str) -> HistoryEntry:
+        t = row[0]
         return HistoryEntry(
             viewer_id=self.viewer_id,
-            seq=history_seq(round(t * 1000), ev.event_id),
+            seq=history_seq(round(t * 1000), row[1]),
             at=iso(t),
             status=status,
             prev_status=prev,
-            event_name=ev.name,
-            event_id=ev.event_id,
+            event_name=row[2],
+            event_id=row[1],
         )
 
-    def _put(self, t: float, eid: str, ev: ViewerEvent, status: str, prev: str) -> None:
-        h = self._entry(t, ev, status, prev)
+    def _put(self, row: Row, status: str, prev: str) -> None:
+        t, eid = row[0], row[1]
+        h = self._entry(row, status, prev)
         tent = self._tent
         if tent is None:
             tent = self._tent = {}
@@ -516,9 +481,9 @@ class ViewerState:
             if not tent:
                 self._tent = None
         for j in range(n):
-            t, eid, _p = pending[j]
-            if t >= keep_from:
-                ring.append((t, eid))
+            row = pending[j]
+            if row[0] >= keep_from:
+                ring.append((row[0], row[1]))
         # a future event has t >= newest - window: only copies >= that - tolerance can match it
         k = 0
         while k < len(ring) and ring[k][0] < keep_from:
@@ -537,13 +502,14 @@ class ViewerState:
         if k == 0:
             return
         ck, ck_n = self._ck, self._ck_n
+        self._unpack_stable()
         base: Fold | None = self._stable
         start = 0
         if ck is not None and ck_n <= k:
             base, start = ck, ck_n
         stable = base.copy() if base is not None else Fold()
         for j in range(start, k):
-            step(stable, self._event(j), pending[j][0])
+            step(stable, pending[j])
         self._finalise(k, limit)
         del pending[:k]
         self._stable = stable
@@ -555,54 +521,36 @@ class ViewerState:
         self._m = self._m - k if self._m >= k else -1
 
     # -- pending rows ------------------------------------------------------------------------------
-    def _encode(self, t: float, eid: str, ev: ViewerEvent) -> str:
-        """An event as a self-contained JSON row: what the fold reads, long strings that equal the
-        viewer's base values (the first app id / user agent / label / media session seen; set
-        once, never changed) written as 0, the session totals as a list."""
-        vals = list(_ROW_GET(ev))
-        ua = vals[_I_DEVICE]
-        vals[_I_DEVICE] = device_class(ua) if ua else None  # never the user agent itself
+    def _encode(self, row: Row) -> orjson.Fragment:
+        """A row as JSON (the stored state): long strings that equal the viewer's base values (the
+        first app id / label / media session written; set once, never changed) written as 0."""
         base = self._base
+        vals = list(row)
         for b, i in enumerate(_BASE_INDEX):
-            v = vals[i]
+            v = vals[3 + i]
             if v:
                 if base[b] is None:
                     base[b] = v
                 if v == base[b]:
-                    vals[i] = 0
-        stats = vals[_I_STATS]
-        if stats is not None:
-            vals[_I_STATS] = [stats.get(k) for k in STAT_KEYS]
-        # decode() copies into an exactly sized str (orjson's bytes keep a 4 KB buffer)
-        return orjson.dumps([t, eid, ev.name, *vals, _slim_data(ev.name, ev.data)]).decode()
+                    vals[3 + i] = 0
+        return orjson.Fragment(orjson.dumps(vals))
 
-    def _decode(self, row: str) -> ViewerEvent:
-        r = orjson.loads(row)
+    def _decode(self, r: list[Any]) -> Row:
+        """A checked JSON row (see :func:`_check_row`) as a row."""
         base = self._base
         for b, i in enumerate(_BASE_INDEX):
             if r[3 + i] == 0 and not isinstance(r[3 + i], bool):
                 r[3 + i] = base[b]
+        r[0] = float(r[0])
         st = r[3 + _I_STATS]
-        stats = (
-            {k: v for k, v in zip(STAT_KEYS, st, strict=True) if v is not None} if st is not None else None
-        )
-        t = float(r[0])
+        if st is not None:
+            r[3 + _I_STATS] = tuple(st)
         for i in _ROW_SHARED:  # strings many events share: one copy in memory (as lvp.events does)
             if type(r[i]) is str:
                 r[i] = sys.intern(r[i])
-        return ViewerEvent(
-            event_id=r[1], name=r[2], viewer_id=self.viewer_id, collector_ts=t, derived_ts=t,
-            app_id=r[3], useragent=_CLASS_UA[r[4]] if r[4] else "", position_s=r[5], duration_s=r[6],
-            media_label=r[7], paused=r[8], ended=r[9], playback_rate=r[10], volume=r[11], muted=r[12],
-            fullscreen=r[13], quality=r[14], media_session_id=r[15], session_stats=stats,
-            ad_id=r[17], ad_name=r[18], ad_break_id=r[19], data=r[20] or _NO_DATA,
-        )  # fmt: skip
-
-    def _encode_pending(self) -> None:
-        pending = self._pending
-        for j, (t, eid, p) in enumerate(pending):
-            if type(p) is not str:
-                pending[j] = (t, eid, self._encode(t, eid, p))  # type: ignore[arg-type]
+        if not r[-1]:
+            r[-1] = _NO_DATA
+        return tuple(r)
 
     # -- reading -----------------------------------------------------------------------------------
     def profile(self) -> dict[str, Any]:
@@ -708,7 +656,8 @@ class ViewerState:
 
     @property
     def frozen(self) -> bool:
-        return self._blob is not None
+        """Kept compressed by ``compact(freeze=True)`` (not: packed by :meth:`settle`)."""
+        return self._blob is not None and not self._light
 
     def history_changes(self) -> tuple[list[HistoryEntry], list[str]]:
         """``(entries to put, seqs to delete)`` since the previous call (then cleared)."""
@@ -723,33 +672,81 @@ class ViewerState:
         return puts, dels
 
     def settle(self) -> None:
-        """Trim memory right after the profile was read (results never change). Call it once the
-        profile has been read for publication: it drops the profile cache, keeps the pending
-        events as compact rows and keeps a single fold — the stable one; the next read folds the
-        pending events onto it again (the events that left the window in place, no copy). For a
-        playing viewer (a ping every 30 s, unwritten for minutes) this keeps about 1 KB instead of
-        4-5 KB, for one more fold step per event. Cheap; :meth:`compact` does it too."""
-        if self._blob is not None:
-            return
+        """Trim memory right after the profile was read for publication; results never change.
+
+        Keeps nothing but one packed value (:mod:`marshal`: the current and the stable fold, the
+        pending events as rows, the history bookkeeping) and the newest event time, until the
+        viewer is used again; the next :meth:`apply` or read unpacks the current fold (and the
+        stable one only if a late event or a write needs it: usually the current fold becomes the
+        stable one as its events leave the window). For a playing viewer (a ping every 30 s,
+        written only every few minutes) that is about 1 KB instead of 4-5 KB, for a few µs per
+        event (bench/memory_bench.py). :meth:`compact` does it too. A viewer with nothing
+        stabilised yet (its first seconds) is kept as it is."""
+        if self._blob is not None or self._out:
+            return  # (undrained history: the viewer is about to be written, then compacted)
         self._prof = self._sjson = None
         self._sync()
         pending = self._pending
         if pending and pending[0][0] < self._newest - self.window:
             self._stabilise_prefix()  # events the checkpoint held back (after a burst)
-        self._encode_pending()
-        stable = self._stable
-        if stable is not None:  # one copy of the media session id (the fold's) for the base value
-            b = _BASE_FIELDS.index("media_session_id")
-            if stable.sid is not None and self._base[b] == stable.sid:
-                self._base[b] = stable.sid
-        if stable is None or self._cur is stable or len(pending) > SETTLE_PENDING:
-            return  # (in a burst of events the next read would fold them all again: keep _cur)
-        # _cur (= stable + every pending event) and the checkpoint are rebuilt at the next read
-        self._redo = len(self._pending)
-        self._cur = stable
-        self._m = 0
-        self._ck = None
-        self._ck_n = 0
+        stable, sp, cur = self._stable, self._spack, self._cur
+        if sp is None:
+            if stable is None:
+                return
+            sp = stable.pack()
+        tent, out, fresh, ring = self._tent, self._out, self._fresh, self._ring
+        self._blob = marshal.dumps(
+            (
+                sp,
+                cur.pack() if pending and cur is not stable else None,
+                tuple(pending),
+                tuple(ring) if ring else None,
+                tuple((v[0], v[1], *_h_json(v[2])) for v in tent.values()) if tent else None,
+                tuple((seq, _h_json(h) if h is not None else None) for seq, h in out.items())
+                if out
+                else None,
+                tuple(fresh) if fresh else None,
+                tuple(self._base),
+                self._first,
+                self._last,
+                self._events,
+            )
+        )
+        self._light = True
+        self._drop()
+
+    def _drop(self) -> None:
+        """Forget everything but ``_blob`` and ``_newest`` (packed or frozen)."""
+        self._stable = self._ck = self._ring = self._tent = self._out = self._fresh = self._sjson = None
+        self._prof = None
+        self._cur = _FROZEN
+        self._base = _NO_BASE
+        self._pending = _NO_PENDING
+        self._first = self._last = None
+        self._m = self._ck_n = self._events = 0
+        self._spack = None
+
+    def _unpack(self, blob: bytes) -> None:
+        stable, cur, pending, ring, tent, out, fresh, base, first, last, events = marshal.loads(blob)
+        vid = self.viewer_id
+        if cur is None:
+            self._stable = self._cur = Fold.unpack(stable)
+        else:
+            self._spack = stable  # unpacked when needed (_unpack_stable)
+            self._cur = Fold.unpack(cur)
+        self._pending = list(pending)
+        self._m = len(pending)
+        self._ring = list(ring) if ring is not None else None
+        if tent is not None:
+            self._tent = {x[2]: (x[0], x[1], HistoryEntry(vid, *x[2:])) for x in tent}
+        if out is not None:
+            self._out = {seq: (HistoryEntry(vid, *h) if h is not None else None) for seq, h in out}
+        if fresh is not None:
+            self._fresh = set(fresh)
+        self._base = list(base)
+        self._first = first
+        self._last = last
+        self._events = events
 
     def compact(self, freeze: bool = False) -> None:
         """Trim memory; results never change. Cheap (after :meth:`dump` nearly free): keeps the
@@ -759,26 +756,30 @@ class ViewerState:
         the compressed state (a few hundred bytes for a typical viewer) and the newest event time
         (for :meth:`apply`'s lateness check) until the viewer is used again."""
         if self._blob is not None:
+            if not (freeze and self._light):
+                return
+            self._thaw()
+        if not freeze:
+            self.settle()
             return
-        self.settle()
-        if freeze:
-            self._sync()  # (a settled viewer folds its pending events again first)
-            self._stabilise_prefix()
-            self._sync()
-            blob = _freeze(self.dump().encode())
-            self._stable = self._ck = self._ring = self._tent = self._out = self._fresh = self._sjson = None
-            self._cur = _FROZEN
-            self._base = _NO_BASE
-            self._pending = _NO_PENDING
-            self._first = self._last = None  # (in the blob, like everything else)
-            self._m = self._ck_n = self._events = 0
-            self._blob = blob
+        self._prof = self._sjson = None
+        self._sync()
+        self._stabilise_prefix()
+        self._sync()
+        blob = _freeze(self.dump().encode())
+        self._drop()
+        self._light = False
+        self._blob = blob
 
     def _thaw(self) -> None:
         blob = self._blob
         if blob is None:
             return
         self._blob = None
+        if self._light:
+            self._light = False
+            self._unpack(blob)
+            return
         s = ViewerState.load(self.viewer_id, _unfreeze(blob), self.window)
         for name in ViewerState.__slots__:
             setattr(self, name, getattr(s, name))
@@ -787,9 +788,10 @@ class ViewerState:
     def dump(self) -> str:
         """Compact JSON of the full engine state (DynamoDB attribute ``state``)."""
         if self._blob is not None:
-            return _unfreeze(self._blob).decode()
+            if not self._light:
+                return _unfreeze(self._blob).decode()
+            self._thaw()
         self._sync()
-        self._encode_pending()
         doc = {
             "v": STATE_VERSION,
             "n": self._newest if self._newest != _NEG_INF else None,
@@ -798,7 +800,7 @@ class ViewerState:
             "e": self._events,
             "s": self._stable_json(),
             "b": self._base,
-            "p": [orjson.Fragment(p) for _t, _e, p in self._pending],  # type: ignore[arg-type]  # all rows
+            "p": [self._encode(row) for row in self._pending],
             "r": [list(x) for x in self._ring] if self._ring else None,
             "t": [[v[0], *_h_json(v[2])] for v in self._tent.values()] if self._tent else None,
             "o": [[seq, _h_json(h) if h is not None else None] for seq, h in self._out.items()]
@@ -809,6 +811,7 @@ class ViewerState:
         return orjson.dumps(doc).decode()
 
     def _stable_json(self) -> orjson.Fragment | None:
+        self._unpack_stable()
         stable = self._stable
         if stable is None:
             return None
@@ -853,7 +856,7 @@ class ViewerState:
                 ]
             for row in doc.get("p") or []:
                 _check_row(row)
-                s._pending.append((float(row[0]), row[1], orjson.dumps(row).decode()))
+                s._pending.append(s._decode(row))
             s._pending.sort(key=_entry_key)
             if doc.get("r"):
                 s._ring = [(float(rt), str(rid)) for rt, rid in doc["r"]]

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_GAP_S",
     "MAX_SESSIONS",
     "N_STATS",
+    "ROW_FIELDS",
     "STAT_KEYS",
     "S_ADS",
     "S_AD_BREAKS",
@@ -45,7 +46,9 @@ __all__ = [
     "ZEROS",
     "Acc",
     "Fold",
+    "Row",
     "step",
+    "to_row",
 ]  # fmt: skip
 
 #: Fallback times (no session entity): a gap between two events counts at most this long.
@@ -294,6 +297,36 @@ class Fold:
         out[_I_ACC] = self._acc_key() if self.acc is not None else None
         return out
 
+    def pack(self) -> tuple[Any, ...]:
+        """The fold as plain values (for :mod:`marshal`; :meth:`unpack` reverses it exactly)."""
+        vals = list(_FOLD_GET(self))
+        sess, closed, acc = self.sess, self.closed, self.acc
+        if sess is not None:
+            vals[_I_SESS] = tuple((k, a.mask, a.vals.tobytes()) for k, a in sess.items())
+        if closed is not None:
+            vals[_I_CLOSED] = closed.tobytes()
+        if acc is not None:
+            vals[_I_ACC] = (acc.mask, acc.vals.tobytes())
+        return tuple(vals)
+
+    @classmethod
+    def unpack(cls, vals: tuple[Any, ...]) -> Fold:
+        f = cls.__new__(cls)
+        (
+            f.status, f.resume, f.in_break, f.explicit, f.ts, f.eid, f.name, f.app_id, f.device,
+            f.pos, f.dur, f.label, f.rate, f.volume, f.muted, f.fullscreen, f.quality, f.pct,
+            f.sid, f.sess, f.closed, f.acc, f.start_ts, f.start_ready, f.play_ts, f.plays,
+            f.pauses, f.seeks, f.buffers, f.errors, f.ads_done, f.error, f.ad, f.brk, f.done_ad,
+        ) = vals  # fmt: skip
+        sess, closed, acc = vals[_I_SESS], vals[_I_CLOSED], vals[_I_ACC]
+        if sess is not None:
+            f.sess = {k: Acc(mask, _doubles(b)) for k, mask, b in sess}
+        if closed is not None:
+            f.closed = _doubles(closed)
+        if acc is not None:
+            f.acc = Acc(acc[0], _doubles(acc[1]))
+        return f
+
     @classmethod
     def from_json(cls, data: list[Any]) -> Fold:
         if not isinstance(data, list) or len(data) != len(_FOLD_SLOTS):
@@ -333,6 +366,12 @@ class Fold:
         return f
 
 
+def _doubles(b: bytes) -> array[float]:
+    a = array("d")
+    a.frombytes(b)
+    return a
+
+
 def _switch_session(f: Fold, sid: str) -> None:
     """``sid`` differs from the fold's media session: a fresh session starts (from ``idle``)."""
     if f.sid is not None:
@@ -357,10 +396,48 @@ def _switch_session(f: Fold, sid: str) -> None:
     f.acc = acc
 
 
-def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
-    """Fold one event (the next in ``(t, event_id)`` order). Returns the previous status when the
-    status changed, else None."""
+# --- rows: events as the fold reads them ---------------------------------------------------------
+#: One event as a tuple, in this order: time ``t`` (the engine's ordering time), event id, name,
+#: then what the fold reads of a :class:`~lvp.events.ViewerEvent` — its device class (never the
+#: user agent), the session totals as a tuple in :data:`STAT_KEYS` order (None where absent) and
+#: only the event data keys of :data:`DATA_KEYS`. The engine keeps pending events as rows.
+Row = tuple[Any, ...]
+ROW_FIELDS: Final = (
+    "t", "event_id", "name", "app_id", "device", "position_s", "duration_s", "media_label",
+    "paused", "ended", "playback_rate", "volume", "muted", "fullscreen", "quality",
+    "media_session_id", "session_stats", "ad_id", "ad_name", "ad_break_id", "data",
+)  # fmt: skip
+(
+    R_T, R_EID, R_NAME, R_APP, R_DEVICE, R_POS, R_DUR, R_LABEL, R_PAUSED, R_ENDED, R_RATE,
+    R_VOLUME, R_MUTED, R_FULLSCREEN, R_QUALITY, R_SID, R_STATS, R_AD_ID, R_AD_NAME, R_BREAK, R_DATA,
+) = range(len(ROW_FIELDS))  # fmt: skip
+_NO_DATA: Final[dict[str, Any]] = {}
+
+
+def to_row(ev: ViewerEvent, t: float) -> Row:
+    """``ev`` as a :data:`Row` at time ``t`` (what the fold reads of it, nothing more)."""
+    ua = ev.useragent
+    stats = ev.session_stats
+    data = ev.data
     name = ev.name
+    if data:
+        keys = DATA_KEYS.get(name)
+        data = {k: data[k] for k in keys if k in data} if keys else _NO_DATA
+        data = data or _NO_DATA
+    return (
+        t, ev.event_id, name, ev.app_id, device_class(ua) if ua else None, ev.position_s,
+        ev.duration_s, ev.media_label, ev.paused, ev.ended, ev.playback_rate, ev.volume, ev.muted,
+        ev.fullscreen, ev.quality, ev.media_session_id,
+        tuple(map(stats.get, STAT_KEYS)) if stats is not None else None,
+        ev.ad_id, ev.ad_name, ev.ad_break_id, data or _NO_DATA,
+    )  # fmt: skip
+
+
+def step(f: Fold, ev: Row) -> str | None:
+    """Fold one event (a :data:`Row`, the next in ``(t, event_id)`` order). Returns the previous
+    status when the status changed, else None."""
+    t: float = ev[R_T]
+    name = ev[R_NAME]
     status = orig = f.status
     prev_ts = f.ts
     acc = f.acc
@@ -371,15 +448,16 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
             dt = t - prev_ts
             acc.vals[slot] += dt if dt < MAX_GAP_S else MAX_GAP_S
     f.ts = t
-    f.eid = ev.event_id
+    f.eid = ev[R_EID]
     f.name = name
-    if ev.app_id:
-        f.app_id = ev.app_id
-    ua = ev.useragent
-    if ua:
-        f.device = device_class(ua)
+    v: Any = ev[R_APP]
+    if v:
+        f.app_id = v
+    v = ev[R_DEVICE]
+    if v:
+        f.device = v
 
-    sid = ev.media_session_id
+    sid = ev[R_SID]
     if sid is not None:
         if sid != f.sid:
             _switch_session(f, sid)
@@ -393,39 +471,38 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
         f.start_ts = t
 
     # media player entity (latest non-null wins)
-    v: Any = ev.position_s
+    v = ev[R_POS]
     if v is not None:
         f.pos = v
-    v = ev.duration_s
+    v = ev[R_DUR]
     if v is not None:
         f.dur = v
-    v = ev.media_label
+    v = ev[R_LABEL]
     if v is not None:
         f.label = v
-    v = ev.playback_rate
+    v = ev[R_RATE]
     if v is not None:
         f.rate = v
-    v = ev.volume
+    v = ev[R_VOLUME]
     if v is not None:
         f.volume = v
-    v = ev.muted
+    v = ev[R_MUTED]
     if v is not None:
         f.muted = v
-    v = ev.fullscreen
+    v = ev[R_FULLSCREEN]
     if v is not None:
         f.fullscreen = v
-    v = ev.quality
+    v = ev[R_QUALITY]
     if v is not None:
         f.quality = v
 
     # media session entity: running totals, maximum per session
-    stats = ev.session_stats
+    stats = ev[R_STATS]
     if stats and acc is not None:
         vals = acc.vals
         mask = acc.mask
-        for key, value in stats.items():
-            i = _STAT_INDEX.get(key)
-            if i is None:
+        for i, value in enumerate(stats):
+            if value is None:
                 continue
             if (mask >> i) & 1:
                 if value > vals[i]:
@@ -442,7 +519,7 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
     # the state machine
     if name not in _PASSIVE and _TRANSITIONS.get((status, name), _SAME) != _SAME:
         f.status, f.resume, f.in_break, f.explicit = sm.transition(
-            (status, f.resume, f.in_break, f.explicit), name, ev.paused, ev.ended
+            (status, f.resume, f.in_break, f.explicit), name, ev[R_PAUSED], ev[R_ENDED]
         )
     new = f.status
     # the current ad: shown while watching_ad; an ad event that missed its ad_start sets it
@@ -450,18 +527,18 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
         if f.ad is not None:
             f.ad = None
     else:
-        ad_id = ev.ad_id
+        ad_id = ev[R_AD_ID]
         if ad_id is not None and f.ad is None and kind not in _AD_CLEARING and ad_id != f.done_ad:
-            f.ad = (ad_id, ev.ad_name, ev.ad_break_id or f.brk)
-        elif ev.ad_break_id is not None and kind not in _AD_CLEARING:
-            f.brk = ev.ad_break_id
+            f.ad = (ad_id, ev[R_AD_NAME], ev[R_BREAK] or f.brk)
+        elif ev[R_BREAK] is not None and kind not in _AD_CLEARING:
+            f.brk = ev[R_BREAK]
     return None if new == orig else orig
 
 
 _AD_CLEARING: Final = frozenset((_K_AD_COMPLETE, _K_AD_SKIP, _K_BREAK_END, _K_BREAK_START))
 
 
-def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> None:
+def _effects(f: Fold, ev: Row, kind: int, t: float, acc: Acc | None) -> None:
     """Counters, the ad, startup and recorded settings of one event (everything but the status)."""
     if acc is not None:
         slot = _COUNT_SLOT.get(kind)
@@ -479,7 +556,7 @@ def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> 
         f.buffers += 1
     elif kind == _K_ERROR:
         f.errors += 1
-        data = ev.data
+        data = ev[R_DATA]
         code = _str(data.get("errorCode"))
         name = _str(data.get("errorName"))
         message = _str(data.get("errorDescription"))
@@ -488,14 +565,14 @@ def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> 
         if kind == _K_AD_COMPLETE:
             f.ads_done += 1
         ad = f.ad
-        if ad is not None and (ev.ad_id is None or ev.ad_id == ad[0]):
+        if ad is not None and (ev[R_AD_ID] is None or ev[R_AD_ID] == ad[0]):
             f.ad = None
-        f.done_ad = ev.ad_id
+        f.done_ad = ev[R_AD_ID]
     elif kind == _K_AD_START:
-        f.ad = (ev.ad_id, ev.ad_name, ev.ad_break_id or f.brk) if ev.ad_id is not None else None
+        f.ad = (ev[R_AD_ID], ev[R_AD_NAME], ev[R_BREAK] or f.brk) if ev[R_AD_ID] is not None else None
         f.done_ad = None
     elif kind == _K_BREAK_START:
-        f.brk = ev.ad_break_id
+        f.brk = ev[R_BREAK]
         f.ad = None
         f.done_ad = None
     elif kind == _K_BREAK_END:
@@ -506,22 +583,22 @@ def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> 
             f.start_ts = t
             f.start_ready = True
     elif kind == _K_PERCENT:
-        p = _num(ev.data.get("percentProgress"))
+        p = _num(ev[R_DATA].get("percentProgress"))
         if p is not None:
             f.pct = p
     elif kind == _K_RATE:
-        r = _num(ev.data.get("newRate"))
+        r = _num(ev[R_DATA].get("newRate"))
         if r is not None:
             f.rate = r
     elif kind == _K_VOLUME:
-        vol = ev.data.get("newVolume")
+        vol = ev[R_DATA].get("newVolume")
         if isinstance(vol, int) and not isinstance(vol, bool):
             f.volume = vol
     elif kind == _K_FULLSCREEN:
-        fs = ev.data.get("fullscreen")
+        fs = ev[R_DATA].get("fullscreen")
         if isinstance(fs, bool):
             f.fullscreen = fs
     elif kind == _K_QUALITY:
-        q = _str(ev.data.get("newQuality"))
+        q = _str(ev[R_DATA].get("newQuality"))
         if q is not None:
             f.quality = q
