@@ -49,8 +49,11 @@ def _machine() -> str:
     return f"{model or platform.processor()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
-def replay(events: list[Any], new: Callable[[str], Any], settle: bool) -> tuple[float, float, float]:
-    """(CPU µs per event, heap bytes per playing viewer, heap bytes per tracked viewer)."""
+def replay(
+    events: list[Any], new: Callable[[str], Any], settle: bool
+) -> tuple[tuple[float, float, float], dict[str, Any]]:
+    """((CPU µs per event, heap bytes per playing viewer, heap bytes per tracked viewer), the
+    final profiles)."""
     t0 = events[0].collector_ts
     sample_from, sample_to = t0 + 300.0, t0 + 600.0
     states: dict[str, Any] = {}
@@ -108,7 +111,8 @@ def replay(events: list[Any], new: Callable[[str], Any], settle: bool) -> tuple[
             changed.add(vid)
     tick(events[-1].collector_ts + WRITE_INTERVAL_S + FLUSH_S)
     cpu += time.process_time() - c0
-    return cpu / len(events) * 1e6, statistics.fmean(playing), statistics.fmean(tracked)
+    figures = (cpu / len(events) * 1e6, statistics.fmean(playing), statistics.fmean(tracked))
+    return figures, {vid: st.profile() for vid, st in states.items()}
 
 
 def run(viewers: int, runs: int) -> str:
@@ -117,9 +121,13 @@ def run(viewers: int, runs: int) -> str:
 
     events = _events(viewers)
     figures: dict[str, list[tuple[float, float, float]]] = {"baseline": [], "new": []}
+    differ = 0
     for _ in range(runs):
-        figures["baseline"].append(replay(events, Baseline.new, settle=False))
-        figures["new"].append(replay(events, ViewerState.new, settle=True))
+        base_fig, want = replay(events, Baseline.new, settle=False)
+        new_fig, got = replay(events, ViewerState.new, settle=True)
+        figures["baseline"].append(base_fig)
+        figures["new"].append(new_fig)
+        differ += sum(got.get(vid) != p for vid, p in want.items())
     med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in figures.items()}
     base, new = med["baseline"], med["new"]
     rows = [
@@ -134,6 +142,7 @@ def run(viewers: int, runs: int) -> str:
         "",
         f"new / baseline: memory per playing viewer {new[1] / base[1]:.2f}x, CPU per event "
         f"{new[0] / base[0]:.2f}x",
+        f"final profiles that differ from the baseline engine's: {differ} of {len(want) * runs}",
     ]
     return "\n".join(rows)
 

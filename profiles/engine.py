@@ -182,8 +182,8 @@ class ViewerState:
 
     __slots__ = (
         "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_light",
-        "_m", "_newest", "_out", "_pending", "_prof", "_ring", "_sjson", "_spack", "_stable", "_tent",
-        "viewer_id", "window",
+        "_m", "_newest", "_out", "_pending", "_prof", "_ring", "_sbin", "_sjson", "_spack", "_stable",
+        "_tent", "viewer_id", "window",
     )  # fmt: skip
 
     viewer_id: str
@@ -214,6 +214,7 @@ class ViewerState:
         self._blob: bytes | None = None  # frozen: the compressed dump, nothing else
         self._prof: dict[str, Any] | None = None  # profile() since the last change (until compact)
         self._spack: tuple[Any, ...] | None = None  # the stable fold, packed (unpacked when needed)
+        self._sbin: tuple[Fold, tuple[Any, ...]] | None = None  # a fold unchanged since packed, packed
         self._light = False  # _blob is settle()'s marshal pack, not a frozen (compressed) dump
 
     @classmethod
@@ -341,6 +342,8 @@ class ViewerState:
             cur = self._cur
             if cur is self._stable or cur is self._ck:
                 cur = self._cur = cur.copy()
+            elif self._sbin is not None and self._sbin[0] is cur:  # about to change in place
+                self._sbin = None
             n = len(pending)
             # pending[:k] left the window; if that ends among the events folded now, the fold
             # there is the new stable fold (one copy instead of folding those events again later)
@@ -693,7 +696,8 @@ class ViewerState:
         if sp is None:
             if stable is None:
                 return
-            sp = stable.pack()
+            sb = self._sbin
+            sp = sb[1] if sb is not None and sb[0] is stable else stable.pack()
         tent, out, fresh, ring = self._tent, self._out, self._fresh, self._ring
         self._blob = marshal.dumps(
             (
@@ -724,18 +728,22 @@ class ViewerState:
         self._pending = _NO_PENDING
         self._first = self._last = None
         self._m = self._ck_n = self._events = 0
-        self._spack = None
+        self._spack = self._sbin = None
 
     def _unpack(self, blob: bytes) -> None:
         stable, cur, pending, ring, tent, out, fresh, base, first, last, events = marshal.loads(blob)
         vid = self.viewer_id
         if cur is None:
             self._stable = self._cur = Fold.unpack(stable)
+            self._sbin = (self._stable, stable)
         else:
             self._spack = stable  # unpacked when needed (_unpack_stable)
-            self._cur = Fold.unpack(cur)
+            # the current fold is a checkpoint too (never changed in place: it is likely the next
+            # stable fold, whose packed form is at hand)
+            self._cur = self._ck = Fold.unpack(cur)
+            self._sbin = (self._cur, cur)
         self._pending = list(pending)
-        self._m = len(pending)
+        self._m = self._ck_n = len(pending)
         self._ring = list(ring) if ring is not None else None
         if tent is not None:
             self._tent = {x[2]: (x[0], x[1], HistoryEntry(vid, *x[2:])) for x in tent}
