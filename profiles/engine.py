@@ -18,15 +18,21 @@ already folded makes the engine fold the pending buffer again from a checkpoint.
 never folds an event a second time: a read that folds new events past the point where the
 events that left the window end keeps a copy of the fold there as the new stable fold, and the
 checkpoint (the fold left at an earlier read) becomes the stable fold once all its events are
-out of the window. So after a read only about a window of events is pending. None of this
-changes a result.
+out of the window (and when exactly the events folded before leave it, the current fold is the
+new stable fold). So after a read only about a window of events is pending. Pending events are
+kept as :data:`profiles.fold.Row` tuples (what the fold reads, the device class instead of the
+user agent). None of this changes a result.
 
-For the consumer: apply events as they come; per flush, per changed viewer, read
+For the consumer: apply events as they come; per changed viewer, read
+:meth:`ViewerState.profile` to publish it, then call :meth:`ViewerState.settle` (packs the viewer
+into one ``marshal`` value, ~1 KB for a playing viewer, until its next event; a viewer with
+history not yet drained is left as it is, since it is about to be written). To write a viewer:
 :meth:`ViewerState.profile`, :meth:`ViewerState.history_changes` (write those), then
-:meth:`ViewerState.dump` (the ``state`` attribute). The profile is built once per change (the
-consumer reads it to publish and again to flush). :meth:`ViewerState.compact` trims a viewer
-after a flush; ``compact(freeze=True)`` — for a viewer that went quiet — keeps only its
-compressed state (a few hundred bytes) until it is used again.
+:meth:`ViewerState.dump` (the ``state`` attribute), then :meth:`ViewerState.compact` (which
+settles it). The profile is built once per change until the next settle. ``compact(freeze=True)``
+— for a viewer that went quiet — keeps only its compressed state (a few hundred bytes) until it
+is used again. :meth:`ViewerState.load` raises :class:`UnreadableState` for a state it cannot
+read (docs/state-format.md): never start such a viewer afresh over its stored profile.
 
 Which events count (this is the contract the property tests check):
 
@@ -173,11 +179,15 @@ class ViewerState:
     sorted; ``_cur`` = fold of stable + ``_pending[:_m]`` (``_m`` < 0: must be folded again);
     ``_ck`` = a checkpoint, the fold of stable + ``_pending[:_ck_n]``, which becomes the stable
     fold as soon as all its events are out of the window (so stabilising costs no second fold).
-    Folds are shared between these three until one of them must change (copy on write). Once
-    folded and written by :meth:`dump`, a pending event is kept as its compact JSON row (decoded
-    again only if a late event makes the engine fold it again). ``_prof`` caches the profile
-    until the next change. :meth:`compact` with ``freeze=True`` keeps nothing but the compressed
-    :meth:`dump` (``_blob``) and ``_newest`` until the viewer is used again.
+    Folds are shared between these three until one of them must change (copy on write); a
+    stable fold is never changed. Pending events are rows (:data:`profiles.fold.Row`).
+    ``_prof`` caches the profile until the next change or settle. :meth:`settle` keeps nothing
+    but ``_blob`` (``_light``: a :mod:`marshal` pack of the current fold, the stable fold, the
+    rows and the history bookkeeping) and ``_newest``; unpacking it leaves the stable fold packed
+    (``_spack``) until something needs it, and ``_sbin`` remembers the packed form of a fold
+    unchanged since it was unpacked. :meth:`compact` with ``freeze=True`` keeps nothing but the
+    compressed :meth:`dump` (``_blob``, not ``_light``) and ``_newest`` until the viewer is used
+    again.
     """
 
     __slots__ = (
@@ -757,8 +767,8 @@ class ViewerState:
         self._events = events
 
     def compact(self, freeze: bool = False) -> None:
-        """Trim memory; results never change. Cheap (after :meth:`dump` nearly free): keeps the
-        pending events as compact rows instead of the events handed to :meth:`apply`. With
+        """Trim memory; results never change. Without ``freeze``: :meth:`settle` (call it after
+        a write, once :meth:`history_changes` was drained). With
         ``freeze`` — for viewers quiet for a while: it costs a fold of the stabilised events and
         a compression now, a decompression and :meth:`load` when the viewer returns — keep only
         the compressed state (a few hundred bytes for a typical viewer) and the newest event time
