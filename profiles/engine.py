@@ -103,8 +103,6 @@ __all__ = [
 DUPLICATE_TOLERANCE_S: Final = 2.0
 #: The pending buffer is stabilised (what the window allows) once it holds more events than this.
 MAX_PENDING: Final = 64
-#: :meth:`ViewerState.settle` keeps one fold when at most this many events are pending.
-SETTLE_PENDING: Final = 1
 #: Version of :meth:`ViewerState.dump`'s format (docs/state-format.md). 1: the first release;
 #: 2: no user agent, only its device class.
 STATE_VERSION: Final = 2
