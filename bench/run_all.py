@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench.profiles_bench",
     "bench.engine_bench",
     "bench.freeze_bench",
+    "bench.memory_bench",
     "bench.viewer_bench",
     "bench.stack_bench",
     "bench.dp_tradeoff",

@@ -192,9 +192,9 @@ class Settings:
         45.0,
         "LVP_FREEZE_AFTER_S",
         "Memory: a viewer written and then quiet this long (s) keeps only its compressed state "
-        "(~0.7 KB, not ~3.6 KB) until its next event. Set below the media ping interval (30 s), "
-        "playing viewers are compressed between pings too: ~1.3-1.8 KB per viewer at 2-5 s, for "
-        "~3x the CPU per event (bench/freeze_bench.py).",
+        "(~0.7 KB, not the ~1.4 KB of a packed viewer) until its next event. Set below the media "
+        "ping interval (30 s), playing viewers are compressed between pings too: ~0.9-1.0 KB per "
+        "viewer at 2-5 s, for ~1.5-1.7x the CPU per event (bench/freeze_bench.py).",
     )
     active_shards: int = _setting(
         8, "LVP_ACTIVE_SHARDS", "Shards of the sparse active-viewer index (GSI) in the profiles table."

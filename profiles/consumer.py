@@ -268,7 +268,7 @@ class ProfilesConsumer:
         # into one int (_pub_key); viewers whose changes since then are touches only wait in
         # _touch_pending for the next touches message.
         self._pub_sig: dict[str, int] = {}
-        self._touch_pending: set[str] = set()
+        self._touch_pending: dict[str, list[Any]] = {}  # viewer -> its touches row
         self._changes_partitions = 0  # partitions of the changes topic (0: unknown)
         # viewers whose stored state this version cannot read: their events wait (holding the
         # partition's commits) and the partition is paused, never overwritten (viewer -> partition)
@@ -652,7 +652,7 @@ class ProfilesConsumer:
         self.changed.discard(vid)
         self._urgent.discard(vid)
         self._pub_sig.pop(vid, None)
-        self._touch_pending.discard(vid)
+        self._touch_pending.pop(vid, None)
         self._unreadable.pop(vid, None)
 
     def _drop_partitions(self, parts: set[int]) -> None:
@@ -936,12 +936,14 @@ class ProfilesConsumer:
             packed = _pub_key(significant_signature(prof), prof)
             last = pub_sig.get(vid)
             if last == packed:
-                touch.add(vid)
+                touch[vid] = [vid, *touch_patch(prof)]
+                st.settle()  # (engine: keep a packed viewer until its next event)
                 continue
             key = vid.encode()
             self._produce(topic, key, dumps(prof), partition=partition_for(key, parts) if parts else -1)
             pub_sig[vid] = packed
-            touch.discard(vid)
+            touch.pop(vid, None)
+            st.settle()
             if vid in dirty and (last is None or last & _STATUS_MASK != packed & _STATUS_MASK):
                 urgent.add(vid)  # a new viewer or a status change: its history too, at the next flush
             n += 1
@@ -957,7 +959,7 @@ class ProfilesConsumer:
         if not self._touch_pending or self._producer is None:
             return
         pending = self._touch_pending
-        self._touch_pending = set()
+        self._touch_pending = {}
         parts = self._changes_partitions
         states = self.states
         topic = self.settings.topic_changes
@@ -968,12 +970,9 @@ class ProfilesConsumer:
                     self._produce(topic, vid.encode(), orjson.dumps(st.profile()))
             return
         rows: dict[int, list[list[Any]]] = {}
-        for vid in pending:
-            st = states.get(vid)
-            if st is None:
-                continue
-            key = vid.encode()
-            rows.setdefault(partition_for(key, parts), []).append([vid, *touch_patch(st.profile())])
+        for vid, row in pending.items():
+            if vid in states:
+                rows.setdefault(partition_for(vid.encode(), parts), []).append(row)
         n = messages = 0
         for p, group in rows.items():
             key = TOUCH_KEY_PREFIX + str(p).encode()

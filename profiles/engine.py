@@ -18,15 +18,21 @@ already folded makes the engine fold the pending buffer again from a checkpoint.
 never folds an event a second time: a read that folds new events past the point where the
 events that left the window end keeps a copy of the fold there as the new stable fold, and the
 checkpoint (the fold left at an earlier read) becomes the stable fold once all its events are
-out of the window. So after a read only about a window of events is pending. None of this
-changes a result.
+out of the window (and when exactly the events folded before leave it, the current fold is the
+new stable fold). So after a read only about a window of events is pending. Pending events are
+kept as :data:`profiles.fold.Row` tuples (what the fold reads, the device class instead of the
+user agent). None of this changes a result.
 
-For the consumer: apply events as they come; per flush, per changed viewer, read
+For the consumer: apply events as they come; per changed viewer, read
+:meth:`ViewerState.profile` to publish it, then call :meth:`ViewerState.settle` (packs the viewer
+into one ``marshal`` value, ~1 KB for a playing viewer, until its next event; a viewer with
+history not yet drained is left as it is, since it is about to be written). To write a viewer:
 :meth:`ViewerState.profile`, :meth:`ViewerState.history_changes` (write those), then
-:meth:`ViewerState.dump` (the ``state`` attribute). The profile is built once per change (the
-consumer reads it to publish and again to flush). :meth:`ViewerState.compact` trims a viewer
-after a flush; ``compact(freeze=True)`` — for a viewer that went quiet — keeps only its
-compressed state (a few hundred bytes) until it is used again.
+:meth:`ViewerState.dump` (the ``state`` attribute), then :meth:`ViewerState.compact` (which
+settles it). The profile is built once per change until the next settle. ``compact(freeze=True)``
+— for a viewer that went quiet — keeps only its compressed state (a few hundred bytes) until it
+is used again. :meth:`ViewerState.load` raises :class:`UnreadableState` for a state it cannot
+read (docs/state-format.md): never start such a viewer afresh over its stored profile.
 
 Which events count (this is the contract the property tests check):
 
@@ -51,7 +57,7 @@ Pure code: no I/O, no clock; the caller passes events (and drains history change
 from __future__ import annotations
 
 import bisect
-import operator
+import marshal
 import sys
 import zlib
 from collections.abc import Sequence
@@ -65,8 +71,8 @@ from lvp.events import ViewerEvent
 from lvp.tables import history_seq
 from profiles import state as sm
 from profiles.fold import (
-    DATA_KEYS,
     N_STATS,
+    ROW_FIELDS,
     S_AD_BREAKS,
     S_AD_TIME,
     S_ADS,
@@ -75,18 +81,21 @@ from profiles.fold import (
     S_PAUSED,
     S_PLAY,
     S_SKIPPED,
-    STAT_KEYS,
     ZEROS,
     Fold,
+    Row,
     step,
+    to_row,
 )
-from profiles.profile import device_class, iso
+from profiles.profile import DEVICE_CLASSES, device_class, iso
 
 __all__ = [
     "DUPLICATE_TOLERANCE_S",
     "MAX_PENDING",
     "STATE_VERSION",
+    "STATE_VERSIONS",
     "HistoryEntry",
+    "UnreadableState",
     "ViewerState",
 ]
 
@@ -94,8 +103,18 @@ __all__ = [
 DUPLICATE_TOLERANCE_S: Final = 2.0
 #: The pending buffer is stabilised (what the window allows) once it holds more events than this.
 MAX_PENDING: Final = 64
-#: Version of :meth:`ViewerState.dump`'s format.
-STATE_VERSION: Final = 1
+#: Version of :meth:`ViewerState.dump`'s format (docs/state-format.md). 1: the first release;
+#: 2: no user agent, only its device class.
+STATE_VERSION: Final = 2
+#: Every version :meth:`ViewerState.load` reads (older ones are converted on load).
+STATE_VERSIONS: Final = (1, 2)
+
+
+class UnreadableState(ValueError):
+    """A stored state :meth:`ViewerState.load` cannot read: an unknown version (written by a newer
+    release, or not by this engine at all) or a corrupt / undecodable document. Never "start
+    afresh" on this: the stored profile must not be overwritten by a viewer that lost its past."""
+
 
 _NEG_INF: Final = float("-inf")
 
@@ -121,8 +140,8 @@ class HistoryEntry:
 
 # --- pending events ------------------------------------------------------------------------------
 _NO_DATA: Final[dict[str, Any]] = {}
-# A pending event: (t, event_id, the event or its encoded row). Sorted by (t, event_id).
-_Entry = tuple[float, str, "ViewerEvent | str"]
+# A pending event: its fold.Row (t and event id first). Sorted by (t, event_id).
+_Entry = Row
 
 
 def _entry_key(entry: _Entry) -> tuple[float, str]:
@@ -133,26 +152,19 @@ def _entry_t(entry: _Entry) -> float:
     return entry[0]
 
 
-def _slim_data(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    keys = DATA_KEYS.get(name)
-    if not keys or not data:
-        return _NO_DATA
-    out = {k: data[k] for k in keys if k in data}
-    return out or _NO_DATA
-
-
 _ROW_FIELDS: Final = (
-    "app_id", "useragent", "position_s", "duration_s", "media_label", "paused", "ended",
+    "app_id", "device", "position_s", "duration_s", "media_label", "paused", "ended",
     "playback_rate", "volume", "muted", "fullscreen", "quality", "media_session_id",
     "session_stats", "ad_id", "ad_name", "ad_break_id",
 )  # fmt: skip
-_ROW_GET: Final = operator.attrgetter(*_ROW_FIELDS)
+assert ("t", "event_id", "name", *_ROW_FIELDS, "data") == ROW_FIELDS  # rows and JSON rows agree
+_I_DEVICE: Final = _ROW_FIELDS.index("device")
 # Long strings that rarely change: a row writes 0 when the value equals the viewer's "base" value.
-_BASE_FIELDS: Final = ("app_id", "useragent", "media_label", "media_session_id")
+_BASE_FIELDS: Final = ("app_id", "media_label", "media_session_id")
 _BASE_INDEX: Final = tuple(_ROW_FIELDS.index(f) for f in _BASE_FIELDS)
 # Row positions (see _encode) of strings many events share: interned when a row is decoded.
 _SHARED_ROW_FIELDS: Final = (
-    "app_id", "useragent", "media_label", "quality", "ad_id", "ad_name", "ad_break_id",
+    "app_id", "device", "media_label", "quality", "ad_id", "ad_name", "ad_break_id",
 )  # fmt: skip
 _ROW_SHARED: Final = (2, *(3 + _ROW_FIELDS.index(f) for f in _SHARED_ROW_FIELDS))
 _I_STATS: Final = _ROW_FIELDS.index("session_stats")
@@ -165,17 +177,21 @@ class ViewerState:
     sorted; ``_cur`` = fold of stable + ``_pending[:_m]`` (``_m`` < 0: must be folded again);
     ``_ck`` = a checkpoint, the fold of stable + ``_pending[:_ck_n]``, which becomes the stable
     fold as soon as all its events are out of the window (so stabilising costs no second fold).
-    Folds are shared between these three until one of them must change (copy on write). Once
-    folded and written by :meth:`dump`, a pending event is kept as its compact JSON row (decoded
-    again only if a late event makes the engine fold it again). ``_prof`` caches the profile
-    until the next change. :meth:`compact` with ``freeze=True`` keeps nothing but the compressed
-    :meth:`dump` (``_blob``) and ``_newest`` until the viewer is used again.
+    Folds are shared between these three until one of them must change (copy on write); a
+    stable fold is never changed. Pending events are rows (:data:`profiles.fold.Row`).
+    ``_prof`` caches the profile until the next change or settle. :meth:`settle` keeps nothing
+    but ``_blob`` (``_light``: a :mod:`marshal` pack of the current fold, the stable fold, the
+    rows and the history bookkeeping) and ``_newest``; unpacking it leaves the stable fold packed
+    (``_spack``) until something needs it, and ``_sbin`` remembers the packed form of a fold
+    unchanged since it was unpacked. :meth:`compact` with ``freeze=True`` keeps nothing but the
+    compressed :meth:`dump` (``_blob``, not ``_light``) and ``_newest`` until the viewer is used
+    again.
     """
 
     __slots__ = (
-        "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_m",
-        "_newest", "_out", "_pending", "_prof", "_ring", "_sjson", "_stable", "_tent", "viewer_id",
-        "window",
+        "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_light",
+        "_m", "_newest", "_out", "_pending", "_prof", "_ring", "_sbin", "_sjson", "_spack", "_stable",
+        "_tent", "viewer_id", "window",
     )  # fmt: skip
 
     viewer_id: str
@@ -211,6 +227,9 @@ class ViewerState:
         self._base: list[str | None] = [None] * len(_BASE_FIELDS)  # see _encode
         self._blob: bytes | None = None  # frozen: the compressed dump, nothing else
         self._prof: dict[str, Any] | None = None  # profile() since the last change (until compact)
+        self._spack: tuple[Any, ...] | None = None  # the stable fold, packed (unpacked when needed)
+        self._sbin: tuple[Fold, tuple[Any, ...]] | None = None  # a fold unchanged since packed, packed
+        self._light = False  # _blob is settle()'s marshal pack, not a frozen (compressed) dump
 
     @classmethod
     def new(cls, viewer_id: str, reorder_window_s: float = 10.0) -> ViewerState:
@@ -237,6 +256,7 @@ class ViewerState:
         self._prof = None
         eid = ev.event_id
         pending = self._pending
+        row = to_row(ev, t)
         # a copy of an event we already have?
         lo = t - DUPLICATE_TOLERANCE_S
         i = len(pending) - 1
@@ -253,7 +273,7 @@ class ViewerState:
                 self._count_seen(c)
                 if t > self._newest:
                     self._newest = t
-                self._insert((t, eid, ev))
+                self._insert(row)
                 return True
             i -= 1
         ring = self._ring
@@ -269,11 +289,11 @@ class ViewerState:
         if pending:
             last = pending[-1]
             if t > last[0] or (t == last[0] and eid > last[1]):
-                pending.append((t, eid, ev))
+                pending.append(row)
             else:
-                self._insert((t, eid, ev))
+                self._insert(row)
         else:
-            pending.append((t, eid, ev))
+            pending.append(row)
         if len(pending) > MAX_PENDING:
             self._sync()
             if len(pending) > MAX_PENDING:
@@ -310,10 +330,6 @@ class ViewerState:
             self._last = c
 
     # -- folding -----------------------------------------------------------------------------------
-    def _event(self, j: int) -> ViewerEvent:
-        p = self._pending[j][2]
-        return self._decode(p) if type(p) is str else p  # type: ignore[return-value]
-
     def _sync(self) -> None:
         """Stabilise at the checkpoint if the window allows, fold what is not folded yet — taking
         a copy of the fold where the events that left the window end, which becomes the stable
@@ -329,6 +345,7 @@ class ViewerState:
                 self._finalise(n, limit)
                 del pending[:n]
                 self._stable = ck
+                self._spack = None
                 self._ck = None
                 self._ck_n = 0
                 self._m = self._m - n if self._m >= n else -1
@@ -339,17 +356,30 @@ class ViewerState:
             cur = self._cur
             if cur is self._stable or cur is self._ck:
                 cur = self._cur = cur.copy()
+            elif self._sbin is not None and self._sbin[0] is cur:  # about to change in place
+                self._sbin = None
             n = len(pending)
             # pending[:k] left the window; if that ends among the events folded now, the fold
             # there is the new stable fold (one copy instead of folding those events again later)
             k = bisect.bisect_left(pending, limit, key=_entry_t)
             snap: Fold | None = None
+            if k == m and m > 0:  # exactly the events folded before left the window: cur is stable
+                self._finalise(k, limit)
+                del pending[:k]
+                self._stable = cur
+                self._spack = None
+                if self._ck is not None:  # (it covered fewer events: superseded)
+                    self._ck = None
+                    self._ck_n = 0
+                cur = self._cur = cur.copy()
+                m = 0
+                n -= k
+                k = 0
             for j in range(m, n):
-                t, eid, p = pending[j]
-                ev = self._decode(p) if type(p) is str else p
-                prev = step(cur, ev, t)  # type: ignore[arg-type]
+                row = pending[j]
+                prev = step(cur, row)
                 if prev is not None:
-                    self._put(t, eid, ev, cur.status, prev)  # type: ignore[arg-type]
+                    self._put(row, cur.status, prev)
                 if j + 1 == k:
                     snap = cur.copy()
             self._m = n
@@ -357,14 +387,23 @@ class ViewerState:
                 self._finalise(k, limit)
                 del pending[:k]
                 self._stable = snap
+                self._spack = None
                 self._m = n - k
         if self._ck is None and pending:
             self._ck = self._cur
             self._ck_n = self._m
 
+    def _unpack_stable(self) -> None:
+        """The stable fold is needed (not only the current one): unpack it (see :meth:`settle`)."""
+        sp = self._spack
+        if sp is not None:
+            self._spack = None
+            self._stable = Fold.unpack(sp)
+
     def _refold(self) -> None:
         """Fold the pending events again from the checkpoint (or the stable fold); emit the
         history differences."""
+        self._unpack_stable()
         pending = self._pending
         base, n0 = self._ck, self._ck_n
         if base is None:
@@ -372,30 +411,31 @@ class ViewerState:
         cur = base.copy() if base is not None else Fold()
         new: dict[str, tuple[float, str, HistoryEntry]] = {}
         for j in range(n0, len(pending)):
-            t, eid, _p = pending[j]
-            ev = self._event(j)
-            prev = step(cur, ev, t)
+            row = pending[j]
+            prev = step(cur, row)
             if prev is not None:
-                h = self._entry(t, ev, cur.status, prev)
-                new[h.seq] = (t, eid, h)
+                h = self._entry(row, cur.status, prev)
+                new[h.seq] = (row[0], row[1], h)
         self._cur = cur
         self._m = len(pending)
         bound = (pending[n0 - 1][0], pending[n0 - 1][1]) if n0 > 0 else None
         self._diff_history(new, bound)
 
-    def _entry(self, t: float, ev: ViewerEvent, status: str, prev: str) -> HistoryEntry:
+    def _entry(self, row: Row, status: str, prev: str) -> HistoryEntry:
+        t = row[0]
         return HistoryEntry(
             viewer_id=self.viewer_id,
-            seq=history_seq(round(t * 1000), ev.event_id),
+            seq=history_seq(round(t * 1000), row[1]),
             at=iso(t),
             status=status,
             prev_status=prev,
-            event_name=ev.name,
-            event_id=ev.event_id,
+            event_name=row[2],
+            event_id=row[1],
         )
 
-    def _put(self, t: float, eid: str, ev: ViewerEvent, status: str, prev: str) -> None:
-        h = self._entry(t, ev, status, prev)
+    def _put(self, row: Row, status: str, prev: str) -> None:
+        t, eid = row[0], row[1]
+        h = self._entry(row, status, prev)
         tent = self._tent
         if tent is None:
             tent = self._tent = {}
@@ -458,9 +498,9 @@ class ViewerState:
             if not tent:
                 self._tent = None
         for j in range(n):
-            t, eid, _p = pending[j]
-            if t >= keep_from:
-                ring.append((t, eid))
+            row = pending[j]
+            if row[0] >= keep_from:
+                ring.append((row[0], row[1]))
         # a future event has t >= newest - window: only copies >= that - tolerance can match it
         k = 0
         while k < len(ring) and ring[k][0] < keep_from:
@@ -479,13 +519,14 @@ class ViewerState:
         if k == 0:
             return
         ck, ck_n = self._ck, self._ck_n
+        self._unpack_stable()
         base: Fold | None = self._stable
         start = 0
         if ck is not None and ck_n <= k:
             base, start = ck, ck_n
         stable = base.copy() if base is not None else Fold()
         for j in range(start, k):
-            step(stable, self._event(j), pending[j][0])
+            step(stable, pending[j])
         self._finalise(k, limit)
         del pending[:k]
         self._stable = stable
@@ -497,52 +538,36 @@ class ViewerState:
         self._m = self._m - k if self._m >= k else -1
 
     # -- pending rows ------------------------------------------------------------------------------
-    def _encode(self, t: float, eid: str, ev: ViewerEvent) -> str:
-        """An event as a self-contained JSON row: what the fold reads, long strings that equal the
-        viewer's base values (the first app id / user agent / label / media session seen; set
-        once, never changed) written as 0, the session totals as a list."""
-        vals = list(_ROW_GET(ev))
+    def _encode(self, row: Row) -> orjson.Fragment:
+        """A row as JSON (the stored state): long strings that equal the viewer's base values (the
+        first app id / label / media session written; set once, never changed) written as 0."""
         base = self._base
+        vals = list(row)
         for b, i in enumerate(_BASE_INDEX):
-            v = vals[i]
+            v = vals[3 + i]
             if v:
                 if base[b] is None:
                     base[b] = v
                 if v == base[b]:
-                    vals[i] = 0
-        stats = vals[_I_STATS]
-        if stats is not None:
-            vals[_I_STATS] = [stats.get(k) for k in STAT_KEYS]
-        # decode() copies into an exactly sized str (orjson's bytes keep a 4 KB buffer)
-        return orjson.dumps([t, eid, ev.name, *vals, _slim_data(ev.name, ev.data)]).decode()
+                    vals[3 + i] = 0
+        return orjson.Fragment(orjson.dumps(vals))
 
-    def _decode(self, row: str) -> ViewerEvent:
-        r = orjson.loads(row)
+    def _decode(self, r: list[Any]) -> Row:
+        """A checked JSON row (see :func:`_check_row`) as a row."""
         base = self._base
         for b, i in enumerate(_BASE_INDEX):
             if r[3 + i] == 0 and not isinstance(r[3 + i], bool):
                 r[3 + i] = base[b]
+        r[0] = float(r[0])
         st = r[3 + _I_STATS]
-        stats = (
-            {k: v for k, v in zip(STAT_KEYS, st, strict=True) if v is not None} if st is not None else None
-        )
-        t = float(r[0])
+        if st is not None:
+            r[3 + _I_STATS] = tuple(st)
         for i in _ROW_SHARED:  # strings many events share: one copy in memory (as lvp.events does)
             if type(r[i]) is str:
                 r[i] = sys.intern(r[i])
-        return ViewerEvent(
-            event_id=r[1], name=r[2], viewer_id=self.viewer_id, collector_ts=t, derived_ts=t,
-            app_id=r[3], useragent=r[4], position_s=r[5], duration_s=r[6], media_label=r[7],
-            paused=r[8], ended=r[9], playback_rate=r[10], volume=r[11], muted=r[12],
-            fullscreen=r[13], quality=r[14], media_session_id=r[15], session_stats=stats,
-            ad_id=r[17], ad_name=r[18], ad_break_id=r[19], data=r[20] or _NO_DATA,
-        )  # fmt: skip
-
-    def _encode_pending(self) -> None:
-        pending = self._pending
-        for j, (t, eid, p) in enumerate(pending):
-            if type(p) is not str:
-                pending[j] = (t, eid, self._encode(t, eid, p))  # type: ignore[arg-type]
+        if not r[-1]:
+            r[-1] = _NO_DATA
+        return tuple(r)
 
     # -- reading -----------------------------------------------------------------------------------
     def profile(self) -> dict[str, Any]:
@@ -563,13 +588,11 @@ class ViewerState:
         f = self._cur
         sess = f.sess
         totals: Sequence[float]
-        if f.closed is None and len(sess) == 1:
-            totals = next(iter(sess.values())).vals
-        elif not sess and f.closed is None:
-            totals = ZEROS
+        if f.closed is None and sess is None:
+            totals = f.acc.vals if f.acc is not None else ZEROS
         else:
             sums = list(f.closed) if f.closed is not None else [0.0] * N_STATS
-            for acc in sess.values():
+            for acc in f.sessions().values():
                 vals = acc.vals
                 for i in range(N_STATS):
                     sums[i] += vals[i]
@@ -614,7 +637,7 @@ class ViewerState:
             "last_event_id": f.eid or None,
             "last_event_name": f.name or None,
             "events": self._events,
-            "device_class": device_class(f.ua),
+            "device_class": f.device,
             "last_error": {"code": error[0], "message": error[1]} if error is not None else None,
             "playback_rate": f.rate,
             "volume": f.volume,
@@ -650,7 +673,8 @@ class ViewerState:
 
     @property
     def frozen(self) -> bool:
-        return self._blob is not None
+        """Kept compressed by ``compact(freeze=True)`` (not: packed by :meth:`settle`)."""
+        return self._blob is not None and not self._light
 
     def history_changes(self) -> tuple[list[HistoryEntry], list[str]]:
         """``(entries to put, seqs to delete)`` since the previous call (then cleared)."""
@@ -664,35 +688,120 @@ class ViewerState:
         dels = sorted(seq for seq, h in out.items() if h is None)
         return puts, dels
 
+    def settle(self) -> None:
+        """Trim memory right after the profile was read for publication; results never change.
+
+        Keeps nothing but one packed value (:mod:`marshal`: the current and the stable fold, the
+        pending events as rows, the history bookkeeping) and the newest event time, until the
+        viewer is used again; the next :meth:`apply` or read unpacks the current fold (and the
+        stable one only if a late event or a write needs it: usually the current fold becomes the
+        stable one as its events leave the window). For a playing viewer (a ping every 30 s,
+        written only every few minutes) that is about 1 KB instead of 4-5 KB, for a few µs per
+        event (bench/memory_bench.py). :meth:`compact` does it too. A viewer with nothing
+        stabilised yet (its first seconds) is kept as it is."""
+        if self._blob is not None or self._out:
+            return  # (undrained history: the viewer is about to be written, then compacted)
+        self._prof = self._sjson = None
+        self._sync()
+        pending = self._pending
+        if pending and pending[0][0] < self._newest - self.window:
+            self._stabilise_prefix()  # events the checkpoint held back (after a burst)
+        stable, sp, cur = self._stable, self._spack, self._cur
+        if sp is None:
+            if stable is None:
+                return
+            sb = self._sbin
+            sp = sb[1] if sb is not None and sb[0] is stable else stable.pack()
+        tent, out, fresh, ring = self._tent, self._out, self._fresh, self._ring
+        self._blob = marshal.dumps(
+            (
+                sp,
+                cur.pack() if pending and cur is not stable else None,
+                tuple(pending),
+                tuple(ring) if ring else None,
+                tuple((v[0], v[1], *_h_json(v[2])) for v in tent.values()) if tent else None,
+                tuple((seq, _h_json(h) if h is not None else None) for seq, h in out.items())
+                if out
+                else None,
+                tuple(fresh) if fresh else None,
+                tuple(self._base),
+                self._first,
+                self._last,
+                self._events,
+            )
+        )
+        self._light = True
+        self._drop()
+
+    def _drop(self) -> None:
+        """Forget everything but ``_blob`` and ``_newest`` (packed or frozen)."""
+        self._stable = self._ck = self._ring = self._tent = self._out = self._fresh = self._sjson = None
+        self._prof = None
+        self._cur = _FROZEN
+        self._base = _NO_BASE
+        self._pending = _NO_PENDING
+        self._first = self._last = None
+        self._m = self._ck_n = self._events = 0
+        self._spack = self._sbin = None
+
+    def _unpack(self, blob: bytes) -> None:
+        stable, cur, pending, ring, tent, out, fresh, base, first, last, events = marshal.loads(blob)
+        vid = self.viewer_id
+        if cur is None:
+            self._stable = self._cur = Fold.unpack(stable)
+            self._sbin = (self._stable, stable)
+        else:
+            self._spack = stable  # unpacked when needed (_unpack_stable)
+            # the current fold is a checkpoint too (never changed in place: it is likely the next
+            # stable fold, whose packed form is at hand)
+            self._cur = self._ck = Fold.unpack(cur)
+            self._sbin = (self._cur, cur)
+        self._pending = list(pending)
+        self._m = self._ck_n = len(pending)
+        self._ring = list(ring) if ring is not None else None
+        if tent is not None:
+            self._tent = {x[2]: (x[0], x[1], HistoryEntry(vid, *x[2:])) for x in tent}
+        if out is not None:
+            self._out = {seq: (HistoryEntry(vid, *h) if h is not None else None) for seq, h in out}
+        if fresh is not None:
+            self._fresh = set(fresh)
+        self._base = list(base)
+        self._first = first
+        self._last = last
+        self._events = events
+
     def compact(self, freeze: bool = False) -> None:
-        """Trim memory; results never change. Cheap (after :meth:`dump` nearly free): keeps the
-        pending events as compact rows instead of the events handed to :meth:`apply`. With
+        """Trim memory; results never change. Without ``freeze``: :meth:`settle` (call it after
+        a write, once :meth:`history_changes` was drained). With
         ``freeze`` — for viewers quiet for a while: it costs a fold of the stabilised events and
         a compression now, a decompression and :meth:`load` when the viewer returns — keep only
         the compressed state (a few hundred bytes for a typical viewer) and the newest event time
         (for :meth:`apply`'s lateness check) until the viewer is used again."""
         if self._blob is not None:
+            if not (freeze and self._light):
+                return
+            self._thaw()
+        if not freeze:
+            self.settle()
             return
-        self._prof = self._sjson = None  # caches for the next read / dump: rebuilt when needed
+        self._prof = self._sjson = None
         self._sync()
-        self._encode_pending()
-        if freeze:
-            self._stabilise_prefix()
-            self._sync()
-            blob = _freeze(self.dump().encode())
-            self._stable = self._ck = self._ring = self._tent = self._out = self._fresh = self._sjson = None
-            self._cur = _FROZEN
-            self._base = _NO_BASE
-            self._pending = _NO_PENDING
-            self._first = self._last = None  # (in the blob, like everything else)
-            self._m = self._ck_n = self._events = 0
-            self._blob = blob
+        self._stabilise_prefix()
+        self._sync()
+        blob = _freeze(self.dump().encode())
+        self._drop()
+        self._light = False
+        self._blob = blob
 
     def _thaw(self) -> None:
         blob = self._blob
         if blob is None:
             return
         self._blob = None
+        if self._light:
+            self._light = False
+            self._unpack(blob)
+            return
         s = ViewerState.load(self.viewer_id, _unfreeze(blob), self.window)
         for name in ViewerState.__slots__:
             setattr(self, name, getattr(s, name))
@@ -701,9 +810,10 @@ class ViewerState:
     def dump(self) -> str:
         """Compact JSON of the full engine state (DynamoDB attribute ``state``)."""
         if self._blob is not None:
-            return _unfreeze(self._blob).decode()
+            if not self._light:
+                return _unfreeze(self._blob).decode()
+            self._thaw()
         self._sync()
-        self._encode_pending()
         doc = {
             "v": STATE_VERSION,
             "n": self._newest if self._newest != _NEG_INF else None,
@@ -712,7 +822,7 @@ class ViewerState:
             "e": self._events,
             "s": self._stable_json(),
             "b": self._base,
-            "p": [orjson.Fragment(p) for _t, _e, p in self._pending],  # type: ignore[arg-type]  # all rows
+            "p": [self._encode(row) for row in self._pending],
             "r": [list(x) for x in self._ring] if self._ring else None,
             "t": [[v[0], *_h_json(v[2])] for v in self._tent.values()] if self._tent else None,
             "o": [[seq, _h_json(h) if h is not None else None] for seq, h in self._out.items()]
@@ -723,6 +833,7 @@ class ViewerState:
         return orjson.dumps(doc).decode()
 
     def _stable_json(self) -> orjson.Fragment | None:
+        self._unpack_stable()
         stable = self._stable
         if stable is None:
             return None
@@ -733,7 +844,10 @@ class ViewerState:
 
     @classmethod
     def load(cls, viewer_id: str, state: str | bytes, reorder_window_s: float = 10.0) -> ViewerState:
-        """The engine as :meth:`dump` left it. Raises ValueError for a state it cannot read.
+        """The engine as :meth:`dump` left it, from a state of any version in
+        :data:`STATE_VERSIONS` (older ones converted). Raises :class:`UnreadableState` (a
+        ValueError) for an unknown version or a state it cannot decode — never returns anything
+        else than what was stored.
 
         The pending events are folded again; should that give a different history than the one
         stored (the state machine changed since), the difference is queued in
@@ -741,10 +855,13 @@ class ViewerState:
         """
         try:
             doc = orjson.loads(state)
-            if not isinstance(doc, dict) or doc.get("v") != STATE_VERSION:
-                raise ValueError(
-                    f"unsupported state version {doc.get('v') if isinstance(doc, dict) else doc!r}"
+            version = doc.get("v") if isinstance(doc, dict) else None
+            if type(version) is not int or version not in STATE_VERSIONS:
+                raise UnreadableState(
+                    f"unreadable viewer state for {viewer_id!r}: unknown state version {version!r}"
                 )
+            if version == 1:
+                doc = _from_v1(doc)
             s = cls(viewer_id, reorder_window_s)
             s._newest = float(doc["n"]) if doc.get("n") is not None else _NEG_INF
             s._first = float(doc["f"]) if doc.get("f") is not None else None
@@ -760,10 +877,8 @@ class ViewerState:
                     for f, v in zip(_BASE_FIELDS, base, strict=True)
                 ]
             for row in doc.get("p") or []:
-                if not isinstance(row, list) or len(row) != 4 + len(_ROW_FIELDS):
-                    raise ValueError("bad pending row")
                 _check_row(row)
-                s._pending.append((float(row[0]), row[1], orjson.dumps(row).decode()))
+                s._pending.append(s._decode(row))
             s._pending.sort(key=_entry_key)
             if doc.get("r"):
                 s._ring = [(float(rt), str(rid)) for rt, rid in doc["r"]]
@@ -778,16 +893,52 @@ class ViewerState:
                     s._fresh = {str(x) for x in doc["fr"]}
             s._m = -1
             s._sync()
+        except UnreadableState:
+            raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as exc:
-            raise ValueError(f"unreadable viewer state for {viewer_id!r}: {exc}") from None
+            raise UnreadableState(f"unreadable viewer state for {viewer_id!r}: {exc}") from None
         return s
+
+
+_I_FOLD_DEVICE: Final = Fold.__slots__.index("device")
+_V1_BASE: Final = ("app_id", "useragent", "media_label", "media_session_id")
+
+
+def _from_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 state as version 2: the user agent (in the stable fold, the base values and
+    every pending row) becomes its device class. Nothing else differs."""
+    fold = doc.get("s")
+    if fold is not None:
+        if not isinstance(fold, list) or len(fold) != len(Fold.__slots__):
+            raise ValueError("fold has the wrong shape")
+        ua = fold[_I_FOLD_DEVICE]
+        if not isinstance(ua, str):
+            raise ValueError("fold field ua is not a string")
+        fold[_I_FOLD_DEVICE] = device_class(ua) if ua else "unknown"
+    base = doc.get("b")
+    base_ua = None
+    if base is not None:
+        if not isinstance(base, list) or len(base) != len(_V1_BASE):
+            raise ValueError("bad base values")
+        base_ua = base[1]
+        doc["b"] = [base[0], base[2], base[3]]
+    for row in doc.get("p") or []:
+        if not isinstance(row, list) or len(row) != 4 + len(_ROW_FIELDS):
+            raise ValueError("bad pending row")
+        ua = row[3 + _I_DEVICE]
+        if ua == 0 and not isinstance(ua, bool):  # 0: the base value
+            ua = base_ua
+        if ua is not None and not isinstance(ua, str):
+            raise ValueError("bad pending row field useragent")
+        row[3 + _I_DEVICE] = device_class(ua) if ua else None
+    return doc
 
 
 _NUM: Final = (int, float)
 _OPT_STR: Final = (str, type(None), int)  # int: 0 = the base value
 # What each column of a pending row may hold (after t, event id, name; before data).
 _ROW_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "app_id": _OPT_STR, "useragent": _OPT_STR, "position_s": (*_NUM, type(None)),
+    "app_id": _OPT_STR, "device": (str, type(None)), "position_s": (*_NUM, type(None)),
     "duration_s": (*_NUM, type(None)), "media_label": _OPT_STR, "paused": (bool, type(None)),
     "ended": (bool, type(None)), "playback_rate": (*_NUM, type(None)), "volume": (int, type(None)),
     "muted": (bool, type(None)), "fullscreen": (bool, type(None)), "quality": (str, type(None)),
@@ -813,6 +964,9 @@ def _check_row(row: Any) -> None:
     for field, v in zip(_ROW_FIELDS, row[3:-1], strict=True):
         if not isinstance(v, _ROW_TYPES[field]) or (isinstance(v, bool) and bool not in _ROW_TYPES[field]):
             raise ValueError(f"bad pending row field {field}")
+    device = row[3 + _I_DEVICE]
+    if device is not None and device not in DEVICE_CLASSES:
+        raise ValueError(f"unknown device class {device!r}")
     stats = row[3 + _I_STATS]
     if stats is not None and (
         len(stats) != N_STATS
@@ -824,22 +978,14 @@ def _check_row(row: Any) -> None:
 _FROZEN: Final = Fold()  # stands in for the current fold while a viewer is frozen (never changed)
 
 # Frozen states are compressed with a preset dictionary: what every dump() has in common (its
-# skeleton, statuses, event names, the usual user-agent fragments), so that a few hundred bytes
-# of JSON compress as well as a long text would. Most frequent last (shortest distances). It
-# only ever lives in memory: change it freely.
+# skeleton, statuses, event names, device classes), so that a few hundred bytes of JSON compress
+# as well as a long text would. Most frequent last (shortest distances). It only ever lives in
+# memory: change it freely.
 _ZDICT: Final = "".join(
     (
-        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
-        ".0.0.0 Mobile Safari/537.36",
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/ Safari/605.1.15",
-        "Mozilla/5.0 (iPhone; CPU iPhone OS  like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/ Mobile/15E148 Safari/604.1",
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"
-        ".0.0.0 Safari/537.36",
-        "".join(f'"{name}",' for name in (*_MEDIA_NAMES, *sm.STATUSES)),
-        '{"v":1,"n":1,"f":1,"l":1,"e":1,"s":["watching",null,false,false,1,"","ping","",""],',
-        '"b":["","","",""],"p":[[1,"","ping",0,0,1.0,1.0,0,false,false,1.0,100,false,false,',
+        "".join(f'"{name}",' for name in (*DEVICE_CLASSES, *_MEDIA_NAMES, *sm.STATUSES)),
+        '{"v":2,"n":1,"f":1,"l":1,"e":1,"s":["watching",null,false,false,1,"","ping","","desktop"],',
+        '"b":["","",""],"p":[[1,"","ping",0,"mobile",1.0,1.0,0,false,false,1.0,100,false,false,',
         '"1080p",0,[0.0,0.0,0.0,null,0.0,1.0,1.0,null],null,null,null,{}]],"r":null,',
         '"t":[[1,"00#","T00:00:00.000Z","paused","watching","pause",""]],"o":null,"fr":null}',
     )

@@ -26,12 +26,14 @@ from typing import Any, Final
 
 from lvp.events import MEDIA_EVENTS, SESSION_STATS, ViewerEvent
 from profiles import state as sm
+from profiles.profile import DEVICE_CLASSES, device_class
 
 __all__ = [
     "DATA_KEYS",
     "MAX_GAP_S",
     "MAX_SESSIONS",
     "N_STATS",
+    "ROW_FIELDS",
     "STAT_KEYS",
     "S_ADS",
     "S_AD_BREAKS",
@@ -44,7 +46,9 @@ __all__ = [
     "ZEROS",
     "Acc",
     "Fold",
+    "Row",
     "step",
+    "to_row",
 ]  # fmt: skip
 
 #: Fallback times (no session entity): a gap between two events counts at most this long.
@@ -140,7 +144,7 @@ class Acc:
 _FOLD_SLOTS: Final = (
     "status", "resume", "in_break", "explicit",
     "ts", "eid", "name",
-    "app_id", "ua", "pos", "dur", "label", "rate", "volume", "muted", "fullscreen", "quality", "pct",
+    "app_id", "device", "pos", "dur", "label", "rate", "volume", "muted", "fullscreen", "quality", "pct",
     "sid", "sess", "closed", "acc",
     "start_ts", "start_ready", "play_ts",
     "plays", "pauses", "seeks", "buffers", "errors", "ads_done",
@@ -150,11 +154,11 @@ _FOLD_SLOTS: Final = (
 
 _FOLD_INTS: Final = ("plays", "pauses", "seeks", "buffers", "errors", "ads_done")
 _FOLD_FLOATS: Final = ("ts", "pos", "dur", "rate", "pct", "start_ts", "play_ts")
-_FOLD_STRS: Final = ("eid", "name", "app_id", "ua")
+_FOLD_STRS: Final = ("eid", "name", "app_id", "device")
 #: String fields whose values many viewers share (one copy in memory: interned, as the events'
 #: strings are by lvp.events)
 _FOLD_SHARED: Final = (
-    "status", "resume", "name", "app_id", "ua", "label", "quality", "brk", "done_ad",
+    "status", "resume", "name", "app_id", "device", "label", "quality", "brk", "done_ad",
 )  # fmt: skip
 _FOLD_GET: Final = operator.attrgetter(*_FOLD_SLOTS)
 _I_SESS: Final = _FOLD_SLOTS.index("sess")
@@ -175,7 +179,7 @@ class Fold:
     eid: str
     name: str
     app_id: str
-    ua: str
+    device: str  # profiles.profile.device_class of the latest user agent (never the user agent)
     pos: float | None
     dur: float | None
     label: str | None
@@ -186,9 +190,9 @@ class Fold:
     quality: str | None
     pct: float | None
     sid: str | None
-    sess: dict[str, Acc]
+    sess: dict[str, Acc] | None  # the older media sessions (least recently used first), if any
     closed: array[float] | None
-    acc: Acc | None
+    acc: Acc | None  # the current media session's totals (key: sid, or "" without one)
     start_ts: float | None
     start_ready: bool
     play_ts: float | None
@@ -212,7 +216,7 @@ class Fold:
         self.eid = ""
         self.name = ""
         self.app_id = ""
-        self.ua = ""
+        self.device = "unknown"
         self.pos = self.dur = None
         self.label = None
         self.rate = None
@@ -221,7 +225,7 @@ class Fold:
         self.quality = None
         self.pct = None
         self.sid = None
-        self.sess = {}
+        self.sess = None
         self.closed = None
         self.acc = None
         self.start_ts = None
@@ -244,7 +248,7 @@ class Fold:
         new.eid = self.eid
         new.name = self.name
         new.app_id = self.app_id
-        new.ua = self.ua
+        new.device = self.device
         new.pos = self.pos
         new.dur = self.dur
         new.label = self.label
@@ -255,9 +259,11 @@ class Fold:
         new.quality = self.quality
         new.pct = self.pct
         new.sid = self.sid
-        new.sess = sess = {k: a.copy() for k, a in self.sess.items()}
+        sess = self.sess
+        new.sess = {k: a.copy() for k, a in sess.items()} if sess is not None else None
         new.closed = array("d", self.closed) if self.closed is not None else None
-        new.acc = sess.get(self._acc_key()) if self.acc is not None else None
+        acc = self.acc
+        new.acc = Acc(acc.mask, array("d", acc.vals)) if acc is not None else None
         new.start_ts = self.start_ts
         new.start_ready = self.start_ready
         new.play_ts = self.play_ts
@@ -276,13 +282,50 @@ class Fold:
     def _acc_key(self) -> str:
         return self.sid if self.sid is not None else ""
 
+    def sessions(self) -> dict[str, Acc]:
+        """Every media session's totals, least recently used first (the current one last)."""
+        out = dict(self.sess) if self.sess is not None else {}
+        if self.acc is not None:
+            out[self._acc_key()] = self.acc
+        return out
+
     # -- serialisation --------------------------------------------------------------------------
     def to_json(self) -> list[Any]:
         out = list(_FOLD_GET(self))
-        out[_I_SESS] = [[k, a.mask, a.vals.tolist()] for k, a in self.sess.items()]
+        out[_I_SESS] = [[k, a.mask, a.vals.tolist()] for k, a in self.sessions().items()]
         out[_I_CLOSED] = self.closed.tolist() if self.closed is not None else None
         out[_I_ACC] = self._acc_key() if self.acc is not None else None
         return out
+
+    def pack(self) -> tuple[Any, ...]:
+        """The fold as plain values (for :mod:`marshal`; :meth:`unpack` reverses it exactly)."""
+        vals = list(_FOLD_GET(self))
+        sess, closed, acc = self.sess, self.closed, self.acc
+        if sess is not None:
+            vals[_I_SESS] = tuple((k, a.mask, a.vals.tobytes()) for k, a in sess.items())
+        if closed is not None:
+            vals[_I_CLOSED] = closed.tobytes()
+        if acc is not None:
+            vals[_I_ACC] = (acc.mask, acc.vals.tobytes())
+        return tuple(vals)
+
+    @classmethod
+    def unpack(cls, vals: tuple[Any, ...]) -> Fold:
+        f = cls.__new__(cls)
+        (
+            f.status, f.resume, f.in_break, f.explicit, f.ts, f.eid, f.name, f.app_id, f.device,
+            f.pos, f.dur, f.label, f.rate, f.volume, f.muted, f.fullscreen, f.quality, f.pct,
+            f.sid, f.sess, f.closed, f.acc, f.start_ts, f.start_ready, f.play_ts, f.plays,
+            f.pauses, f.seeks, f.buffers, f.errors, f.ads_done, f.error, f.ad, f.brk, f.done_ad,
+        ) = vals  # fmt: skip
+        sess, closed, acc = vals[_I_SESS], vals[_I_CLOSED], vals[_I_ACC]
+        if sess is not None:
+            f.sess = {k: Acc(mask, _doubles(b)) for k, mask, b in sess}
+        if closed is not None:
+            f.closed = _doubles(closed)
+        if acc is not None:
+            f.acc = Acc(acc[0], _doubles(acc[1]))
+        return f
 
     @classmethod
     def from_json(cls, data: list[Any]) -> Fold:
@@ -291,13 +334,14 @@ class Fold:
         f = cls.__new__(cls)
         for name, v in zip(_FOLD_SLOTS, data, strict=True):
             setattr(f, name, v)
-        f.sess = {
-            str(k): Acc(int(mask), array("d", vals)) for k, mask, vals in data[_FOLD_SLOTS.index("sess")]
-        }
+        sess = {str(k): Acc(int(mask), array("d", vals)) for k, mask, vals in data[_FOLD_SLOTS.index("sess")]}
         closed = data[_FOLD_SLOTS.index("closed")]
         f.closed = array("d", closed) if closed is not None else None
         key = data[_FOLD_SLOTS.index("acc")]
-        f.acc = f.sess.get(key) if key is not None else None
+        if key is not None and key != (f.sid if f.sid is not None else ""):
+            raise ValueError("the current session is not the fold's")
+        f.acc = sess.pop(key) if key is not None else None
+        f.sess = sess or None
         f.error = tuple(f.error) if f.error is not None else None  # type: ignore[assignment]
         f.ad = tuple(f.ad) if f.ad is not None else None  # type: ignore[assignment]
         if f.status not in sm.STATUSES or (f.resume is not None and f.resume not in sm.STATUSES):
@@ -313,11 +357,19 @@ class Fold:
         for name in _FOLD_STRS:
             if not isinstance(getattr(f, name), str):
                 raise ValueError(f"fold field {name} is not a string")
+        if f.device not in DEVICE_CLASSES:
+            raise ValueError(f"unknown device class {f.device!r}")
         for name in _FOLD_SHARED:
             v = getattr(f, name)
             if type(v) is str:
                 setattr(f, name, sys.intern(v))
         return f
+
+
+def _doubles(b: bytes) -> array[float]:
+    a = array("d")
+    a.frombytes(b)
+    return a
 
 
 def _switch_session(f: Fold, sid: str) -> None:
@@ -328,8 +380,8 @@ def _switch_session(f: Fold, sid: str) -> None:
         f.start_ts = f.play_ts = None
         f.start_ready = False
         f.pct = None
+    sess = f.sessions()
     f.sid = sid
-    sess = f.sess
     acc = sess.pop(sid, None)
     if acc is None:
         acc = Acc()
@@ -340,14 +392,52 @@ def _switch_session(f: Fold, sid: str) -> None:
             for i in range(N_STATS):
                 closed[i] += old.vals[i]
             f.closed = closed
-    sess[sid] = acc
+    f.sess = sess or None  # (the older ones; the current one is f.acc)
     f.acc = acc
 
 
-def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
-    """Fold one event (the next in ``(t, event_id)`` order). Returns the previous status when the
-    status changed, else None."""
+# --- rows: events as the fold reads them ---------------------------------------------------------
+#: One event as a tuple, in this order: time ``t`` (the engine's ordering time), event id, name,
+#: then what the fold reads of a :class:`~lvp.events.ViewerEvent` — its device class (never the
+#: user agent), the session totals as a tuple in :data:`STAT_KEYS` order (None where absent) and
+#: only the event data keys of :data:`DATA_KEYS`. The engine keeps pending events as rows.
+Row = tuple[Any, ...]
+ROW_FIELDS: Final = (
+    "t", "event_id", "name", "app_id", "device", "position_s", "duration_s", "media_label",
+    "paused", "ended", "playback_rate", "volume", "muted", "fullscreen", "quality",
+    "media_session_id", "session_stats", "ad_id", "ad_name", "ad_break_id", "data",
+)  # fmt: skip
+(
+    R_T, R_EID, R_NAME, R_APP, R_DEVICE, R_POS, R_DUR, R_LABEL, R_PAUSED, R_ENDED, R_RATE,
+    R_VOLUME, R_MUTED, R_FULLSCREEN, R_QUALITY, R_SID, R_STATS, R_AD_ID, R_AD_NAME, R_BREAK, R_DATA,
+) = range(len(ROW_FIELDS))  # fmt: skip
+_NO_DATA: Final[dict[str, Any]] = {}
+
+
+def to_row(ev: ViewerEvent, t: float) -> Row:
+    """``ev`` as a :data:`Row` at time ``t`` (what the fold reads of it, nothing more)."""
+    ua = ev.useragent
+    stats = ev.session_stats
+    data = ev.data
     name = ev.name
+    if data:
+        keys = DATA_KEYS.get(name)
+        data = {k: data[k] for k in keys if k in data} if keys else _NO_DATA
+        data = data or _NO_DATA
+    return (
+        t, ev.event_id, name, ev.app_id, device_class(ua) if ua else None, ev.position_s,
+        ev.duration_s, ev.media_label, ev.paused, ev.ended, ev.playback_rate, ev.volume, ev.muted,
+        ev.fullscreen, ev.quality, ev.media_session_id,
+        tuple(map(stats.get, STAT_KEYS)) if stats is not None else None,
+        ev.ad_id, ev.ad_name, ev.ad_break_id, data or _NO_DATA,
+    )  # fmt: skip
+
+
+def step(f: Fold, ev: Row) -> str | None:
+    """Fold one event (a :data:`Row`, the next in ``(t, event_id)`` order). Returns the previous
+    status when the status changed, else None."""
+    t: float = ev[R_T]
+    name = ev[R_NAME]
     status = orig = f.status
     prev_ts = f.ts
     acc = f.acc
@@ -358,14 +448,16 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
             dt = t - prev_ts
             acc.vals[slot] += dt if dt < MAX_GAP_S else MAX_GAP_S
     f.ts = t
-    f.eid = ev.event_id
+    f.eid = ev[R_EID]
     f.name = name
-    if ev.app_id:
-        f.app_id = ev.app_id
-    if ev.useragent:
-        f.ua = ev.useragent
+    v: Any = ev[R_APP]
+    if v:
+        f.app_id = v
+    v = ev[R_DEVICE]
+    if v:
+        f.device = v
 
-    sid = ev.media_session_id
+    sid = ev[R_SID]
     if sid is not None:
         if sid != f.sid:
             _switch_session(f, sid)
@@ -374,44 +466,43 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
     elif acc is None:
         if name not in _MEDIA:
             return None  # a page view / page ping / other event before any media: nothing more
-        acc = f.acc = f.sess[""] = Acc()
+        acc = f.acc = Acc()  # the session without an id: key ""
     if name in _MEDIA and f.start_ts is None:
         f.start_ts = t
 
     # media player entity (latest non-null wins)
-    v: Any = ev.position_s
+    v = ev[R_POS]
     if v is not None:
         f.pos = v
-    v = ev.duration_s
+    v = ev[R_DUR]
     if v is not None:
         f.dur = v
-    v = ev.media_label
+    v = ev[R_LABEL]
     if v is not None:
         f.label = v
-    v = ev.playback_rate
+    v = ev[R_RATE]
     if v is not None:
         f.rate = v
-    v = ev.volume
+    v = ev[R_VOLUME]
     if v is not None:
         f.volume = v
-    v = ev.muted
+    v = ev[R_MUTED]
     if v is not None:
         f.muted = v
-    v = ev.fullscreen
+    v = ev[R_FULLSCREEN]
     if v is not None:
         f.fullscreen = v
-    v = ev.quality
+    v = ev[R_QUALITY]
     if v is not None:
         f.quality = v
 
     # media session entity: running totals, maximum per session
-    stats = ev.session_stats
+    stats = ev[R_STATS]
     if stats and acc is not None:
         vals = acc.vals
         mask = acc.mask
-        for key, value in stats.items():
-            i = _STAT_INDEX.get(key)
-            if i is None:
+        for i, value in enumerate(stats):
+            if value is None:
                 continue
             if (mask >> i) & 1:
                 if value > vals[i]:
@@ -428,7 +519,7 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
     # the state machine
     if name not in _PASSIVE and _TRANSITIONS.get((status, name), _SAME) != _SAME:
         f.status, f.resume, f.in_break, f.explicit = sm.transition(
-            (status, f.resume, f.in_break, f.explicit), name, ev.paused, ev.ended
+            (status, f.resume, f.in_break, f.explicit), name, ev[R_PAUSED], ev[R_ENDED]
         )
     new = f.status
     # the current ad: shown while watching_ad; an ad event that missed its ad_start sets it
@@ -436,18 +527,18 @@ def step(f: Fold, ev: ViewerEvent, t: float) -> str | None:
         if f.ad is not None:
             f.ad = None
     else:
-        ad_id = ev.ad_id
+        ad_id = ev[R_AD_ID]
         if ad_id is not None and f.ad is None and kind not in _AD_CLEARING and ad_id != f.done_ad:
-            f.ad = (ad_id, ev.ad_name, ev.ad_break_id or f.brk)
-        elif ev.ad_break_id is not None and kind not in _AD_CLEARING:
-            f.brk = ev.ad_break_id
+            f.ad = (ad_id, ev[R_AD_NAME], ev[R_BREAK] or f.brk)
+        elif ev[R_BREAK] is not None and kind not in _AD_CLEARING:
+            f.brk = ev[R_BREAK]
     return None if new == orig else orig
 
 
 _AD_CLEARING: Final = frozenset((_K_AD_COMPLETE, _K_AD_SKIP, _K_BREAK_END, _K_BREAK_START))
 
 
-def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> None:
+def _effects(f: Fold, ev: Row, kind: int, t: float, acc: Acc | None) -> None:
     """Counters, the ad, startup and recorded settings of one event (everything but the status)."""
     if acc is not None:
         slot = _COUNT_SLOT.get(kind)
@@ -465,7 +556,7 @@ def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> 
         f.buffers += 1
     elif kind == _K_ERROR:
         f.errors += 1
-        data = ev.data
+        data = ev[R_DATA]
         code = _str(data.get("errorCode"))
         name = _str(data.get("errorName"))
         message = _str(data.get("errorDescription"))
@@ -474,14 +565,14 @@ def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> 
         if kind == _K_AD_COMPLETE:
             f.ads_done += 1
         ad = f.ad
-        if ad is not None and (ev.ad_id is None or ev.ad_id == ad[0]):
+        if ad is not None and (ev[R_AD_ID] is None or ev[R_AD_ID] == ad[0]):
             f.ad = None
-        f.done_ad = ev.ad_id
+        f.done_ad = ev[R_AD_ID]
     elif kind == _K_AD_START:
-        f.ad = (ev.ad_id, ev.ad_name, ev.ad_break_id or f.brk) if ev.ad_id is not None else None
+        f.ad = (ev[R_AD_ID], ev[R_AD_NAME], ev[R_BREAK] or f.brk) if ev[R_AD_ID] is not None else None
         f.done_ad = None
     elif kind == _K_BREAK_START:
-        f.brk = ev.ad_break_id
+        f.brk = ev[R_BREAK]
         f.ad = None
         f.done_ad = None
     elif kind == _K_BREAK_END:
@@ -492,22 +583,22 @@ def _effects(f: Fold, ev: ViewerEvent, kind: int, t: float, acc: Acc | None) -> 
             f.start_ts = t
             f.start_ready = True
     elif kind == _K_PERCENT:
-        p = _num(ev.data.get("percentProgress"))
+        p = _num(ev[R_DATA].get("percentProgress"))
         if p is not None:
             f.pct = p
     elif kind == _K_RATE:
-        r = _num(ev.data.get("newRate"))
+        r = _num(ev[R_DATA].get("newRate"))
         if r is not None:
             f.rate = r
     elif kind == _K_VOLUME:
-        vol = ev.data.get("newVolume")
+        vol = ev[R_DATA].get("newVolume")
         if isinstance(vol, int) and not isinstance(vol, bool):
             f.volume = vol
     elif kind == _K_FULLSCREEN:
-        fs = ev.data.get("fullscreen")
+        fs = ev[R_DATA].get("fullscreen")
         if isinstance(fs, bool):
             f.fullscreen = fs
     elif kind == _K_QUALITY:
-        q = _str(ev.data.get("newQuality"))
+        q = _str(ev[R_DATA].get("newQuality"))
         if q is not None:
             f.quality = q

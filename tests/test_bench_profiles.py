@@ -1,7 +1,9 @@
-"""`bench/profiles_bench.py --quick` runs end to end and prints its table (no timing asserted)."""
+"""`bench/profiles_bench.py --quick` runs end to end and prints its table: medians over its runs of
+the consumer, the raw consume and the decode floor (sane figures asserted, no timing target)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_profiles_bench_quick(broker: str, dynamodb_local: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.profiles_bench", "--quick", "--viewers", "60",
+        [sys.executable, "-m", "bench.profiles_bench", "--quick", "--viewers", "60", "--runs", "2",
          "--bootstrap-servers", broker, "--endpoint-url", dynamodb_local],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
     lines = proc.stdout.splitlines()
     assert lines[0] == "| measure | value | target | met |"
     table = "\n".join(lines)
@@ -27,3 +30,12 @@ def test_profiles_bench_quick(broker: str, dynamodb_local: str) -> None:
     ):
         assert row in table
     assert "(60 viewers)" in table and "| tracked viewers | 60 |" in table
+    assert "figures: medians of 2 run(s)" in table
+    floor = re.search(r"^\| decode floor .*? \| ([\d,]+) events/s \|", table, re.M)
+    raw = re.search(r"^\| … raw consume, per CPU-second / share \| ([\d,]+) msg/s / (\d+)%", table, re.M)
+    ratio = re.search(r"^\| … `lvp profiles` / decode floor \(CPU-time rates\) \| (\d+)% \|", table, re.M)
+    consumer = re.search(r"^\| `lvp profiles` on one core: .*? \| ([\d,]+) events/s \|", table, re.M)
+    assert floor and raw and ratio and consumer, table
+    rates = [int(x.replace(",", "")) for x in (floor[1], raw[1], consumer[1])]
+    assert all(r > 0 for r in rates) and int(ratio[1]) > 0, table
+    assert rates[0] < rates[1]  # decoding costs more than only consuming

@@ -299,7 +299,7 @@ def test_load_rejects_garbage() -> None:
     corrupt = [
         good.replace('"watching"', '"flying"', 1),  # unknown status in the stable fold
         good.replace(",1,0,0,0,0,0,", ',"1",0,0,0,0,0,', 1),  # a counter that is not a number
-        good.replace('"ping","","",12.0,', '"ping","","","12",', 1),  # a position that is not a number
+        good.replace('"ping","",null,12.0,', '"ping","",null,"12",', 1),  # a position that is not a number
     ]
     assert all(c != good for c in corrupt)
     for bad in ("", "{", "[]", '{"v": 99}', '{"v": 1, "s": [1, 2]}', '{"v": 1, "p": [[1]]}', *corrupt):
@@ -538,7 +538,43 @@ def test_viewers_share_the_strings_their_events_share() -> None:
     assert all(thawed[k] is a[k] for k in shared)
     folds = [s._stable for s in viewers]  # the stabilised fold, read back from JSON by the thaw
     assert folds[0] is not None and folds[1] is not None
-    assert all(getattr(folds[1], f) is getattr(folds[0], f) for f in ("app_id", "ua", "label", "quality"))
+    assert all(getattr(folds[1], f) is getattr(folds[0], f) for f in ("app_id", "device", "label", "quality"))
+
+
+def test_settled_viewer_is_small_and_answers_like_an_unsettled_one() -> None:
+    """settle() after every read (the consumer's publication): a viewer pinging every 30 s keeps
+    under 1.5 KB (one packed value), and profile and history stay exactly those of a twin that is
+    never settled — also when a late event (inside the window) lands before a settled ping."""
+    from bench.profiles_bench import _deep_size
+    from profiles import engine
+
+    def ping(t: float, eid: str | None = None) -> ViewerEvent:
+        return ev("ping", t, eid, **player(t, session_stats={"timePlayed": t}))
+
+    a, b = ViewerState.new("v"), ViewerState.new("v")
+    ha, hb = History(), History()
+    events = [ev("ready", 0.0), ev("play", 1.0, **player(1.0))]
+    events += [ping(1.0 + 30.0 * k) for k in range(1, 8)]
+    events += [ev("pause", 205.0, **player(205.0, paused=True))]  # late: before the ping at 211
+    events += [ping(241.0), ev("play", 242.0, **player(242.0)), ping(272.0)]
+    for e in events:
+        a.apply(e)
+        b.apply(e)
+        ha.drain(a)
+        assert a.profile() == b.profile()
+        a.settle()
+        assert (a._blob is not None and not a.frozen) == (e.derived_ts > T0 + 20)  # packed once stable
+        if e.name == "ping" and e.derived_ts > T0 + 100:
+            shared: set[int] = set()  # the engine's constants every packed viewer refers to
+            _deep_size([engine._FROZEN, engine._NO_BASE, engine._NO_PENDING, a.viewer_id], shared)
+            size = _deep_size(a, shared)
+            assert 300 < size < 1000, size
+    hb.drain(b)
+    ha.drain(a)
+    assert a.profile() == b.profile() and a.profile()["plays"] == 2 and a.profile()["pauses"] == 1
+    assert ha.items == hb.items
+    assert [h.status for _, h in sorted(ha.items.items())][-2:] == ["paused", "watching"]
+    assert ViewerState.load("v", a.dump()).profile() == b.profile()
 
 
 # --- property: any order within the window gives the in-order result -----------------------------
@@ -769,6 +805,12 @@ def replay(
             if rng.random() < 0.5:
                 hist.drain(s)  # the consumer drains before it stores the state
             s = ViewerState.load("viewer", s.dump(), window)
+        elif r < 0.45:
+            s.settle()
+        elif r < 0.52:  # what the consumer does: read to publish, settle; drain when it writes
+            hist.drain(s)
+            s.profile()
+            s.settle()
     hist.drain(s)
     return s.profile(), hist
 
