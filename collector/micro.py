@@ -20,6 +20,7 @@ messages are kept (the oldest are dropped) and converted to JSON only when asked
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import threading
@@ -363,16 +364,19 @@ def micro_routes(store: MicroStore, allowed_origin: Callable[[str | None], bool]
             f = await _filters(request, {"event_type": str, "schema": str, "contexts": list, "limit": int})
         except FilterError as exc:
             return respond(request, {"error": str(exc)}, 400)
-        return respond(
-            request, store.good(f.get("event_type"), f.get("schema"), f.get("contexts", ()), f.get("limit"))
+        # converted off the event loop: thousands of events must not stall the collector
+        found = await asyncio.to_thread(
+            store.good, f.get("event_type"), f.get("schema"), f.get("contexts", ()), f.get("limit")
         )
+        return respond(request, found)
 
     async def bad(request: Request) -> Response:
         try:
             f = await _filters(request, {"vendor": str, "version": str, "limit": int})
         except FilterError as exc:
             return respond(request, {"error": str(exc)}, 400)
-        return respond(request, store.bad(f.get("vendor"), f.get("version"), f.get("limit")))
+        found = await asyncio.to_thread(store.bad, f.get("vendor"), f.get("version"), f.get("limit"))
+        return respond(request, found)
 
     async def options(request: Request) -> Response:
         if not allowed_origin(request.headers.get("origin")):

@@ -2,10 +2,12 @@
 
 Starts the embedded Tansu broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set) and an embedded
 DynamoDB API (DynamoDB Local when Java is there, else moto server; unless ``AWS_ENDPOINT_URL``
-is set), creates topics and tables, then runs collector, profiles consumer, viewer API/page and
-the tracker demo page as child processes, prefixing their output. Ctrl-C, SIGTERM or SIGHUP
-stops every child and the embedded services; a child that crashes is reported and the stack
-shuts down with a non-zero exit. Ports already in use are refused before anything starts.
+is set; DynamoDB Local keeps its data in ``LVP_STATE_DIR/dynamodb``, which ``--fresh`` wipes; the
+broker and moto stay in memory), creates topics and tables, then runs collector, profiles
+consumer, viewer API/page and the tracker demo page as child processes, prefixing their output.
+Ctrl-C, SIGTERM or SIGHUP stops every child and the embedded services; a child that crashes is
+reported and the stack shuts down with a non-zero exit. Ports already in use are refused before
+anything starts.
 """
 
 from __future__ import annotations
