@@ -14,8 +14,10 @@ collector published: the pseudonymized enriched lines and the bad rows (already 
 ``event`` holds the keyed pseudonyms of ``user_id``/``domain_userid``/``network_userid``/
 ``user_fingerprint`` and the masked IP, never the raw values; ``rawEvent`` is rebuilt from that
 enriched event (Micro's holds the tracker's raw parameters; ours the pseudonymized ones), so it
-carries no raw identifier either. Memory: at most ``LVP_MICRO_MAX_EVENTS`` good and as many bad
-messages are kept (the oldest are dropped) and converted to JSON only when asked for.
+carries no raw identifier either (its ``api.version`` is ``tp2`` for every event: the enriched
+event does not say whether it came by POST or by the pixel). Memory: at most
+``LVP_MICRO_MAX_EVENTS`` good and as many bad messages are kept (the oldest are dropped) and
+converted to JSON only when asked for.
 """
 
 from __future__ import annotations
