@@ -11,6 +11,8 @@ from starlette.applications import Starlette
 
 from collector.identity import Identities
 from collector.metrics import Metrics
+from collector.micro import MicroStore, micro_routes
+from collector.paths import PathRewrite, parse_paths
 from collector.routes import Collector
 from collector.sink import KafkaSink
 from lvp.config import Settings
@@ -31,6 +33,7 @@ def create_app(
     ``LVP_SCHEMA_DIRS`` stops the start with a clear error. The Kafka producer starts with the app
     (lifespan) and is flushed when it stops."""
     key = settings.require_pseudonym_key()
+    paths = parse_paths(settings.collector_paths)
     if settings.dev and not settings.pseudonym_key:
         log.warning(
             "dev mode: using the generated pseudonym key kept in %s/pseudonym.key", settings.state_dir
@@ -58,9 +61,20 @@ def create_app(
         finally:
             await asyncio.to_thread(sink.close)
 
-    app = Starlette(routes=collector.routes(), lifespan=lifespan)
+    routes = collector.routes()
+    if settings.dev:  # Snowplow Micro's inspection API: dev mode only (else 404)
+        micro = MicroStore(settings.micro_max_events, settings.topic_good, settings.topic_bad)
+        collector.on_published = micro.record
+        routes += micro_routes(micro, collector._allowed_origin)
+        app_micro: MicroStore | None = micro
+    else:
+        app_micro = None
+    app = Starlette(routes=routes, lifespan=lifespan)
+    if paths:
+        app.add_middleware(PathRewrite, paths=paths)
     # no 307 to the path without a trailing slash: trackers never need it, and Starlette's
     # redirect fails (500) on a query string that is not UTF-8
     app.router.redirect_slashes = False
     app.state.collector = collector
+    app.state.micro = app_micro
     return app

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -75,6 +76,8 @@ class Collector:
         self.retry_after = str(settings.retry_after_s)
         self.body_timeout_s = settings.request_timeout_s
         self._last_503_log = -1e9
+        #: called with every batch of messages Kafka acknowledged (dev mode's /micro/* store)
+        self.on_published: Callable[[list[Message]], None] | None = None
         self.limiter = (
             RateLimiter(settings.rate_limit_per_ip, identities.key)
             if settings.rate_limit_per_ip > 0
@@ -170,6 +173,8 @@ class Collector:
             await self.sink.publish(messages)
         except SinkUnavailable as exc:
             return str(exc)
+        if self.on_published is not None:
+            self.on_published(messages)
         return None
 
     def _count(self, outcome: Outcome) -> None:

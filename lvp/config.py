@@ -132,6 +132,20 @@ class Settings:
         "to the collector (408 / closed above); also the deadline for the body of the viewer's "
         "POST /api/login and /api/logout (408).",
     )
+    collector_paths: str = _setting(
+        "",
+        "LVP_COLLECTOR_PATHS",
+        "Custom collector paths, as Snowplow's collector `paths`: comma-separated CUSTOM=STANDARD "
+        "pairs, CUSTOM a two-segment path, STANDARD /com.snowplowanalytics.snowplow/tp2 or a pixel "
+        "path (/i), e.g. /acme/track=/com.snowplowanalytics.snowplow/tp2 for a tracker's custom "
+        "postPath; the standard paths keep working.",
+    )
+    micro_max_events: int = _setting(
+        10_000,
+        "LVP_MICRO_MAX_EVENTS",
+        "Dev mode: how many good and how many bad events the collector keeps in memory for "
+        "Snowplow Micro's /micro/* API (the oldest go first).",
+    )
     # --- profiles ----------------------------------------------------------------------------
     consumer_group: str = _setting(
         "lvp-profiles", "LVP_CONSUMER_GROUP", "Kafka consumer group of `lvp profiles`."

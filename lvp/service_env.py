@@ -40,6 +40,7 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "produce_timeout_s",
         "retry_after_s",
         "request_timeout_s",
+        "collector_paths",
         "metrics_public",
     ),
     # `lvp profiles`: Kafka consumer -> DynamoDB + changes topic.
@@ -105,8 +106,9 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 # Settings for local stacks only; on AWS they stay unset (AWS_ENDPOINT_URL would send boto3 to
-# a local endpoint, dev mode would generate secrets inside a container).
-LOCAL_ONLY: tuple[str, ...] = ("aws_endpoint_url", "dev", "state_dir")
+# a local endpoint, dev mode would generate secrets inside a container; the /micro/* buffer
+# exists only in dev mode).
+LOCAL_ONLY: tuple[str, ...] = ("aws_endpoint_url", "dev", "state_dir", "micro_max_events")
 
 # Settings a service package reads only in modes the deployments do not run, so the deployments
 # leave them unset (least privilege): the profiles consumer needs the pseudonym key only with

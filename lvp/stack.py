@@ -2,16 +2,19 @@
 
 Starts the embedded Tansu broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set) and an embedded
 DynamoDB API (DynamoDB Local when Java is there, else moto server; unless ``AWS_ENDPOINT_URL``
-is set), creates topics and tables, then runs collector, profiles consumer, viewer API/page and
-the tracker demo page as child processes, prefixing their output. Ctrl-C, SIGTERM or SIGHUP
-stops every child and the embedded services; a child that crashes is reported and the stack
-shuts down with a non-zero exit. Ports already in use are refused before anything starts.
+is set; DynamoDB Local keeps its data in ``LVP_STATE_DIR/dynamodb``, which ``--fresh`` wipes; the
+broker and moto stay in memory), creates topics and tables, then runs collector, profiles
+consumer, viewer API/page and the tracker demo page as child processes, prefixing their output.
+Ctrl-C, SIGTERM or SIGHUP stops every child and the embedded services; a child that crashes is
+reported and the stack shuts down with a non-zero exit. Ports already in use are refused before
+anything starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,6 +113,26 @@ def _check_ports(ports: dict[str, tuple[str, int]]) -> None:
         )
 
 
+#: Where `lvp up` keeps DynamoDB Local's data inside LVP_STATE_DIR.
+DB_DIR = "dynamodb"
+
+
+def start_local_dynamodb(
+    state: Path, port: int = 0, *, fresh: bool = False
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The embedded DynamoDB of `lvp up`: DynamoDB Local keeping its data in ``state/dynamodb``
+    (``-dbPath``, ``-sharedDb``), so profiles survive a restart; ``fresh`` deletes that data
+    first. moto (no Java) cannot persist: it starts empty every time. Returns (process, endpoint
+    URL, kind)."""
+    from lvp.localdb import start_embedded_dynamodb
+
+    db = state / DB_DIR
+    if fresh and db.exists():
+        shutil.rmtree(db)
+    db.mkdir(parents=True, exist_ok=True)
+    return start_embedded_dynamodb(port, log_path=state / "dynamodb.log", db_path=db)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="Run the whole stack locally (broker, DynamoDB, all services).")
     p.add_argument("--collector-port", type=int, default=9090)
@@ -121,6 +144,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="Add N synthetic viewers.")
     p.add_argument("--ping-interval", type=float, default=10.0, help="Simulated viewers' ping interval.")
     p.add_argument("--metrics-port", type=int, default=9091, help="Profiles consumer metrics port.")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="Start empty: delete the profiles kept in LVP_STATE_DIR/dynamodb by earlier runs.",
+    )
     setting_flag(p, "--partitions", "topic_partitions")
     p.set_defaults(func=_up)
 
@@ -194,13 +222,15 @@ def _up(args: argparse.Namespace) -> int:
         if settings.aws_endpoint_url:
             print(f"DynamoDB: using {settings.aws_endpoint_url}")
         else:
-            from lvp.localdb import start_embedded_dynamodb
-
-            proc, url, kind = start_embedded_dynamodb(args.dynamodb_port, log_path=state / "dynamodb.log")
+            proc, url, kind = start_local_dynamodb(state, args.dynamodb_port, fresh=args.fresh)
             services.append(proc)
             env["AWS_ENDPOINT_URL"] = url
             settings = settings.with_(aws_endpoint_url=url)
-            print(f"DynamoDB: embedded {kind} on {url}")
+            if kind == "moto":
+                print(f"DynamoDB: embedded moto on {url}: in memory only, profiles are lost at the stop "
+                      "(Java + DynamoDB Local keep them)")  # fmt: skip
+            else:
+                print(f"DynamoDB: embedded {kind} on {url}, profiles kept in {state / DB_DIR}")
         env.setdefault("AWS_ACCESS_KEY_ID", "local")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         env.setdefault("AWS_REGION", settings.aws_region)

@@ -36,6 +36,7 @@ locals {
       LVP_PRODUCE_TIMEOUT_S      = "5"
       LVP_RETRY_AFTER_S          = "5"
       LVP_REQUEST_TIMEOUT_S      = "10"
+      LVP_COLLECTOR_PATHS        = var.collector_paths
       LVP_METRICS_PUBLIC         = "true" # /metrics is not routed by the public load balancer
       LVP_LOG_FORMAT             = "json" # CloudWatch Logs Insights
     }

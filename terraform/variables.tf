@@ -360,6 +360,17 @@ variable "dynamodb_client" {
   }
 }
 
+variable "collector_paths" {
+  type        = string
+  description = "LVP_COLLECTOR_PATHS: custom collector paths for trackers with a custom postPath, comma-separated CUSTOM=STANDARD, e.g. /acme/track=/com.snowplowanalytics.snowplow/tp2 (empty: the standard paths only)."
+  default     = ""
+
+  validation {
+    condition     = var.collector_paths == "" || can(regex("^\\s*/[A-Za-z0-9._~-]+/[A-Za-z0-9._~-]+\\s*=\\s*/[A-Za-z0-9./_-]+\\s*(,\\s*/[A-Za-z0-9._~-]+/[A-Za-z0-9._~-]+\\s*=\\s*/[A-Za-z0-9./_-]+\\s*)*,?\\s*$", var.collector_paths))
+    error_message = "collector_paths must be empty or comma-separated /vendor/name=/standard/path pairs."
+  }
+}
+
 variable "cookie_domain" {
   type        = string
   description = "LVP_COOKIE_DOMAIN: domain attribute of the network user id cookie (empty: the collector's host)."

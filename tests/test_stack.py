@@ -10,13 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from lvp.broker import free_port, wait_for_port
+from lvp.broker import free_port, stop_process, wait_for_port
 
 TOKEN = "stack-smoke-token"
 
@@ -211,3 +213,51 @@ def test_lvp_broker_stops_its_broker_on_sigterm() -> None:
             proc.kill()
     time.sleep(0.3)
     assert [pid for pid in family if alive(pid)] == []
+
+
+def test_profiles_survive_a_restart_unless_fresh(tmp_path: Path) -> None:
+    """`lvp up`'s DynamoDB Local keeps its data in LVP_STATE_DIR/dynamodb: a profile written
+    before a stop is there after a start, and `--fresh` starts empty."""
+    from lvp.config import Settings
+    from lvp.dynamo import create_tables, dynamodb_client
+    from lvp.stack import DB_DIR, start_local_dynamodb
+
+    state = tmp_path / "state"
+    settings = Settings.from_env({}, table_profiles="viewer_profiles", table_history="viewer_history")
+    key = {"viewer_id": {"S": "3f9a0c2e" * 8}}
+
+    def run(fresh: bool, check: Callable[[Any], None]) -> None:
+        proc, url, kind = start_local_dynamodb(state, free_port(), fresh=fresh)
+        try:
+            assert kind == "dynamodb-local"
+            s = settings.with_(aws_endpoint_url=url)
+            create_tables(s)  # what `lvp up` does next: idempotent
+            check(dynamodb_client(s))
+        finally:
+            stop_process(proc)  # what `lvp up` does at the stop (SIGTERM)
+
+    def write(db: Any) -> None:
+        item = {**key, "status": {"S": "watching"}, "plays": {"N": "3"}}
+        db.put_item(TableName=settings.table_profiles, Item=item)
+
+    def kept(db: Any) -> None:
+        item = db.get_item(TableName=settings.table_profiles, Key=key, ConsistentRead=True).get("Item")
+        assert item is not None and item["status"] == {"S": "watching"} and item["plays"] == {"N": "3"}
+
+    def gone(db: Any) -> None:
+        assert "Item" not in db.get_item(TableName=settings.table_profiles, Key=key, ConsistentRead=True)
+
+    run(False, write)
+    assert any((state / DB_DIR).iterdir())  # the data lives in the state folder
+    run(False, kept)
+    run(False, kept)
+    run(True, gone)
+    run(False, gone)
+
+
+def test_up_has_a_fresh_flag() -> None:
+    from lvp.cli import build_parser
+
+    args = build_parser().parse_args(["up", "--fresh"])
+    assert args.fresh is True
+    assert build_parser().parse_args(["up"]).fresh is False
