@@ -17,7 +17,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -171,13 +171,16 @@ def _check_value(name: str, check: int, raw: str, ev: DecodedEvent, errors: list
     return False
 
 
-def _parameters(items: Iterable[tuple[str, Any]], ev: DecodedEvent, errors: list[dict[str, Any]]) -> None:
-    """Check each parameter that has a format and write it into ``ev.cols`` (and the timestamps
-    into ``ev``); violations go to ``errors``."""
-    cols = ev.cols
-    assert cols is not None
+def check_protocol(params: Mapping[str, Any], *, parse_ue: bool = True) -> tuple[DecodedEvent, Any, Any]:
+    """Protocol checks; returns the event (without schema checks) and the decoded ``ue``/``co``
+    JSON (``ue`` only when ``parse_ue``). Raises :class:`Rejected` (``tracker_protocol_violations``)
+    listing every violation."""
+    errors: list[dict[str, Any]] = []
+    e = params.get("e")
+    ev = DecodedEvent(params=params, event_type=e if isinstance(e, str) else "")
+    cols = ev.cols = [""] * N_FIELDS
     specs = PARAMS
-    for name, value in items:
+    for name, value in params.items():
         if type(value) is not str:
             errors.append(_violation(name, None, f"a string (got {type(value).__name__})"))
             continue
@@ -193,89 +196,6 @@ def _parameters(items: Iterable[tuple[str, Any]], ev: DecodedEvent, errors: list
             cols[i] = value
         elif how:
             put(cols, how, i, j, value)
-
-
-#: parameters that share an enriched column with another one (the later one wins): their order
-#: matters, so an event that changes one of them is checked in full
-_SHARED_COLUMN: Final = frozenset(
-    name
-    for name, (_, how, i, _j) in PARAMS.items()
-    if how and sum(1 for s in PARAMS.values() if s[1] and s[2] == i) > 1
-)
-
-
-class ParameterMemo:
-    """The parameter pass of the last event that passed it, reused for the next one: the events
-    of a page (a request's batch, a viewer's next request) repeat most parameters byte for byte
-    (``aid``, ``tv``, ``res``, ``url``, ``duid`` ...), so only the parameters that differ are
-    checked and written (the difference of two dicts' items is computed in C). Equality-based, so
-    the result is the same as a full pass; anything unusual (a parameter removed, one that is not
-    hashable, one that shares a column, a violation) takes the full pass."""
-
-    __slots__ = ("cols", "ms", "params")
-
-    def __init__(self) -> None:
-        self.params: Mapping[str, Any] | None = None
-        self.cols: list[str] = []
-        self.ms: tuple[int | None, int | None, int | None] = (None, None, None)
-
-    def keep(self, params: Mapping[str, Any], ev: DecodedEvent) -> None:
-        assert ev.cols is not None
-        self.params, self.cols, self.ms = params, list(ev.cols), (ev.dtm, ev.stm, ev.ttm)
-
-    def apply(self, params: Mapping[str, Any], ev: DecodedEvent) -> bool:
-        """Fill ``ev`` from the last event and the parameters that differ; False (``ev``
-        untouched) when a full pass is needed."""
-        prev = self.params
-        if prev is None:
-            return False
-        try:
-            changed = params.items() - prev.items()
-        except TypeError:  # an unhashable value (a JSON array or object): the full pass says so
-            return False
-        if not prev.keys() <= params.keys():
-            return False  # a parameter is gone: its column would have to be emptied
-        cols = list(self.cols)
-        specs = PARAMS
-        for name, _ in changed:
-            spec = specs.get(name)
-            if spec is not None and spec[1]:
-                if name in _SHARED_COLUMN:
-                    return False
-                cols[spec[2]] = ""  # what the previous value wrote is not this event's
-                if spec[3] >= 0:
-                    cols[spec[3]] = ""
-        ev.cols = cols
-        ev.dtm, ev.stm, ev.ttm = self.ms
-        for name, _ in changed:
-            if name in _MS_PARAMS:
-                setattr(ev, name, None)
-        errors: list[dict[str, Any]] = []
-        _parameters(changed, ev, errors)
-        if errors:  # reported by a full pass, in the parameters' order
-            ev.cols, ev.dtm, ev.stm, ev.ttm = None, None, None, None
-            return False
-        self.params, self.cols, self.ms = params, list(cols), (ev.dtm, ev.stm, ev.ttm)
-        return True
-
-
-_MS_PARAMS: Final = frozenset(("dtm", "stm", "ttm"))
-
-
-def check_protocol(
-    params: Mapping[str, Any], *, parse_ue: bool = True, memo: ParameterMemo | None = None
-) -> tuple[DecodedEvent, Any, Any]:
-    """Protocol checks; returns the event (without schema checks) and the decoded ``ue``/``co``
-    JSON (``ue`` only when ``parse_ue``). Raises :class:`Rejected` (``tracker_protocol_violations``)
-    listing every violation. ``memo`` makes a run of similar events cheaper (same result)."""
-    errors: list[dict[str, Any]] = []
-    e = params.get("e")
-    ev = DecodedEvent(params=params, event_type=e if isinstance(e, str) else "")
-    if memo is None or not memo.apply(params, ev):
-        ev.cols = [""] * N_FIELDS
-        _parameters(params.items(), ev, errors)
-        if memo is not None and not errors:
-            memo.keep(params, ev)
     if not e or not isinstance(e, str):
         errors.append(_violation("e", None, "the event type, " + _E_EXPECTED))
     elif e not in EVENT_TYPES:
@@ -418,7 +338,6 @@ class Decoder:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._ue_memo: dict[str, tuple[dict[str, Any], SchemaKey, str | None]] = {}
-        self._params = ParameterMemo()
 
     def decode(self, params: Mapping[str, Any]) -> DecodedEvent:
         memo = raw = None
@@ -426,7 +345,7 @@ class Decoder:
             raw = params.get("ue_pr") or params.get("ue_px")
             if type(raw) is str:
                 memo = self._ue_memo.get(raw)
-        ev, ue_json, co_json = check_protocol(params, parse_ue=memo is None, memo=self._params)
+        ev, ue_json, co_json = check_protocol(params, parse_ue=memo is None)
         if memo is not None:
             ev.ue, ev.ue_key, ev.ue_text = memo
         check_schemas(ev, ue_json, co_json, self.registry)

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import base64
-import random
-import uuid
 from typing import Any
 
 import orjson
@@ -11,11 +9,9 @@ import pytest
 from collector.protocol import (
     CONTEXTS_URI,
     UNSTRUCT_URI,
-    ParameterMemo,
     Rejected,
     b64url_decode,
     b64url_encode,
-    check_protocol,
     decode_event,
 )
 from lvp.iglu import Registry
@@ -168,49 +164,3 @@ def test_wrappers_must_be_iglu(registry: Registry, params: dict[str, Any], error
     err = rejected(params, registry)
     assert err.kind == "schema_violations"
     assert [m["error"]["error"] for m in err.messages] == [error]
-
-
-def _protocol_outcome(params: dict[str, Any], memo: ParameterMemo | None) -> Any:
-    try:
-        ev, _, _ = check_protocol(params, memo=memo)
-    except Rejected as rej:
-        return ("rejected", rej.kind, rej.messages)
-    return ("ok", ev.event_type, ev.cols, ev.dtm, ev.stm, ev.ttm, ev.co_text)
-
-
-def test_parameter_memo_gives_the_full_pass_result() -> None:
-    """Runs of similar events reuse the last parameter pass (ParameterMemo); whatever changes
-    between two events (values valid or not, parameters added or removed, non-strings, a
-    parameter sharing a column), the outcome is exactly that of a full pass."""
-    rng = random.Random(11)
-    base = {
-        "e": "pv", "tv": "js-4.6.6", "p": "web", "aid": "app", "eid": str(uuid.uuid4()), "dtm": "1733000000000",
-        "stm": "1733000000100", "res": "1920x1080", "vp": "1600x773", "cookie": "1", "vid": "2",
-        "url": "http://localhost/a", "page": "A", "ti_nm": "shoe", "co": co(PLAYER),
-    }  # fmt: skip
-    values: dict[str, list[Any]] = {
-        "res": ["1280x720", "1920x1080", "big", ""], "vp": ["1x1", "10x", "800x600"],
-        "cookie": ["1", "0", "yes", ""], "vid": ["3", "x", "99999999999"], "dtm": ["1733000000001", "soon", ""],
-        "stm": ["1733000000200", "-1"], "ttm": ["1733000000300", "1.5"], "page": ["B", "", "A"],
-        "ti_nm": ["hat", ""], "ti_na": ["coat", ""], "pp_mix": ["0", "-5", "z"], "tv": ["js-4.6.7", ""],
-        "e": ["pv", "pp", "zz"], "url": ["http://localhost/b", "http://localhost/a"], "eid": [str(uuid.uuid4())],
-    }  # fmt: skip
-    memo = ParameterMemo()
-    params = dict(base)
-    outcomes = set()
-    for _ in range(3000):
-        params = dict(params)
-        roll = rng.random()
-        name = rng.choice(list(values))
-        if roll < 0.75:
-            params[name] = rng.choice(values[name])
-        elif roll < 0.85:
-            params.pop(name, None)
-        elif roll < 0.9:
-            params[name] = rng.choice([1, True, None, [1], {"a": 1}])
-        else:
-            params = dict(base)
-        outcome = _protocol_outcome(params, memo)
-        assert outcome == _protocol_outcome(params, None), params
-        outcomes.add(outcome[0])
-    assert outcomes == {"ok", "rejected"}
