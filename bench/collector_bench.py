@@ -13,8 +13,10 @@ Both run in a child process pinned to one CPU (``--server-cpu``) with uvicorn + 
 httptools; the load generator (raw asyncio HTTP/1.1 keep-alive connections) and, when the
 benchmark starts it, the Tansu broker run on the other CPU (``--load-cpu``). The figure compared is
 **events per CPU-second of the server process** (user + system time of all its threads, from
-/proc: Python and librdkafka alike), which a shared machine disturbs much less than wall-clock
-rates. ``--runs N`` repeats the pair N times (fresh topics each time) and reports medians.
+/proc: Python and librdkafka alike), which a shared machine disturbs less than wall-clock rates
+(contention still raises the CPU cost per event: compare the two servers within a run).
+``--runs N`` repeats the pair N times (fresh topics each time) and reports the medians, the ratio
+of each run and their median.
 
 Traffic (``traffic()``): tp2 POSTs from the media plugin (1-10 events, mostly pings; media_player,
 session and web_page entities, ad and ad_break entities during ads), GET /i page views and page
