@@ -278,8 +278,11 @@ class Enricher:
             # column by column, before the TSV cleaning: a raw value may contain tabs or span
             # JSON syntax, so a scrub of the joined line could break the line or its JSON
             ids = self.identities
+            raws = [raw for raw, _ in pairs]
             for i, c in enumerate(cols):
-                if c:
+                # a column holding no raw value is left as it is (JSON without escapes included:
+                # its strings are then verbatim parts of its text)
+                if c and (any(raw in c for raw in raws) or (i in _JSON_COLUMNS and "\\" in c)):
                     cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
             line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()

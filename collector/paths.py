@@ -2,9 +2,11 @@
 
 Trackers can post to a path of their own (the JavaScript tracker's ``postPath``, the mobile
 trackers' ``customPostPath``) so that content blockers, which know the standard
-``/com.snowplowanalytics.snowplow/tp2``, do not drop their requests. A small ASGI layer rewrites
+``/com.snowplowanalytics.snowplow/tp2``, do not drop their requests. The app rewrites
 each custom path to the standard one it stands for before routing, so the handlers (tp2 POST, the
 pixel, the CORS preflight on either) do not know the difference and the events are the same.
+The rewrite happens first thing in :class:`collector.app.CollectorApp`, so custom paths take the
+same shortcut as the standard ones.
 
 Rules (Snowplow's, where they apply): a custom path has exactly two segments (``/vendor/version``)
 and starts with a slash; it maps to one of the paths this collector serves for events (tp2, or a
@@ -16,10 +18,7 @@ slash, case-sensitive), as in Snowplow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
-
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.routes import PIXEL_PATHS, TP2_PATH
 from lvp.config import ConfigError
@@ -62,18 +61,3 @@ def parse_paths(spec: str) -> dict[str, str]:
             raise ConfigError(f"{where}: {custom!r} is mapped twice")
         out[custom] = target
     return out
-
-
-class PathRewrite:
-    """ASGI middleware: a request on a custom path is routed as one on its standard path."""
-
-    def __init__(self, app: ASGIApp, paths: Mapping[str, str]) -> None:
-        self.app = app
-        self.paths = dict(paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            target = self.paths.get(scope["path"])
-            if target is not None:
-                scope = {**scope, "path": target, "raw_path": target.encode()}
-        await self.app(scope, receive, send)

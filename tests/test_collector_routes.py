@@ -495,3 +495,44 @@ def test_enriched_lines_carry_no_raw_values(running: RunningCollector) -> None:
         for name in ("user_id", "domain_userid", "network_userid", "user_fingerprint"):
             v = cols.get(name, "")
             assert v == "" or v == ANONYMOUS_NUID or (len(v) == 64 and int(v, 16) >= 0), (name, v)
+
+
+def test_event_route_shortcut_answers_like_the_full_app(
+    running: RunningCollector, client: httpx.Client
+) -> None:
+    """POST tp2 and GET pixel requests skip Starlette's middleware and router (CollectorApp);
+    every answer is the one the full app gives, and the events reach the topic either way."""
+    app: Any = running.app
+    assert set(app.shortcuts) == {("POST", TP2), ("GET", "/i"), ("GET", "/ice.png"),
+                                  ("GET", "/com.snowplowanalytics.snowplow/i")}  # fmt: skip
+    saved = app.shortcuts
+    marker = uuid.uuid4().hex
+
+    def answers() -> list[tuple[int, bytes, str, str, bool]]:
+        event = {"e": "pv", "tv": "js-4.6.6", "p": "web", "url": f"http://x.example/{marker}"}
+        requests = [
+            ("POST", TP2, orjson.dumps({"schema": PAYLOAD_DATA, "data": [event]})),
+            ("POST", TP2, b"{not json"),
+            ("POST", TP2 + "/", b"{}"),  # not a route: 404 from the router
+            ("GET", "/i", None),
+            ("HEAD", "/i", None),  # not a shortcut
+            ("OPTIONS", TP2, None),
+        ]
+        out = []
+        for method, path, body in requests:
+            params = event if method in ("GET", "HEAD") else None
+            r = client.request(method, path, content=body, params=params, headers={"Origin": ORIGIN})
+            cookie = r.headers.get("set-cookie", "")
+            out.append((r.status_code, r.content, r.headers.get("content-type", ""),
+                        r.headers.get("access-control-allow-origin", ""), cookie.startswith("sp=")))  # fmt: skip
+        return out
+
+    try:
+        fast = answers()
+        app.shortcuts = {}
+        full = answers()
+    finally:
+        app.shortcuts = saved
+    assert fast == full
+    assert [a[0] for a in fast] == [200, 400, 404, 200, 200, 200]
+    assert len(good_lines(running, marker, 6)) == 6  # tp2 + GET + HEAD, twice
