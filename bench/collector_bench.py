@@ -39,7 +39,7 @@ TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 MEDIA = "com.snowplowanalytics.snowplow.media"
 TARGET_RATIO = 0.40
-BENCH_KEY = "collector-bench-pseudonym-key"
+BENCH_KEY = "collector-bench-pseudonym-key-0123"
 
 
 # --- request bodies shaped like the JavaScript tracker's ----------------------------------------

@@ -3,9 +3,11 @@
 What is filled: timestamps (``collector_tstamp``, ``etl_tstamp``, ``dvce_created_tstamp``,
 ``dvce_sent_tstamp``, ``true_tstamp``, ``derived_tstamp`` by Snowplow's formula), event and tracker
 fields, ``event_vendor/name/format/version``, ``v_collector``/``v_etl``, pseudonymized identifiers,
-the anonymized IP, user agent, page and referrer URL parts (``_sp`` stripped), browser/screen/
-document fields, structured-event and e-commerce fields, and the ``contexts`` / ``unstruct_event``
-JSON. The line is built column by column with :data:`lvp.enriched.INDEX` and cleaned exactly as
+the anonymized IP, user agent, page and referrer URL parts (``_sp`` stripped, user info removed,
+query and fragment values kept, pseudonymized or removed by :mod:`collector.urlscrub`), browser/
+screen/document fields, structured-event fields, and the ``contexts`` / ``unstruct_event`` JSON.
+``page_title`` and the e-commerce ``tr_*``/``ti_*`` fields are dropped unless
+``LVP_KEEP_PAGE_TITLE`` / ``LVP_KEEP_TRANSACTION_FIELDS``. The line is built column by column with :data:`lvp.enriched.INDEX` and cleaned exactly as
 :func:`lvp.enriched.to_tsv` cleans (tabs/newlines -> spaces); a test keeps the two equal.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
 
@@ -21,7 +23,7 @@ import orjson
 
 from collector import COLLECTOR_VERSION, ETL_VERSION
 from collector.columns import PARAMS, put
-from collector.identity import Identities, RequestIdentity
+from collector.identity import Identities, RequestIdentity, text_forms
 from collector.protocol import CONTEXTS_URI, EVENT_TYPES, MAX_MS, SP_VENDOR, UNSTRUCT_URI, DecodedEvent
 from lvp.enriched import INDEX, N_FIELDS
 from lvp.events import viewer_id_of
@@ -71,6 +73,9 @@ I_FORMAT = INDEX["event_format"]
 I_VERSION = INDEX["event_version"]
 I_REFR_DUID = INDEX["refr_domain_userid"]
 I_REFR_DVCE = INDEX["refr_device_tstamp"]
+I_PAGE_TITLE = INDEX["page_title"]
+#: The e-commerce columns (order id, affiliation, city, state, country, items, amounts).
+TRANSACTION_COLUMNS: Final = tuple(i for c, i in INDEX.items() if c.startswith(("tr_", "ti_")))
 
 _CONTEXTS_HEAD: Final = b'{"schema":"' + CONTEXTS_URI.encode() + b'","data":'
 _UNSTRUCT_HEAD: Final = b'{"schema":"' + UNSTRUCT_URI.encode() + b'","data":'
@@ -132,13 +137,21 @@ def strip_sp(url: str) -> tuple[str, str | None]:
 _URL_CACHE: dict[str, tuple[str, ...]] = {}
 
 
-def url_parts(raw: str) -> tuple[tuple[str, ...], str | None]:
+def url_parts(
+    raw: str, scrub: Callable[[str], str] | None = None, cache: dict[str, tuple[str, ...]] | None = None
+) -> tuple[tuple[str, ...], str | None]:
     """(url without ``_sp``, scheme, host, port, path, query, fragment), and the ``_sp`` value.
-    Unparseable URLs keep the (stripped) URL with empty parts."""
-    hit = _URL_CACHE.get(raw)
+    Unparseable URLs keep the (stripped) URL with empty parts. ``scrub`` (the collector's
+    :class:`collector.urlscrub.UrlScrubber`) is applied after ``_sp`` is taken out; ``cache`` must
+    belong to that scrubber."""
+    if cache is None:
+        cache = _URL_CACHE
+    hit = cache.get(raw)
     if hit is not None and "_sp=" not in raw:
         return hit, None
     url, sp = strip_sp(raw)
+    if scrub is not None:
+        url = scrub(url)
     try:
         s: SplitResult = urlsplit(url)
         port = s.port
@@ -155,9 +168,9 @@ def url_parts(raw: str) -> tuple[tuple[str, ...], str | None]:
     except ValueError:
         parts = (url, "", "", "", "", "", "")
     if sp is None:
-        if len(_URL_CACHE) > 10_000:
-            _URL_CACHE.clear()
-        _URL_CACHE[raw] = parts
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[raw] = parts
     return parts, sp
 
 
@@ -188,6 +201,11 @@ class Enricher:
 
     def __init__(self, identities: Identities) -> None:
         self.identities = identities
+        self._url_cache: dict[str, tuple[str, ...]] = {}
+        # page title and e-commerce fields: free text and order data, dropped unless kept
+        self._dropped = (() if identities.keep_page_title else (I_PAGE_TITLE,)) + (
+            () if identities.keep_transaction_fields else TRANSACTION_COLUMNS
+        )
 
     def enrich(
         self,
@@ -254,10 +272,15 @@ class Enricher:
             cols[I_IP] = anonymize_ip(ip_param) if ip_param else ident.ip_anonymized
         cols[I_USERAGENT] = get("ua") or useragent
 
-        # URLs
+        for i in self._dropped:
+            if cols[i]:
+                cols[i] = ""
+
+        # URLs (query and fragment values scrubbed: collector.urlscrub)
+        scrub, cache = self.identities.urls, self._url_cache
         url = get("url")
         if url:
-            parts, sp = url_parts(url)
+            parts, sp = url_parts(url, scrub, cache)
             for idx, value in zip(_PAGE_URL, parts, strict=True):
                 cols[idx] = value
             if sp:
@@ -268,7 +291,7 @@ class Enricher:
                     cols[I_REFR_DVCE] = tstamp(int(refr_ts))
         refr = get("refr")
         if refr:
-            parts, _ = url_parts(refr)
+            parts, _ = url_parts(refr, scrub, cache)
             for idx, value in zip(_REFR_URL, parts, strict=True):
                 cols[idx] = value
 
@@ -278,8 +301,9 @@ class Enricher:
             # column by column, before the TSV cleaning: a raw value may contain tabs or span
             # JSON syntax, so a scrub of the joined line could break the line or its JSON
             ids = self.identities
+            forms = [form for raw, _ in pairs for form in text_forms(raw)]
             for i, c in enumerate(cols):
-                if c:
+                if c and any(form in c for form in forms):
                     cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
             line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()

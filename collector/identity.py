@@ -15,11 +15,16 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, quote_plus
 
 import orjson
 
+from collector.urlscrub import UrlScrubber
 from lvp.pseudonym import Pseudonymizer, anonymize_ip
+
+if TYPE_CHECKING:
+    from lvp.config import Settings
 
 ANONYMOUS_NUID: Final = "00000000-0000-0000-0000-000000000000"
 COOKIE_MAX_AGE_S: Final = 365 * 24 * 3600
@@ -69,14 +74,31 @@ def client_ip(headers: Mapping[str, str], peer: str | None, trusted_proxies: int
 @functools.lru_cache(maxsize=4096)
 def text_forms(raw: str) -> tuple[str, ...]:
     """The forms ``raw`` takes in serialized text: as is, JSON-escaped (quotes, backslashes,
-    control characters) and with tabs/newlines turned into spaces (TSV cleaning)."""
+    control characters), with tabs/newlines turned into spaces (TSV cleaning), and the
+    :func:`url_forms` (in a URL path or a kept query value)."""
     forms = [raw]
     try:
         escaped = orjson.dumps(raw).decode()[1:-1]
     except TypeError:  # lone surrogates: never in decoded input, but do not fail on them
         escaped = raw
-    for form in (escaped, raw.translate(_WHITESPACE)):
+    for form in (escaped, raw.translate(_WHITESPACE), *url_forms(raw)):
         if form not in forms:
+            forms.append(form)
+    return tuple(forms)
+
+
+@functools.lru_cache(maxsize=4096)
+def url_forms(raw: str) -> tuple[str, ...]:
+    """``raw`` URL-encoded (``%20`` and ``+`` for spaces, upper- and lowercase hex) and
+    double-encoded, where that differs from ``raw`` (an e-mail's ``@``, an IPv6 address's ``:``)."""
+    forms: list[str] = []
+    try:
+        once = quote(raw, safe="")
+        candidates = (once, once.lower(), quote_plus(raw, safe=""), quote(once, safe=""))
+    except UnicodeEncodeError:  # lone surrogates
+        return ()
+    for form in candidates:
+        if form != raw and form not in forms:
             forms.append(form)
     return tuple(forms)
 
@@ -106,7 +128,16 @@ class Identities:
     """Pseudonyms, the network user id cookie, and scrubbing; one per collector."""
 
     def __init__(
-        self, key: bytes, cookie_name: str = "sp", cookie_domain: str = "", trusted_proxies: int = -1
+        self,
+        key: bytes,
+        cookie_name: str = "sp",
+        cookie_domain: str = "",
+        trusted_proxies: int = -1,
+        *,
+        url_keep: Iterable[str] = ("utm_*",),
+        url_pseudonymize: Iterable[str] = (),
+        keep_page_title: bool = False,
+        keep_transaction_fields: bool = False,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.key = key
@@ -115,6 +146,23 @@ class Identities:
         self.cookie_domain = cookie_domain
         self._expires_at = 0
         self._expires = ""
+        #: page and referrer URLs: query/fragment values kept, pseudonymized or removed
+        self.urls = UrlScrubber(self.pseudonym, url_keep, url_pseudonymize)
+        self.keep_page_title = keep_page_title
+        self.keep_transaction_fields = keep_transaction_fields
+
+    @classmethod
+    def from_settings(cls, key: bytes, settings: Settings) -> Identities:
+        return cls(
+            key,
+            settings.cookie_name,
+            settings.cookie_domain,
+            settings.trusted_proxies,
+            url_keep=settings.url_keep_param_list,
+            url_pseudonymize=settings.url_pseudonymize_param_list,
+            keep_page_title=settings.keep_page_title,
+            keep_transaction_fields=settings.keep_transaction_fields,
+        )
 
     # -- per request --
     def for_request(
@@ -180,12 +228,16 @@ class Identities:
 
     @staticmethod
     def scrub(text: str, pairs: Iterable[tuple[str, str]]) -> str:
-        """Replace every raw value in ``text`` (longest first, so no raw value survives partly).
-        Only for plain text: in serialized JSON or TSV a raw value may span the syntax (a run of
-        tabs, ``{"schema":``), so serialized data is scrubbed with :meth:`scrub_structure`."""
+        """Replace every raw value in ``text``, and its :func:`url_forms` (longest first, so no
+        raw value survives partly). Only for plain text: in serialized JSON or TSV a raw value
+        may span the syntax (a run of tabs, ``{"schema":``), so serialized data is scrubbed with
+        :meth:`scrub_structure`."""
         for raw, replacement in sorted(pairs, key=lambda p: -len(p[0])):
             if raw in text:
                 text = text.replace(raw, replacement)
+            for form in url_forms(raw):
+                if form in text:
+                    text = text.replace(form, replacement)
         return text
 
     @staticmethod

@@ -80,7 +80,7 @@ def _seed(given_seed: str) -> int:
 
 
 SEED = _seed(os.environ.get("LVP_FUZZ_SEED", ""))
-KEY = "fuzz-tests-pseudonym-key"
+KEY = "fuzz-tests-pseudonym-key-0123456789"
 ORIGIN = "https://site.example"
 MAX_BODY = 64_000
 MAX_EVENTS = 25
