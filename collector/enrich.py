@@ -7,8 +7,9 @@ the anonymized IP, user agent, page and referrer URL parts (``_sp`` stripped, us
 query and fragment values kept, pseudonymized or removed by :mod:`collector.urlscrub`), browser/
 screen/document fields, structured-event fields, and the ``contexts`` / ``unstruct_event`` JSON.
 ``page_title`` and the e-commerce ``tr_*``/``ti_*`` fields are dropped unless
-``LVP_KEEP_PAGE_TITLE`` / ``LVP_KEEP_TRANSACTION_FIELDS``. The line is built column by column with :data:`lvp.enriched.INDEX` and cleaned exactly as
-:func:`lvp.enriched.to_tsv` cleans (tabs/newlines -> spaces); a test keeps the two equal.
+``LVP_KEEP_PAGE_TITLE`` / ``LVP_KEEP_TRANSACTION_FIELDS``. The line is built column by column
+with :data:`lvp.enriched.INDEX` and cleaned exactly as :func:`lvp.enriched.to_tsv` cleans
+(tabs/newlines -> spaces); a test keeps the two equal.
 """
 
 from __future__ import annotations

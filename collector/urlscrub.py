@@ -9,7 +9,8 @@ enrichment, the collector keeps the parameter *names* and decides per name what 
   verbatim;
 - names in ``LVP_URL_PSEUDONYMIZE_PARAMS`` get the keyed pseudonym (HMAC-SHA256, the same
   function as ``user_id``) of their value, URL-decoded until it no longer changes (so
-  ``a%40b.c``, ``a%2540b.c`` and ``a@b.c`` give one pseudonym, the one ``uid=a@b.c`` gets);
+  ``a%40b.c``, ``a%2540b.c`` and ``a@b.c`` give one pseudonym, the one ``uid=a@b.c`` gets; a
+  ``+`` stays a ``+``);
 - every other value is removed (``email=``).
 
 Both ``&`` and ``;`` separate parameters (the output uses ``&``). A part without ``=`` (``?a@b.c``,
@@ -24,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from typing import Final
-from urllib.parse import unquote_plus
+from urllib.parse import unquote
 
 #: How many rounds of URL-decoding a value gets before it is pseudonymized (double-encoded
 #: values are common: a URL inside a ``redirect=`` parameter).
@@ -34,11 +35,13 @@ _SEPARATORS: Final = re.compile(r"[&;]")
 
 
 def decode_fully(value: str) -> str:
-    """``value`` URL-decoded (``+`` is a space) until it stops changing (at most 4 rounds)."""
+    """``value`` URL-decoded until it stops changing (at most 4 rounds). ``+`` stays a ``+``:
+    identifiers hold plus signs (``alice+tag@example.com``) far more often than spaces, and the
+    pseudonym must be the one the raw identifier gets."""
     for _ in range(MAX_DECODE_ROUNDS):
-        if "%" not in value and "+" not in value:
+        if "%" not in value:
             break
-        decoded = unquote_plus(value)
+        decoded = unquote(value)
         if decoded == value:
             break
         value = decoded
