@@ -194,6 +194,19 @@ def join_columns(cols: list[str]) -> str:
     return line
 
 
+def columns_holding(line: str, forms: list[str]) -> set[int]:
+    """Indexes of the columns of the TSV ``line`` (as :func:`join_columns` made it) that hold, or
+    share, an occurrence of one of ``forms``."""
+    out: set[int] = set()
+    for form in forms:
+        start = line.find(form)
+        while start != -1:
+            first = line.count("\t", 0, start)
+            out.update(range(first, first + form.count("\t") + 1))
+            start = line.find(form, start + 1)
+    return out
+
+
 # --- the enricher -------------------------------------------------------------------------------
 
 
@@ -298,13 +311,17 @@ class Enricher:
 
         line = join_columns(cols)
         pairs = self.identities.scrub_pairs(params, ident)
-        if pairs and self.identities.appears(line, pairs):
+        # the forms of raw values found in the line (usually none: one substring test per form)
+        forms = [form for raw, _ in pairs for form in text_forms(raw) if form in line] if pairs else None
+        if forms:
             # column by column, before the TSV cleaning: a raw value may contain tabs or span
-            # JSON syntax, so a scrub of the joined line could break the line or its JSON
+            # JSON syntax, so a scrub of the joined line could break the line or its JSON; only
+            # the raw values found, and only the columns holding one of their forms
             ids = self.identities
-            forms = [form for raw, _ in pairs for form in text_forms(raw)]
-            for i, c in enumerate(cols):
-                if c and any(form in c for form in forms):
-                    cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
+            found = [(raw, rep) for raw, rep in pairs if any(form in line for form in text_forms(raw))]
+            for i in columns_holding(line, forms):
+                c = cols[i]
+                if c:
+                    cols[i] = ids.scrub_json_text(c, found) if i in _JSON_COLUMNS else ids.scrub(c, found)
             line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()

@@ -37,6 +37,7 @@ _CLIENT_SESSION: Final = "iglu:com.snowplowanalytics.snowplow/client_session/jso
 #: Containers nested deeper than this are cut from scrubbed JSON (orjson writes at most 255 levels).
 MAX_SCRUB_DEPTH: Final = 100
 _WHITESPACE: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+_URL_SAFE: Final = re.compile(r"[A-Za-z0-9_.\-~]*\Z")
 _COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
 
 
@@ -91,6 +92,8 @@ def text_forms(raw: str) -> tuple[str, ...]:
 def url_forms(raw: str) -> tuple[str, ...]:
     """``raw`` URL-encoded (``%20`` and ``+`` for spaces, upper- and lowercase hex) and
     double-encoded, where that differs from ``raw`` (an e-mail's ``@``, an IPv6 address's ``:``)."""
+    if _URL_SAFE.match(raw):  # UUIDs, IPv4 addresses, most ids: URL-encoding leaves them as they are
+        return ()
     forms: list[str] = []
     try:
         once = quote(raw, safe="")
