@@ -41,8 +41,12 @@ _ID_NAMES = "|".join((*IDENTIFIER_PARAMS, IP_PARAM, "userId", "_sp", "cx", "ue_p
 _JSON_ID_RE = re.compile(r'(\\*")(' + _ID_NAMES + r')\1(\s*:\s*)\1(?:[^"\\]|\\[^"])*')
 _QUERY_ID_RE = re.compile(r"(^|[?&;\s])(" + _ID_NAMES + r")=[^&#;\s\"\\]*")
 #: Free text: URLs (scrubbed), e-mail addresses (redacted), IPv4 and IPv6 addresses (masked).
-_URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>\\]+")
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40|%2540)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# (every repetition before the fixed part is bounded: texts are up to 64,000 characters, and an
+# unbounded one would be tried from every position of a long run: quadratic)
+_URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s\"'<>\\]+")
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9._%+\-]{1,64}(?:@|%40|%2540)[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}"
+)
 _IPV4_RE = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
 _IPV6_RE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?![\w:])")
 #: JSON keys whose (string) values are user identifiers / IP addresses, lowercase.

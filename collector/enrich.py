@@ -24,7 +24,7 @@ import orjson
 
 from collector import COLLECTOR_VERSION, ETL_VERSION
 from collector.columns import PARAMS, put
-from collector.identity import Identities, RequestIdentity, text_forms
+from collector.identity import Identities, RequestIdentity, forms_in
 from collector.protocol import CONTEXTS_URI, EVENT_TYPES, MAX_MS, SP_VENDOR, UNSTRUCT_URI, DecodedEvent
 from lvp.enriched import INDEX, N_FIELDS
 from lvp.events import viewer_id_of
@@ -312,16 +312,16 @@ class Enricher:
         line = join_columns(cols)
         pairs = self.identities.scrub_pairs(params, ident)
         # the forms of raw values found in the line (usually none: one substring test per form)
-        forms = [form for raw, _ in pairs for form in text_forms(raw) if form in line] if pairs else None
-        if forms:
+        found = [(raw, rep, forms) for raw, rep in pairs if (forms := forms_in(raw, line))] if pairs else None
+        if found:
             # column by column, before the TSV cleaning: a raw value may contain tabs or span
             # JSON syntax, so a scrub of the joined line could break the line or its JSON; only
             # the raw values found, and only the columns holding one of their forms
             ids = self.identities
-            found = [(raw, rep) for raw, rep in pairs if any(form in line for form in text_forms(raw))]
-            for i in columns_holding(line, forms):
+            raws = [(raw, rep) for raw, rep, _ in found]
+            for i in columns_holding(line, [form for _, _, forms in found for form in forms]):
                 c = cols[i]
                 if c:
-                    cols[i] = ids.scrub_json_text(c, found) if i in _JSON_COLUMNS else ids.scrub(c, found)
+                    cols[i] = ids.scrub_json_text(c, raws) if i in _JSON_COLUMNS else ids.scrub(c, raws)
             line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()

@@ -37,7 +37,7 @@ _CLIENT_SESSION: Final = "iglu:com.snowplowanalytics.snowplow/client_session/jso
 #: Containers nested deeper than this are cut from scrubbed JSON (orjson writes at most 255 levels).
 MAX_SCRUB_DEPTH: Final = 100
 _WHITESPACE: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
-_URL_SAFE: Final = re.compile(r"[A-Za-z0-9_.\-~]*\Z")
+_URL_SAFE_PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-~]*")
 _COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
 
 
@@ -75,24 +75,39 @@ def client_ip(headers: Mapping[str, str], peer: str | None, trusted_proxies: int
 @functools.lru_cache(maxsize=4096)
 def text_forms(raw: str) -> tuple[str, ...]:
     """The forms ``raw`` takes in serialized text: as is, JSON-escaped (quotes, backslashes,
-    control characters), with tabs/newlines turned into spaces (TSV cleaning), and the
-    :func:`url_forms` (in a URL path or a kept query value)."""
+    control characters) and with tabs/newlines turned into spaces (TSV cleaning). The URL-encoded
+    forms are :func:`url_forms`; :func:`forms_in` looks for both."""
     forms = [raw]
     try:
         escaped = orjson.dumps(raw).decode()[1:-1]
     except TypeError:  # lone surrogates: never in decoded input, but do not fail on them
         escaped = raw
-    for form in (escaped, raw.translate(_WHITESPACE), *url_forms(raw)):
+    for form in (escaped, raw.translate(_WHITESPACE)):
         if form not in forms:
             forms.append(form)
     return tuple(forms)
+
+
+def forms_in(raw: str, text: str) -> list[str]:
+    """The :func:`text_forms` and :func:`url_forms` of ``raw`` that occur in ``text``. The URL
+    forms are only worked out when ``text`` holds the part of ``raw`` before its first character
+    that URL-encoding changes, followed by ``%`` or ``+`` (encoding is costly, and the raw value
+    is new with every viewer)."""
+    found = [form for form in text_forms(raw) if form in text]
+    safe = _URL_SAFE_PREFIX.match(raw)
+    end = safe.end() if safe else 0
+    if end < len(raw):
+        head = raw[:end]
+        if head + "%" in text or head + "+" in text:
+            found += [form for form in url_forms(raw) if form in text and form not in found]
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
 def url_forms(raw: str) -> tuple[str, ...]:
     """``raw`` URL-encoded (``%20`` and ``+`` for spaces, upper- and lowercase hex) and
     double-encoded, where that differs from ``raw`` (an e-mail's ``@``, an IPv6 address's ``:``)."""
-    if _URL_SAFE.match(raw):  # UUIDs, IPv4 addresses, most ids: URL-encoding leaves them as they are
+    if _URL_SAFE_PREFIX.fullmatch(raw):  # UUIDs, IPv4 addresses, most ids: encoding leaves them be
         return ()
     forms: list[str] = []
     try:
@@ -245,8 +260,8 @@ class Identities:
 
     @staticmethod
     def appears(text: str, pairs: Iterable[tuple[str, str]]) -> bool:
-        """Does any raw value occur in serialized ``text``, in any of its :func:`text_forms`?"""
-        return any(form in text for raw, _ in pairs for form in text_forms(raw))
+        """Does any raw value occur in serialized ``text``, in any of its :func:`forms_in`?"""
+        return any(forms_in(raw, text) for raw, _ in pairs)
 
     def scrub_structure(self, value: Any, pairs: list[tuple[str, str]], depth: int = 0) -> Any:
         """A JSON value with every raw value replaced inside its strings (keys included); the
