@@ -14,6 +14,7 @@ with :data:`lvp.enriched.INDEX` and cleaned exactly as :func:`lvp.enriched.to_ts
 
 from __future__ import annotations
 
+import operator
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ import orjson
 
 from collector import COLLECTOR_VERSION, ETL_VERSION
 from collector.columns import PARAMS, put
-from collector.identity import Identities, RequestIdentity, forms_in
+from collector.identity import Identities, RequestIdentity, forms_in, probes
 from collector.protocol import CONTEXTS_URI, EVENT_TYPES, MAX_MS, SP_VENDOR, UNSTRUCT_URI, DecodedEvent
 from lvp.enriched import INDEX, N_FIELDS
 from lvp.events import viewer_id_of
@@ -220,6 +221,7 @@ class Enricher:
         self._dropped = (() if identities.keep_page_title else (I_PAGE_TITLE,)) + (
             () if identities.keep_transaction_fields else TRANSACTION_COLUMNS
         )
+        self._dropped_of = operator.itemgetter(*self._dropped) if len(self._dropped) > 1 else None
 
     def enrich(
         self,
@@ -286,9 +288,11 @@ class Enricher:
             cols[I_IP] = anonymize_ip(ip_param) if ip_param else ident.ip_anonymized
         cols[I_USERAGENT] = get("ua") or useragent
 
-        for i in self._dropped:
-            if cols[i]:
+        if self._dropped_of is not None and any(self._dropped_of(cols)):  # one C call when all empty
+            for i in self._dropped:
                 cols[i] = ""
+        elif self._dropped:
+            cols[self._dropped[0]] = ""
 
         # URLs (query and fragment values scrubbed: collector.urlscrub)
         scrub, cache = self.identities.urls, self._url_cache
@@ -312,7 +316,12 @@ class Enricher:
         line = join_columns(cols)
         pairs = self.identities.scrub_pairs(params, ident)
         # the forms of raw values found in the line (usually none: one substring test per form)
-        found = [(raw, rep, forms) for raw, rep in pairs if (forms := forms_in(raw, line))] if pairs else None
+        # (as cheap as can be when no raw value is there: one substring test per probe)
+        found = (
+            [(raw, rep, forms) for raw, rep in pairs if (forms := forms_in(raw, line))]
+            if pairs and any(probe in line for raw, _ in pairs for probe in probes(raw))
+            else None
+        )
         if found:
             # column by column, before the TSV cleaning: a raw value may contain tabs or span
             # JSON syntax, so a scrub of the joined line could break the line or its JSON; only

@@ -94,13 +94,34 @@ def forms_in(raw: str, text: str) -> list[str]:
     that URL-encoding changes, followed by ``%`` or ``+`` (encoding is costly, and the raw value
     is new with every viewer)."""
     found = [form for form in text_forms(raw) if form in text]
-    safe = _URL_SAFE_PREFIX.match(raw)
-    end = safe.end() if safe else 0
-    if end < len(raw):
-        head = raw[:end]
-        if head + "%" in text or head + "+" in text:
-            found += [form for form in url_forms(raw) if form in text and form not in found]
+    hints = url_hints(raw)
+    if hints and any(hint in text for hint in hints):
+        found += [form for form in url_forms(raw) if form in text and form not in found]
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def probes(raw: str) -> tuple[str, ...]:
+    """What to look for to tell whether ``raw`` may occur in a text, in any form: its
+    :func:`text_forms` and :func:`url_hints` (a hit is then confirmed with :func:`forms_in`).
+    Worked out in one go: on the hot path, ``raw`` is new with every new viewer."""
+    forms = text_forms.__wrapped__(raw)
+    end = _URL_SAFE_PREFIX.match(raw).end()  # type: ignore[union-attr]  # matches the empty string
+    if end == len(raw):
+        return forms  # type: ignore[no-any-return]
+    head = raw[:end]
+    return forms + ((head + "%", head + "+") if raw[end] == " " else (head + "%",))  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=4096)
+def url_hints(raw: str) -> tuple[str, ...]:
+    """What every :func:`url_forms` of ``raw`` starts with: its head up to the first character
+    URL-encoding changes, then ``%`` (or ``+`` for a space); empty when encoding changes nothing."""
+    end = _URL_SAFE_PREFIX.match(raw).end()  # type: ignore[union-attr]  # matches the empty string
+    if end == len(raw):
+        return ()
+    head = raw[:end]
+    return (head + "%", head + "+") if raw[end] == " " else (head + "%",)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -261,7 +282,9 @@ class Identities:
     @staticmethod
     def appears(text: str, pairs: Iterable[tuple[str, str]]) -> bool:
         """Does any raw value occur in serialized ``text``, in any of its :func:`forms_in`?"""
-        return any(forms_in(raw, text) for raw, _ in pairs)
+        return any(p in text for raw, _ in pairs for p in probes(raw)) and any(
+            forms_in(raw, text) for raw, _ in pairs
+        )
 
     def scrub_structure(self, value: Any, pairs: list[tuple[str, str]], depth: int = 0) -> Any:
         """A JSON value with every raw value replaced inside its strings (keys included); the
