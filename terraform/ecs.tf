@@ -29,6 +29,12 @@ locals {
       LVP_RETRY_AFTER_S          = "5"
       LVP_REQUEST_TIMEOUT_S      = "10"
       LVP_METRICS_PUBLIC         = "true" # /metrics is not routed by the public load balancer
+
+      # privacy at the edge (docs/contracts.md): URL query values, page titles, e-commerce fields
+      LVP_URL_KEEP_PARAMS         = "utm_*"
+      LVP_URL_PSEUDONYMIZE_PARAMS = ""
+      LVP_KEEP_PAGE_TITLE         = "false"
+      LVP_KEEP_TRANSACTION_FIELDS = "false"
     }
 
     profiles = {
