@@ -61,7 +61,7 @@ PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-
 MEDIA = "com.snowplowanalytics.snowplow.media"
 SP = "com.snowplowanalytics.snowplow"
 TARGET_RATIO = 0.50
-BENCH_KEY = "collector-bench-pseudonym-key"
+BENCH_KEY = "collector-bench-pseudonym-key-0123"
 PHASES = ("forwarder", "collector")
 
 

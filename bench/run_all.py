@@ -18,6 +18,7 @@ BENCHMARKS = (
     "bench.viewer_bench",
     "bench.stack_bench",
     "bench.dp_tradeoff",
+    "bench.scrub_bench",
 )
 
 

@@ -84,7 +84,7 @@ def create_app(
     if sink is None:
         sink = KafkaSink(settings, on_delivery_latency=metrics.delivery.observe)
     metrics.bind_queue_depth(sink.queue_depth)
-    identities = Identities(key, settings.cookie_name, settings.cookie_domain, settings.trusted_proxies)
+    identities = Identities.from_settings(key, settings)
     collector = Collector(settings, registry, identities, sink, metrics)
 
     @contextlib.asynccontextmanager

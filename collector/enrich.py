@@ -3,17 +3,21 @@
 What is filled: timestamps (``collector_tstamp``, ``etl_tstamp``, ``dvce_created_tstamp``,
 ``dvce_sent_tstamp``, ``true_tstamp``, ``derived_tstamp`` by Snowplow's formula), event and tracker
 fields, ``event_vendor/name/format/version``, ``v_collector``/``v_etl``, pseudonymized identifiers,
-the anonymized IP, user agent, page and referrer URL parts (``_sp`` stripped), browser/screen/
-document fields, structured-event and e-commerce fields, and the ``contexts`` / ``unstruct_event``
-JSON. The line is built column by column with :data:`lvp.enriched.INDEX` and cleaned exactly as
-:func:`lvp.enriched.to_tsv` cleans (tabs/newlines -> spaces); a test keeps the two equal.
+the anonymized IP, user agent, page and referrer URL parts (``_sp`` stripped, user info removed,
+query and fragment values kept, pseudonymized or removed by :mod:`collector.urlscrub`), browser/
+screen/document fields, structured-event fields, and the ``contexts`` / ``unstruct_event`` JSON.
+``page_title`` and the e-commerce ``tr_*``/``ti_*`` fields are dropped unless
+``LVP_KEEP_PAGE_TITLE`` / ``LVP_KEEP_TRANSACTION_FIELDS``. The line is built column by column
+with :data:`lvp.enriched.INDEX` and cleaned exactly as :func:`lvp.enriched.to_tsv` cleans
+(tabs/newlines -> spaces); a test keeps the two equal.
 """
 
 from __future__ import annotations
 
+import operator
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
 
@@ -21,7 +25,7 @@ import orjson
 
 from collector import COLLECTOR_VERSION, ETL_VERSION
 from collector.columns import PARAMS, put
-from collector.identity import Identities, RequestIdentity
+from collector.identity import Identities, RequestIdentity, forms_in, probes
 from collector.protocol import CONTEXTS_URI, EVENT_TYPES, MAX_MS, SP_VENDOR, UNSTRUCT_URI, DecodedEvent
 from lvp.enriched import INDEX, N_FIELDS
 from lvp.events import viewer_id_of
@@ -71,6 +75,9 @@ I_FORMAT = INDEX["event_format"]
 I_VERSION = INDEX["event_version"]
 I_REFR_DUID = INDEX["refr_domain_userid"]
 I_REFR_DVCE = INDEX["refr_device_tstamp"]
+I_PAGE_TITLE = INDEX["page_title"]
+#: The e-commerce columns (order id, affiliation, city, state, country, items, amounts).
+TRANSACTION_COLUMNS: Final = tuple(i for c, i in INDEX.items() if c.startswith(("tr_", "ti_")))
 
 _CONTEXTS_HEAD: Final = b'{"schema":"' + CONTEXTS_URI.encode() + b'","data":'
 _UNSTRUCT_HEAD: Final = b'{"schema":"' + UNSTRUCT_URI.encode() + b'","data":'
@@ -132,13 +139,21 @@ def strip_sp(url: str) -> tuple[str, str | None]:
 _URL_CACHE: dict[str, tuple[str, ...]] = {}
 
 
-def url_parts(raw: str) -> tuple[tuple[str, ...], str | None]:
+def url_parts(
+    raw: str, scrub: Callable[[str], str] | None = None, cache: dict[str, tuple[str, ...]] | None = None
+) -> tuple[tuple[str, ...], str | None]:
     """(url without ``_sp``, scheme, host, port, path, query, fragment), and the ``_sp`` value.
-    Unparseable URLs keep the (stripped) URL with empty parts."""
-    hit = _URL_CACHE.get(raw)
+    Unparseable URLs keep the (stripped) URL with empty parts. ``scrub`` (the collector's
+    :class:`collector.urlscrub.UrlScrubber`) is applied after ``_sp`` is taken out; ``cache`` must
+    belong to that scrubber."""
+    if cache is None:
+        cache = _URL_CACHE
+    hit = cache.get(raw)
     if hit is not None and "_sp=" not in raw:
         return hit, None
     url, sp = strip_sp(raw)
+    if scrub is not None:
+        url = scrub(url)
     try:
         s: SplitResult = urlsplit(url)
         port = s.port
@@ -155,9 +170,9 @@ def url_parts(raw: str) -> tuple[tuple[str, ...], str | None]:
     except ValueError:
         parts = (url, "", "", "", "", "", "")
     if sp is None:
-        if len(_URL_CACHE) > 10_000:
-            _URL_CACHE.clear()
-        _URL_CACHE[raw] = parts
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[raw] = parts
     return parts, sp
 
 
@@ -180,6 +195,19 @@ def join_columns(cols: list[str]) -> str:
     return line
 
 
+def columns_holding(line: str, forms: list[str]) -> set[int]:
+    """Indexes of the columns of the TSV ``line`` (as :func:`join_columns` made it) that hold, or
+    share, an occurrence of one of ``forms``."""
+    out: set[int] = set()
+    for form in forms:
+        start = line.find(form)
+        while start != -1:
+            first = line.count("\t", 0, start)
+            out.update(range(first, first + form.count("\t") + 1))
+            start = line.find(form, start + 1)
+    return out
+
+
 # --- the enricher -------------------------------------------------------------------------------
 
 
@@ -188,6 +216,12 @@ class Enricher:
 
     def __init__(self, identities: Identities) -> None:
         self.identities = identities
+        self._url_cache: dict[str, tuple[str, ...]] = {}
+        # page title and e-commerce fields: free text and order data, dropped unless kept
+        self._dropped = (() if identities.keep_page_title else (I_PAGE_TITLE,)) + (
+            () if identities.keep_transaction_fields else TRANSACTION_COLUMNS
+        )
+        self._dropped_of = operator.itemgetter(*self._dropped) if len(self._dropped) > 1 else None
 
     def enrich(
         self,
@@ -254,10 +288,17 @@ class Enricher:
             cols[I_IP] = anonymize_ip(ip_param) if ip_param else ident.ip_anonymized
         cols[I_USERAGENT] = get("ua") or useragent
 
-        # URLs
+        if self._dropped_of is not None and any(self._dropped_of(cols)):  # one C call when all empty
+            for i in self._dropped:
+                cols[i] = ""
+        elif self._dropped:
+            cols[self._dropped[0]] = ""
+
+        # URLs (query and fragment values scrubbed: collector.urlscrub)
+        scrub, cache = self.identities.urls, self._url_cache
         url = get("url")
         if url:
-            parts, sp = url_parts(url)
+            parts, sp = url_parts(url, scrub, cache)
             for idx, value in zip(_PAGE_URL, parts, strict=True):
                 cols[idx] = value
             if sp:
@@ -268,21 +309,28 @@ class Enricher:
                     cols[I_REFR_DVCE] = tstamp(int(refr_ts))
         refr = get("refr")
         if refr:
-            parts, _ = url_parts(refr)
+            parts, _ = url_parts(refr, scrub, cache)
             for idx, value in zip(_REFR_URL, parts, strict=True):
                 cols[idx] = value
 
         line = join_columns(cols)
         pairs = self.identities.scrub_pairs(params, ident)
-        if pairs and self.identities.appears(line, pairs):
+        # the forms of raw values found in the line (usually none: one substring test per form)
+        # (as cheap as can be when no raw value is there: one substring test per probe)
+        found = (
+            [(raw, rep, forms) for raw, rep in pairs if (forms := forms_in(raw, line))]
+            if pairs and any(probe in line for raw, _ in pairs for probe in probes(raw))
+            else None
+        )
+        if found:
             # column by column, before the TSV cleaning: a raw value may contain tabs or span
-            # JSON syntax, so a scrub of the joined line could break the line or its JSON
+            # JSON syntax, so a scrub of the joined line could break the line or its JSON; only
+            # the raw values found, and only the columns holding one of their forms
             ids = self.identities
-            raws = [raw for raw, _ in pairs]
-            for i, c in enumerate(cols):
-                # a column holding no raw value is left as it is (JSON without escapes included:
-                # its strings are then verbatim parts of its text)
-                if c and (any(raw in c for raw in raws) or (i in _JSON_COLUMNS and "\\" in c)):
-                    cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
+            raws = [(raw, rep) for raw, rep, _ in found]
+            for i in columns_holding(line, [form for _, _, forms in found for form in forms]):
+                c = cols[i]
+                if c:
+                    cols[i] = ids.scrub_json_text(c, raws) if i in _JSON_COLUMNS else ids.scrub(c, raws)
             line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()

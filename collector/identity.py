@@ -15,13 +15,18 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, quote_plus
 
 import orjson
 
+from collector.urlscrub import UrlScrubber
 from lvp.forwarded import client_ip
 from lvp.forwarded import first_forwarded_for as first_forwarded_for  # re-exported
 from lvp.pseudonym import Pseudonymizer, anonymize_ip
+
+if TYPE_CHECKING:
+    from lvp.config import Settings
 
 ANONYMOUS_NUID: Final = "00000000-0000-0000-0000-000000000000"
 COOKIE_MAX_AGE_S: Final = 365 * 24 * 3600
@@ -34,13 +39,15 @@ _CLIENT_SESSION: Final = "iglu:com.snowplowanalytics.snowplow/client_session/jso
 #: Containers nested deeper than this are cut from scrubbed JSON (orjson writes at most 255 levels).
 MAX_SCRUB_DEPTH: Final = 100
 _WHITESPACE: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+_URL_SAFE_PREFIX: Final = re.compile(r"[A-Za-z0-9_.\-~]*")
 _COOKIE_VALUE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}\Z")
 
 
 @functools.lru_cache(maxsize=4096)
 def text_forms(raw: str) -> tuple[str, ...]:
     """The forms ``raw`` takes in serialized text: as is, JSON-escaped (quotes, backslashes,
-    control characters) and with tabs/newlines turned into spaces (TSV cleaning)."""
+    control characters) and with tabs/newlines turned into spaces (TSV cleaning). The URL-encoded
+    forms are :func:`url_forms`; :func:`forms_in` looks for both."""
     forms = [raw]
     try:
         escaped = orjson.dumps(raw).decode()[1:-1]
@@ -48,6 +55,60 @@ def text_forms(raw: str) -> tuple[str, ...]:
         escaped = raw
     for form in (escaped, raw.translate(_WHITESPACE)):
         if form not in forms:
+            forms.append(form)
+    return tuple(forms)
+
+
+def forms_in(raw: str, text: str) -> list[str]:
+    """The :func:`text_forms` and :func:`url_forms` of ``raw`` that occur in ``text``. The URL
+    forms are only worked out when ``text`` holds the part of ``raw`` before its first character
+    that URL-encoding changes, followed by ``%`` or ``+`` (encoding is costly, and the raw value
+    is new with every viewer)."""
+    found = [form for form in text_forms(raw) if form in text]
+    hints = url_hints(raw)
+    if hints and any(hint in text for hint in hints):
+        found += [form for form in url_forms(raw) if form in text and form not in found]
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def probes(raw: str) -> tuple[str, ...]:
+    """What to look for to tell whether ``raw`` may occur in a text, in any form: its
+    :func:`text_forms` and :func:`url_hints` (a hit is then confirmed with :func:`forms_in`).
+    Worked out in one go: on the hot path, ``raw`` is new with every new viewer."""
+    forms = text_forms.__wrapped__(raw)
+    end = _URL_SAFE_PREFIX.match(raw).end()  # type: ignore[union-attr]  # matches the empty string
+    if end == len(raw):
+        return forms  # type: ignore[no-any-return]
+    head = raw[:end]
+    return forms + ((head + "%", head + "+") if raw[end] == " " else (head + "%",))  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=4096)
+def url_hints(raw: str) -> tuple[str, ...]:
+    """What every :func:`url_forms` of ``raw`` starts with: its head up to the first character
+    URL-encoding changes, then ``%`` (or ``+`` for a space); empty when encoding changes nothing."""
+    end = _URL_SAFE_PREFIX.match(raw).end()  # type: ignore[union-attr]  # matches the empty string
+    if end == len(raw):
+        return ()
+    head = raw[:end]
+    return (head + "%", head + "+") if raw[end] == " " else (head + "%",)
+
+
+@functools.lru_cache(maxsize=4096)
+def url_forms(raw: str) -> tuple[str, ...]:
+    """``raw`` URL-encoded (``%20`` and ``+`` for spaces, upper- and lowercase hex) and
+    double-encoded, where that differs from ``raw`` (an e-mail's ``@``, an IPv6 address's ``:``)."""
+    if _URL_SAFE_PREFIX.fullmatch(raw):  # UUIDs, IPv4 addresses, most ids: encoding leaves them be
+        return ()
+    forms: list[str] = []
+    try:
+        once = quote(raw, safe="")
+        candidates = (once, once.lower(), quote_plus(raw, safe=""), quote(once, safe=""))
+    except UnicodeEncodeError:  # lone surrogates
+        return ()
+    for form in candidates:
+        if form != raw and form not in forms:
             forms.append(form)
     return tuple(forms)
 
@@ -77,7 +138,16 @@ class Identities:
     """Pseudonyms, the network user id cookie, and scrubbing; one per collector."""
 
     def __init__(
-        self, key: bytes, cookie_name: str = "sp", cookie_domain: str = "", trusted_proxies: int = -1
+        self,
+        key: bytes,
+        cookie_name: str = "sp",
+        cookie_domain: str = "",
+        trusted_proxies: int = -1,
+        *,
+        url_keep: Iterable[str] = ("utm_*",),
+        url_pseudonymize: Iterable[str] = (),
+        keep_page_title: bool = False,
+        keep_transaction_fields: bool = False,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.key = key
@@ -86,6 +156,23 @@ class Identities:
         self.cookie_domain = cookie_domain
         self._expires_at = 0
         self._expires = ""
+        #: page and referrer URLs: query/fragment values kept, pseudonymized or removed
+        self.urls = UrlScrubber(self.pseudonym, url_keep, url_pseudonymize)
+        self.keep_page_title = keep_page_title
+        self.keep_transaction_fields = keep_transaction_fields
+
+    @classmethod
+    def from_settings(cls, key: bytes, settings: Settings) -> Identities:
+        return cls(
+            key,
+            settings.cookie_name,
+            settings.cookie_domain,
+            settings.trusted_proxies,
+            url_keep=settings.url_keep_param_list,
+            url_pseudonymize=settings.url_pseudonymize_param_list,
+            keep_page_title=settings.keep_page_title,
+            keep_transaction_fields=settings.keep_transaction_fields,
+        )
 
     # -- per request --
     def for_request(
@@ -151,18 +238,24 @@ class Identities:
 
     @staticmethod
     def scrub(text: str, pairs: Iterable[tuple[str, str]]) -> str:
-        """Replace every raw value in ``text`` (longest first, so no raw value survives partly).
-        Only for plain text: in serialized JSON or TSV a raw value may span the syntax (a run of
-        tabs, ``{"schema":``), so serialized data is scrubbed with :meth:`scrub_structure`."""
+        """Replace every raw value in ``text``, and its :func:`url_forms` (longest first, so no
+        raw value survives partly). Only for plain text: in serialized JSON or TSV a raw value
+        may span the syntax (a run of tabs, ``{"schema":``), so serialized data is scrubbed with
+        :meth:`scrub_structure`."""
         for raw, replacement in sorted(pairs, key=lambda p: -len(p[0])):
             if raw in text:
                 text = text.replace(raw, replacement)
+            for form in url_forms(raw):
+                if form in text:
+                    text = text.replace(form, replacement)
         return text
 
     @staticmethod
     def appears(text: str, pairs: Iterable[tuple[str, str]]) -> bool:
-        """Does any raw value occur in serialized ``text``, in any of its :func:`text_forms`?"""
-        return any(form in text for raw, _ in pairs for form in text_forms(raw))
+        """Does any raw value occur in serialized ``text``, in any of its :func:`forms_in`?"""
+        return any(p in text for raw, _ in pairs for p in probes(raw)) and any(
+            forms_in(raw, text) for raw, _ in pairs
+        )
 
     def scrub_structure(self, value: Any, pairs: list[tuple[str, str]], depth: int = 0) -> Any:
         """A JSON value with every raw value replaced inside its strings (keys included); the

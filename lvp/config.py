@@ -26,8 +26,16 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
+#: Shortest pseudonym key accepted outside dev mode (bytes): HMAC-SHA256 keys shorter than the
+#: hash are weaker than the pseudonyms they make.
+MIN_PSEUDONYM_KEY_BYTES = 32
+
+
 def _setting(default: Any, env: str, meaning: str, *, secret: bool = False) -> Any:
-    return field(default=default, metadata={"env": env, "meaning": meaning, "secret": secret})
+    # secrets stay out of repr(settings), so out of any log line or traceback that shows it
+    return field(
+        default=default, repr=not secret, metadata={"env": env, "meaning": meaning, "secret": secret}
+    )
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,31 @@ class Settings:
     pseudonym_key: str = _setting(
         "",
         "LVP_PSEUDONYM_KEY",
-        "Secret key for the HMAC-SHA256 pseudonyms of user identifiers. Required unless LVP_DEV.",
+        "Secret key for the HMAC-SHA256 pseudonyms of user identifiers, at least 32 bytes. "
+        "Required unless LVP_DEV.",
         secret=True,
+    )
+    url_keep_params: str = _setting(
+        "utm_*",
+        "LVP_URL_KEEP_PARAMS",
+        "URL query/fragment parameters (page and referrer URLs) kept verbatim, comma-separated, "
+        "case-insensitive; `name*` matches a prefix. Values of all others are removed.",
+    )
+    url_pseudonymize_params: str = _setting(
+        "",
+        "LVP_URL_PSEUDONYMIZE_PARAMS",
+        "URL query/fragment parameters whose (fully URL-decoded) values become keyed pseudonyms, "
+        "comma-separated, `name*` matches a prefix.",
+    )
+    keep_page_title: bool = _setting(
+        False,
+        "LVP_KEEP_PAGE_TITLE",
+        "Keep `page_title` (free text that may name a person); dropped by default.",
+    )
+    keep_transaction_fields: bool = _setting(
+        False,
+        "LVP_KEEP_TRANSACTION_FIELDS",
+        "Keep the e-commerce `tr_*` / `ti_*` fields (order ids, city, items); dropped by default.",
     )
     dev: bool = _setting(
         False, "LVP_DEV", "Dev mode: generate and keep a pseudonym key and dev token in LVP_STATE_DIR."
@@ -333,6 +364,14 @@ class Settings:
     def api_token_list(self) -> list[str]:
         return [t.strip() for t in self.api_tokens.split(",") if t.strip()]
 
+    @property
+    def url_keep_param_list(self) -> list[str]:
+        return [n.strip() for n in self.url_keep_params.split(",") if n.strip()]
+
+    @property
+    def url_pseudonymize_param_list(self) -> list[str]:
+        return [n.strip() for n in self.url_pseudonymize_params.split(",") if n.strip()]
+
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka properties: bootstrap servers, ``KAFKA_*`` pass-through, then ``extra``."""
         conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
@@ -343,7 +382,13 @@ class Settings:
     def require_pseudonym_key(self) -> bytes:
         """The pseudonym key; in dev mode one is generated once and kept in ``state_dir``."""
         if self.pseudonym_key:
-            return self.pseudonym_key.encode()
+            key = self.pseudonym_key.encode()
+            if len(key) < MIN_PSEUDONYM_KEY_BYTES and not self.dev:
+                raise ConfigError(
+                    f"LVP_PSEUDONYM_KEY is {len(key)} bytes: refusing to start with a pseudonym key "
+                    f"shorter than {MIN_PSEUDONYM_KEY_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+                )
+            return key
         if not self.dev:
             raise ConfigError(
                 "LVP_PSEUDONYM_KEY is not set: refusing to start without a pseudonym key "

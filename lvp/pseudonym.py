@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from typing import Final
 
 PSEUDONYM_LENGTH = 64
 
@@ -48,8 +49,17 @@ class Pseudonymizer:
         return hit
 
 
+#: NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def anonymize_ip(raw: str) -> str:
     """Mask the last IPv4 octet (``1.2.3.x``) or the last 80 bits of an IPv6 address.
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, 6to4
+    ``2002::/16``, whose /48 prefix *is* the IPv4 address, Teredo ``2001::/32``, NAT64
+    ``64:ff9b::/96``) is reduced to that IPv4 address, masked (``a.b.c.x``; for Teredo the
+    client's address, not the relay's).
 
     Anything that is not an IP address is dropped (returns ``""``): an unparseable value could
     be an identifier in disguise.
@@ -61,11 +71,25 @@ def anonymize_ip(raw: str) -> str:
         ip = ipaddress.ip_address(raw.split("%", 1)[0])  # without an IPv6 zone (fe80::1%eth0)
     except ValueError:
         return ""
-    if isinstance(ip, ipaddress.IPv4Address):
-        a, b, c, _ = str(ip).split(".")
-        return f"{int(a)}.{int(b)}.{int(c)}.x"
+    if isinstance(ip, ipaddress.IPv6Address):
+        v4 = embedded_ipv4(ip)
+        if v4 is None:
+            # keep the first three 16-bit groups (the /48 routing prefix), mask the rest
+            groups = ip.exploded.split(":")[:3]
+            return ":".join(g.lstrip("0") or "0" for g in groups) + ":x:x:x:x:x"
+        ip = v4
+    a, b, c, _ = str(ip).split(".")
+    return f"{int(a)}.{int(b)}.{int(c)}.x"
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition address carries (see :func:`anonymize_ip`), else None."""
     if ip.ipv4_mapped is not None:
-        return anonymize_ip(str(ip.ipv4_mapped))
-    # keep the first three 16-bit groups (the /48 routing prefix), mask the rest
-    groups = ip.exploded.split(":")[:3]
-    return ":".join(g.lstrip("0") or "0" for g in groups) + ":x:x:x:x:x"
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]  # (server, client)
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None

@@ -39,6 +39,12 @@ locals {
       LVP_COLLECTOR_PATHS        = var.collector_paths
       LVP_METRICS_PUBLIC         = "true" # /metrics is not routed by the public load balancer
       LVP_LOG_FORMAT             = "json" # CloudWatch Logs Insights
+
+      # privacy at the edge (docs/contracts.md): URL query values, page titles, e-commerce fields
+      LVP_URL_KEEP_PARAMS         = "utm_*"
+      LVP_URL_PSEUDONYMIZE_PARAMS = ""
+      LVP_KEEP_PAGE_TITLE         = "false"
+      LVP_KEEP_TRANSACTION_FIELDS = "false"
     }
 
     profiles = {

@@ -20,7 +20,7 @@ from collector.server import uvicorn_options
 from lvp.broker import free_port
 from lvp.config import Settings
 
-TEST_KEY = "collector-tests-pseudonym-key"
+TEST_KEY = "collector-tests-pseudonym-key-0123"
 
 
 def unique(prefix: str) -> str:

@@ -16,7 +16,7 @@ from lvp.localdb import have_dynamodb_local, start_dynamodb_local, start_moto_se
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
-TEST_KEY = "test-pseudonym-key-not-secret"
+TEST_KEY = "test-pseudonym-key-not-secret-0123"
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,11 @@ def test_refuses_to_start_without_a_pseudonym_key(make_settings: Callable[..., S
         create_app(make_settings(pseudonym_key=""))
 
 
+def test_refuses_to_start_with_a_short_pseudonym_key(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError, match="LVP_PSEUDONYM_KEY is 31 bytes"):
+        create_app(make_settings(pseudonym_key="k" * 31))
+
+
 def test_dev_mode_generates_and_keeps_a_key(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     create_app(make_settings(pseudonym_key="", dev=True, state_dir=str(tmp_path)))
     key = (tmp_path / "pseudonym.key").read_text().strip()

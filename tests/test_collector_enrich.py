@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -101,7 +102,9 @@ def enrich(
     return key, line.decode()
 
 
-def test_media_event_becomes_a_full_enriched_event(registry: Registry, identities: Identities) -> None:
+def test_media_event_becomes_a_full_enriched_event(registry: Registry) -> None:
+    # these URL parameters and the page title are kept on purpose (by default they are not)
+    identities = Identities(KEY, url_keep=("v", "t", "x"), keep_page_title=True)
     key, line = enrich(media_params(), registry, identities)
     assert line.count("\t") == N_FIELDS - 1
     ev = transform(line)  # the Snowplow Analytics SDK parses it
@@ -181,8 +184,10 @@ def test_other_event_types(
     assert ev["page_urlport"] == 80 and "unstruct_event" not in line
     if e == "pp":
         assert (ev["pp_xoffset_max"], ev["pp_yoffset_min"]) == (10, -5)
-    if e == "ti":
-        assert ev["ti_quantity"] == 3 and ev["ti_price"] == 2.5
+    if e == "ti":  # e-commerce fields are dropped by default (issue #12)
+        assert not any(k.startswith(("ti_", "tr_")) for k in ev)
+        kept = transform(enrich(params, registry, Identities(KEY, keep_transaction_fields=True))[1])
+        assert kept["ti_quantity"] == 3 and kept["ti_price"] == 2.5 and kept["ti_sku"] == "sku"
 
 
 def test_network_user_id_tnuid_and_anonymous(registry: Registry, identities: Identities) -> None:
@@ -208,7 +213,13 @@ def test_true_timestamp_wins_and_raw_ids_elsewhere_are_scrubbed(
     line = enrich(params, registry, identities)[1]
     ev = transform(line)
     assert ev["derived_tstamp"] == ev["true_tstamp"] == "2024-11-16T13:33:20.123Z"
-    assert UID not in line and pseudonymize(UID, KEY) in ev["page_url"]
+    assert UID not in line and ev["page_url"] == "https://a.example/?user="  # value removed
+    # in the path (which is not scrubbed by parameter) the raw id becomes its pseudonym, also
+    # URL-encoded (``%40``) and double-encoded (``%2540``)
+    for form in (UID, quote(UID, safe=""), quote(quote(UID, safe=""), safe="")):
+        line = enrich(media_params(url=f"https://a.example/u/{form}/x"), registry, identities)[1]
+        assert UID not in line and quote(UID, safe="") not in line and "%2540" not in line
+        assert transform(line)["page_url"] == f"https://a.example/u/{pseudonymize(UID, KEY)}/x"
 
 
 def test_derived_timestamp_formula() -> None:

@@ -62,7 +62,35 @@ def test_pseudonym_key_required_outside_dev(tmp_path: Path) -> None:
     key = s.require_pseudonym_key()
     assert len(key) == 64 and s.require_pseudonym_key() == key  # generated once, kept
     assert (tmp_path / "pseudonym.key").stat().st_mode & 0o077 == 0
-    assert Settings.from_env({"LVP_PSEUDONYM_KEY": "k"}).require_pseudonym_key() == b"k"
+    key32 = "k" * 32
+    assert Settings.from_env({"LVP_PSEUDONYM_KEY": key32}).require_pseudonym_key() == key32.encode()
+
+
+def test_short_pseudonym_key_refused_outside_dev(tmp_path: Path) -> None:
+    """A key shorter than 32 bytes (the HMAC-SHA256 output) is refused at start with a clear
+    error, unless in dev mode (issue #12)."""
+    with pytest.raises(ConfigError, match=r"LVP_PSEUDONYM_KEY is 31 bytes.*shorter than 32 bytes"):
+        Settings.from_env({"LVP_PSEUDONYM_KEY": "k" * 31}).require_pseudonym_key()
+    # bytes, not characters: 11 three-byte characters are 33 bytes
+    assert len(Settings.from_env({"LVP_PSEUDONYM_KEY": "€" * 11}).require_pseudonym_key()) == 33
+    dev = Settings.from_env({"LVP_PSEUDONYM_KEY": "short", "LVP_DEV": "1", "LVP_STATE_DIR": str(tmp_path)})
+    assert dev.require_pseudonym_key() == b"short"
+
+
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    secrets = {
+        "LVP_PSEUDONYM_KEY": "pseudonym-key-4f1c2a9be7d3-0123456789",
+        "LVP_JWT_SECRET": "jwt-secret-9a8b7c6d5e",
+        "LVP_API_TOKENS": "token-one-1a2b3c,token-two-4d5e6f",
+    }
+    s = Settings.from_env(secrets)
+    shown = repr(s) + str(s) + f"{s}" + repr(s.with_(topic_good="x"))
+    assert "topic_good=" in shown and "kafka_bootstrap_servers=" in shown
+    for value in [*secrets.values(), "token-one-1a2b3c", "token-two-4d5e6f"]:
+        assert value not in shown
+    secret_fields = {f.name for f in SETTINGS if f.metadata["secret"]}
+    assert secret_fields == {"pseudonym_key", "api_tokens", "jwt_secret"}
+    assert all(not f.repr for f in SETTINGS if f.metadata["secret"])
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,7 +42,7 @@ from profiles.consumer import ProfilesConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "snowplow-enriched-sample.tsv"
-TEST_KEY = "test-pseudonym-key-not-secret"
+TEST_KEY = "test-pseudonym-key-not-secret-0123"
 RAW_DUID = "143f9cb9-3db9-4e99-8d67-c8aea075d190"
 RAW_NUID = "d8aae409-b64d-40c0-99d7-5324fcb27735"
 

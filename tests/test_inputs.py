@@ -27,7 +27,7 @@ from profiles.inputs import (
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "snowplow-enriched-sample.tsv"
-KEY = b"test-pseudonym-key-not-secret"
+KEY = b"test-pseudonym-key-not-secret-0123"
 RAW_DUID = "143f9cb9-3db9-4e99-8d67-c8aea075d190"
 RAW_NUID = "d8aae409-b64d-40c0-99d7-5324fcb27735"
 

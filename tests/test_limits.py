@@ -43,7 +43,7 @@ from collector.app import create_app
 from lvp.config import Settings
 from lvp.kafka import create_topics
 
-KEY = "limits-tests-pseudonym-key"
+KEY = "limits-tests-pseudonym-key-0123456789"
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 

@@ -1,22 +1,29 @@
 """The whole spine over real connections: the real Snowplow Python tracker -> collector -> Tansu
 -> profiles consumer -> DynamoDB Local + changes topic -> viewer API (REST and SSE).
 
-Also the privacy proof of issue 7: known raw uid, duid, nuid and IPs are sent through the whole
-pipeline, then every byte of every sink is scanned for them — both Kafka topics and the changes
-topic, every DynamoDB item, SSE output, API responses, logs and `/metrics` of all three
+Also the privacy proof of issues 7 and 12: known raw uid, duid, nuid and IPs are sent through the
+whole pipeline — as identifiers, and (issue 12) inside page and referrer URL query strings and
+fragments, page titles, e-commerce fields, 6to4 client addresses and base64 ``cx``/``ue_px`` of
+bad events, as is, URL-encoded, double-encoded, base64 and base64url — then every byte of every
+sink is scanned for every one of those forms (:mod:`leak_forms`): both Kafka topics and the
+changes topic, every DynamoDB item, SSE output, API responses, logs and `/metrics` of all three
 services. Zero hits allowed.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import orjson
 import pytest
 from collector_server import read_topic
+from leak_forms import leak_hits
 from profiles_support import pipeline, pipeline_settings, wait_for
 from snowplow_tracker import Emitter, SelfDescribingJson, Subject, Tracker
 from snowplow_tracker.events import PageView, SelfDescribing
@@ -32,7 +39,14 @@ DUID = "5b3c0d9e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
 NUID = "0f9e8d7c-6b5a-4f3e-9d2c-1b0a9f8e7d6c"
 TRACKER_IP = "198.51.100.201"
 FORWARDED_IP = "2001:db8:abcd:12::77"
+# issue 12: a second viewer whose page URLs, titles, orders and bad events carry personal data
+EMAIL = "erin.leak+tv@example.net"
+ERIN_DUID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+RESET_TOKEN = "pwreset-3c9e1f7a2b"
+ORDER_ID = "order-erin-20261206"
+SIXTOFOUR_IP = "2002:c633:64c9::1"  # 6to4 of 198.51.100.201 (TRACKER_IP)
 RAW_VALUES = (UID, DUID, NUID, TRACKER_IP, FORWARDED_IP)  # anonymized forms (1.2.3.x) are allowed
+PERSONAL_VALUES = (EMAIL, ERIN_DUID, RESET_TOKEN, ORDER_ID, SIXTOFOUR_IP, "c633:64c9")
 TOKEN = "pipeline-test-token"
 SESSION_ID = "3e0c7a52-93a1-4e7c-bb1e-1f3f6b0c9a10"
 
@@ -118,6 +132,76 @@ def send_with_real_tracker(collector_url: str, method: str) -> list[int]:
     return failures
 
 
+def send_personal_data(collector_url: str) -> None:
+    """Raw ids, e-mails, tokens and IPs where issue 12 found them passing the collector: page and
+    referrer URLs (query, fragment, URL-encoded, double-encoded, bare), page title, e-commerce
+    fields, a 6to4 client address, and base64 / base64url cx / ue_px of bad events."""
+    e1, e2 = quote(EMAIL, safe=""), quote(quote(EMAIL, safe=""), safe="")
+    url = (
+        f"https://tv.example/account?utm_source=mail&email={EMAIL}&u={quote(UID, safe='')}&d={e2}&{e1}"
+        f";ip={TRACKER_IP}&next=https%3A%2F%2Fa.example%2F%3Fuid%3D{e1}#access_token={RESET_TOKEN}&id={DUID}"
+    )
+    common = {
+        "tv": "raw-1",
+        "p": "web",
+        "aid": "pipeline-app",
+        "duid": ERIN_DUID,
+        "url": url,
+        "refr": f"https://mail.example/reset?token={RESET_TOKEN}&to={e1}#{EMAIL}",
+        "page": f"Reset the password of {EMAIL} ({UID})",
+    }
+    headers = {"X-Forwarded-For": SIXTOFOUR_IP, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"}
+    good = [
+        {**common, "e": "pv"},
+        {**common, "e": "tr", "tr_id": ORDER_ID, "tr_af": EMAIL, "tr_tt": "9.99", "tr_ci": "Porto"},
+        {
+            **common,
+            "e": "ti",
+            "ti_id": ORDER_ID,
+            "ti_sk": "gift",
+            "ti_nm": f"for {EMAIL}",
+            "ti_pr": "9.99",
+            "ti_qu": "1",
+        },
+    ]
+    secret = {
+        "email": EMAIL,
+        "userId": UID,
+        "ip": TRACKER_IP,
+        "note": f"{EMAIL} {ERIN_DUID} {FORWARDED_IP}",
+        "link": f"https://x.example/?t={RESET_TOKEN}",
+    }
+    ue = orjson.dumps(
+        {
+            "schema": "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0",
+            "data": {"schema": "iglu:com.acme/unknown/jsonschema/1-0-0", "data": secret},
+        }
+    )
+    co = orjson.dumps(
+        {
+            "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1",
+            "data": [{"schema": "iglu:com.acme/who/jsonschema/1-0-0", "data": secret}],
+        }
+    )
+    bad = [
+        {**common, "e": "ue", "ue_px": base64.urlsafe_b64encode(ue).decode().rstrip("="),
+         "cx": base64.b64encode(co).decode()},  # base64url and standard base64
+        {**common, "e": "ue", "ue_px": "*" + base64.urlsafe_b64encode(ue).decode()},  # not base64url
+    ]  # fmt: skip
+    for params in good:
+        assert httpx.get(collector_url + "/i", params=params, headers=headers).status_code == 200
+    for params in bad:
+        assert httpx.get(collector_url + "/i", params=params, headers=headers).status_code == 400
+    body = {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+            "data": [{**common, "e": "bogus", "co": co.decode()}]}  # fmt: skip
+    assert (
+        httpx.post(
+            collector_url + "/com.snowplowanalytics.snowplow/tp2", json=body, headers=headers
+        ).status_code
+        == 400
+    )
+
+
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], dynamodb_local: str) -> Settings:
     return pipeline_settings(make_settings, dynamodb_local, TOKEN)
@@ -192,6 +276,15 @@ def test_tracker_to_live_view_and_nothing_raw_anywhere(
     mine = [v for v in snapshot["viewers"] if v["viewer_id"] == vid]
     assert mine and mine[0]["status"] == "paused" and snapshot["by_status"].get("paused", 0) >= 1
 
+    # issue 12's personal data, then the second viewer's profile (its events went all the way)
+    send_personal_data(stack["collector"].url)
+    erin = pseudonymize(ERIN_DUID, settings.pseudonym_key.encode())
+    wait_for(
+        lambda: httpx.get(f"{viewer_url}/api/profiles/{erin}", headers=auth).status_code == 200,
+        timeout=30,
+        what="the second viewer's profile",
+    )
+
     # --- the leak scan: every sink ---------------------------------------------------------
     sinks: dict[str, bytes] = {}
     for topic in (settings.topic_good, settings.topic_bad, settings.topic_changes):
@@ -206,8 +299,9 @@ def test_tracker_to_live_view_and_nothing_raw_anywhere(
     sinks["sse"] = b"\n".join(sse_bytes)
     sinks["api"] = b"\n".join(
         httpx.get(viewer_url + path, headers=auth).content
-        for path in ("/api/viewers", "/api/stats", f"/api/profiles/{vid}", f"/api/profiles/{vid}/history")
-    )
+        for path in ("/api/viewers", "/api/stats", f"/api/profiles/{vid}", f"/api/profiles/{vid}/history",
+                     f"/api/profiles/{erin}", f"/api/profiles/{erin}/history")
+    )  # fmt: skip
     sinks["metrics:collector"] = httpx.get(stack["collector"].url + "/metrics").content
     sinks["metrics:viewer"] = httpx.get(viewer_url + "/metrics", headers=auth).content
     from prometheus_client import generate_latest
@@ -220,8 +314,11 @@ def test_tracker_to_live_view_and_nothing_raw_anywhere(
     assert any(r.name.startswith(("collector", "profiles", "lvp", "viewer")) for r in service_records)
     sinks["logs"] = "\n".join(f"{r.name} {r.getMessage()} {r.args!r}" for r in service_records).encode()
 
-    hits = [(sink, raw) for sink, blob in sinks.items() for raw in RAW_VALUES if raw.encode() in blob]
+    raws = RAW_VALUES + PERSONAL_VALUES
+    assert sinks[f"kafka:{settings.topic_bad}"].count(b"\n") >= 2  # 3 bad rows were written
+    hits = leak_hits(sinks, raws)
     print(
-        f"leak scan: {len(RAW_VALUES)} raw values x {len(sinks)} sinks ({sum(map(len, sinks.values()))} bytes): {len(hits)} hits"
+        f"leak scan: {len(raws)} raw values in every encoded form x {len(sinks)} sinks "
+        f"({sum(map(len, sinks.values()))} bytes): {len(hits)} hits"
     )
     assert hits == [], hits

@@ -24,7 +24,7 @@ from profiles.profile import PROFILE_FIELDS
 from profiles.store import ProfileStore, ProfileWrite
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "test-pseudonym-key-not-secret"
+KEY = "test-pseudonym-key-not-secret-0123"
 ALICE = pseudonymize("alice@example.com", KEY.encode())
 
 

@@ -26,3 +26,23 @@ def test_ip_anonymization() -> None:
     assert anonymize_ip("::ffff:198.51.100.9") == "198.51.100.x"
     assert anonymize_ip("not-an-ip") == ""
     assert anonymize_ip("") == ""
+
+
+def test_ipv6_transition_addresses_lose_their_embedded_ipv4() -> None:
+    """6to4's /48 prefix is the whole IPv4 address, Teredo and NAT64 carry it in the low bits:
+    each becomes its IPv4 address, masked, and no form of the full IPv4 survives (issue #12)."""
+    cases = {
+        "2002:c633:6465::1": "198.51.100.x",  # 6to4 of 198.51.100.101
+        "2002:c633:6465:12:34:56:78:9a": "198.51.100.x",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2": "192.0.2.x",  # Teredo, client 192.0.2.45
+        "64:ff9b::c633:6465": "198.51.100.x",  # NAT64 well-known prefix
+        "64:ff9b::198.51.100.101": "198.51.100.x",
+        "::ffff:198.51.100.101": "198.51.100.x",
+        "::FFFF:C633:6465": "198.51.100.x",
+    }
+    for raw, expected in cases.items():
+        out = anonymize_ip(raw)
+        assert out == expected, raw
+        assert "c633:6465" not in out and "c633:64" not in out and "198.51.100.101" not in out
+    # an ordinary global address keeps its /48
+    assert anonymize_ip("2a00:1450:4001:82b::200e") == "2a00:1450:4001:x:x:x:x:x"

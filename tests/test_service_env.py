@@ -32,6 +32,8 @@ DERIVED: dict[str, tuple[str, ...]] = {
     "viewer_cors_origin_list": ("viewer_cors_origins",),
     "schema_dir_list": ("schema_dirs",),
     "api_token_list": ("api_tokens",),
+    "url_keep_param_list": ("url_keep_params",),
+    "url_pseudonymize_param_list": ("url_pseudonymize_params",),
     "kafka_config": ("kafka_bootstrap_servers",),
     "require_pseudonym_key": ("pseudonym_key", "dev", "state_dir"),
 }
