@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import heapq
+import sys
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import orjson
 # package's. `is_active` and `iso` are re-exported from here for the rest of the viewer.
 from profiles.profile import PROFILE_FIELDS, is_active, iso, parse_iso
 
-__all__ = ["API_FIELDS", "LiveView", "is_active", "iso", "parse_ts"]
+__all__ = ["API_FIELDS", "LiveView", "Subscription", "SubscriptionError", "is_active", "iso", "parse_ts"]
 
 # The profile as the API shows it (docs/contracts.md), without the derived ``active``.
 API_FIELDS: tuple[str, ...] = tuple(f for f in PROFILE_FIELDS if f != "active")
@@ -31,6 +32,18 @@ DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
 # How long the events counter of a viewer that left the view is remembered (for events/min).
 RETIRED_MEMORY_S = 900.0
+# Stream windows (one page of rows a group of SSE clients shows): the search text's bound and
+# how many titles the counts of a stream frame carry (the REST snapshot carries all of them).
+MAX_QUERY = 64
+STREAM_MEDIA = 20
+# The page order: status (this rank), then media title, then viewer id. Touches (position,
+# last_seen) never move a row, so a page of 100,000 viewers does not reshuffle every second.
+STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(ACTIVE_STATUSES)}
+OTHER_RANK = len(ACTIVE_STATUSES)
+# Low-cardinality strings every profile repeats: held once (sys.intern), not once per viewer.
+_INTERNED: tuple[str, ...] = (
+    "status", "app_id", "media_label", "last_event_name", "device_class", "quality",
+)  # fmt: skip
 
 
 def parse_ts(value: object) -> float | None:
@@ -65,13 +78,45 @@ def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+SortKey = tuple[int, str, str]  # (status rank, media, viewer id): the stream windows' order
+
+
 @dataclass(slots=True)
 class Entry:
     profile: dict[str, Any]  # API dict with active=True
     last_seen: float
     status: str
     media: str
+    key: SortKey
     heap_at: float | None = None  # expiry of this entry's pending heap item
+
+
+class SubscriptionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a group of SSE clients shows: the first ``limit`` viewers in page order
+    (:data:`STATUS_RANK`, media, viewer id), only ``status`` when set, only viewers whose id or
+    media title contains ``q`` (case-insensitive) when set. Clients with equal subscriptions
+    share every frame."""
+
+    limit: int = DEFAULT_LIMIT
+    status: str | None = None
+    q: str | None = None
+
+    @classmethod
+    def parse(cls, limit: int, status: str | None, q: str | None) -> Subscription:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise SubscriptionError(f"limit must be 1..{MAX_LIMIT}")
+        if status is not None and status not in STATUS_RANK:
+            raise SubscriptionError(f"status must be one of {', '.join(ACTIVE_STATUSES)}")
+        if q is not None:
+            q = q.strip().lower()
+            if len(q) > MAX_QUERY:
+                raise SubscriptionError(f"q must be at most {MAX_QUERY} characters")
+        return cls(limit, status or None, q or None)
 
 
 @dataclass(slots=True)
@@ -108,8 +153,10 @@ class LiveView:
         self.clock = clock
         self._entries: dict[str, Entry] = {}
         self._heap: list[tuple[float, str]] = []
+        self._keys: list[SortKey] = []  # every entry's key, sorted (the stream windows' order)
         self._upserts: set[str] = set()
         self._removes: set[str] = set()
+        self._touched: set[str] = set()  # touched (position, last_seen...) since the last push
         self.by_status: Counter[str] = Counter()
         self.by_media: Counter[str] = Counter()
         self._retired: dict[str, tuple[int, float]] = {}  # viewer id -> (events, left at)
@@ -148,6 +195,36 @@ class LiveView:
                 by_status[status] = n
         by_media = dict(sorted(((m, n) for m, n in self.by_media.items() if n), key=lambda x: (-x[1], x[0])))
         return {"active": len(self._entries), "by_status": by_status, "by_media": by_media}
+
+    def window(self, sub: Subscription) -> tuple[list[str], int]:
+        """The viewer ids ``sub`` shows now, in page order, and how many viewers match it.
+        Costs O(limit) without a search text (a bisect into the sorted keys), a scan of the
+        matching status range with one."""
+        keys = self._keys
+        lo, hi = 0, len(keys)
+        if sub.status is not None:
+            rank = STATUS_RANK[sub.status]
+            lo = bisect_left(keys, (rank,))
+            hi = bisect_left(keys, (rank + 1,), lo)
+        q = sub.q
+        if q is None:
+            return [k[2] for k in keys[lo : min(hi, lo + sub.limit)]], hi - lo
+        ids: list[str] = []
+        total = 0
+        for k in keys[lo:hi]:
+            if q in k[2] or q in k[1].lower():
+                total += 1
+                if total <= sub.limit:
+                    ids.append(k[2])
+        return ids, total
+
+    def stream_counts(self, counts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`counts` for a stream frame: the top :data:`STREAM_MEDIA` titles only (a frame
+        stays small however many titles play) and ``media_titles``, how many there are."""
+        counts = self.counts() if counts is None else counts
+        by_media = counts["by_media"]
+        top = dict(list(by_media.items())[:STREAM_MEDIA]) if len(by_media) > STREAM_MEDIA else by_media
+        return {**counts, "by_media": top, "media_titles": len(by_media)}
 
     def page(self, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page:
         """The most recently seen active viewers, newest first; ``cursor`` continues a page."""
@@ -193,6 +270,10 @@ class LiveView:
                 self._drop(viewer_id, old, now, retire=False)
             return 0
         profile = api_profile(raw, viewer_id, active=True)  # kept only while it is true
+        for name in _INTERNED:
+            value = profile[name]
+            if type(value) is str:
+                profile[name] = sys.intern(value)
         last_seen = parse_ts(profile["last_seen"])
         if last_seen is None:
             self.ignored += 1
@@ -212,10 +293,16 @@ class LiveView:
             return increase
         status = str(profile["status"] or "idle")
         media = str(profile["media_label"] or NO_MEDIA)
-        entry = Entry(profile, last_seen, status, media)
+        key = (STATUS_RANK.get(status, OTHER_RANK), media, viewer_id)
+        entry = Entry(profile, last_seen, status, media, key)
         if old is not None:
             self._uncount(old)
             entry.heap_at = old.heap_at
+            if old.key != key:
+                self._unkey(old.key)
+                insort(self._keys, key)
+        else:
+            insort(self._keys, key)
         self._retired.pop(viewer_id, None)
         self._entries[viewer_id] = entry
         self.by_status[status] += 1
@@ -278,11 +365,58 @@ class LiveView:
     ) -> None:
         del self._entries[viewer_id]
         self._uncount(entry)
+        self._unkey(entry.key)
+        self._touched.discard(viewer_id)
         if retire and events is not None:
             self._retired[viewer_id] = (events, now)
         self._upserts.discard(viewer_id)
         self._removes.add(viewer_id)
         self._changed()
+
+    def touch(self, patches: Mapping[str, Mapping[str, Any]], now: float | None = None) -> int:
+        """Apply a touches message (viewer id -> touch fields, see :mod:`lvp.changes`) as patches
+        on the profiles held. A viewer not held (or no longer active) is ignored, and so is a
+        patch older than the profile held (fewer events). Returns the events increase.
+
+        A touch changes neither status nor title: no count, no row order moves; the viewer's
+        expiry moves later lazily (the heap item is re-pushed when it comes due)."""
+        entries = self._entries
+        touched = self._touched
+        increase = 0
+        applied = 0
+        for viewer_id, patch in patches.items():
+            entry = entries.get(viewer_id)
+            if entry is None:
+                continue
+            seen = parse_ts(patch.get("last_seen"))
+            if seen is None:
+                self.ignored += 1
+                continue
+            profile = entry.profile
+            events = _as_int(patch.get("events"))
+            before = _as_int(profile["events"])
+            if events is not None and before is not None:
+                if events < before:
+                    self.ignored += 1
+                    continue
+                increase += events - before
+            elif events is not None:
+                increase += 1
+            profile.update(patch)
+            if seen > entry.last_seen:
+                entry.last_seen = seen
+            touched.add(viewer_id)
+            applied += 1
+        if applied:
+            self._version += 1
+            self._order = None
+        return increase
+
+    def _unkey(self, key: SortKey) -> None:
+        keys = self._keys
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
 
     def _uncount(self, entry: Entry) -> None:
         for counter, key in ((self.by_status, entry.status), (self.by_media, entry.media)):
@@ -296,10 +430,18 @@ class LiveView:
 
     # --- deltas ---------------------------------------------------------------------------
     def has_changes(self) -> bool:
-        return bool(self._upserts or self._removes)
+        return bool(self._upserts or self._removes or self._touched)
+
+    def take_changes(self) -> tuple[set[str], set[str], set[str]]:
+        """``(upserted, touched, removed)`` viewer ids since the last call (and forget them)."""
+        out = (self._upserts, self._touched - self._upserts, self._removes)
+        self._upserts, self._touched, self._removes = set(), set(), set()
+        return out
 
     def take_delta(self, seq: int) -> dict[str, Any]:
-        """The changes since the last delta (and forget them)."""
+        """Every change since the last delta (and forget them), touched viewers as upserts:
+        the whole view's delta (tests, small views); the stream sends per-window frames."""
+        self._upserts |= self._touched
         upserts = [self._entries[v].profile for v in self._upserts if v in self._entries]
         delta = {
             "seq": seq,
@@ -310,4 +452,5 @@ class LiveView:
         }
         self._upserts = set()
         self._removes = set()
+        self._touched = set()
         return delta
