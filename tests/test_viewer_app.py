@@ -70,7 +70,7 @@ def test_snapshot_holds_exactly_the_active_viewers(settings: Settings) -> None:
         assert snap["by_status"]["watching_ad"] == 1
         assert snap["by_media"] == {"Movie A": 2, "Movie B": 1}
         ids = [v["viewer_id"] for v in snap["viewers"]]
-        assert ids == ["v-c", "v-b", "v-a"]  # most recently seen first
+        assert ids == ["v-a", "v-c", "v-b"]  # page order: status (watching, ad, ...), title, id
         assert all(v["active"] is True for v in snap["viewers"])
         assert set(snap["viewers"][0]) == {*make_profile("x"), "active"}
         assert snap["generated_at"].endswith("Z")

@@ -125,11 +125,14 @@ def test_deltas_collect_changes_between_pushes() -> None:
     assert d2["counts"]["active"] == 1
 
 
-def test_paging_newest_first_with_cursor() -> None:
+def test_paging_in_page_order_with_cursor() -> None:
+    """Pages follow the page order (status, title, id), which touches do not change: paging a
+    large audience neither skips nor repeats a viewer that pinged in between."""
     clock = Clock(T0 + 100)
     view = LiveView(75, clock)
     for i in range(25):
-        view.apply(f"v{i:02d}", prof(f"v{i:02d}", seen=T0 + 30 + (i % 10)))
+        status = ("watching", "paused")[i % 2]
+        view.apply(f"v{i:02d}", prof(f"v{i:02d}", status, seen=T0 + 30 + (i % 10), media_label=f"M{i % 3}"))
     pages, cursor = [], None
     while True:
         page = view.page(limit=7, cursor=cursor)
@@ -137,15 +140,17 @@ def test_paging_newest_first_with_cursor() -> None:
         cursor = page.next_cursor
         if cursor is None:
             break
+        view.touch({pages[-1][0]: {"last_seen": iso(T0 + 99), "events": 9}})  # moves nothing
     flat = [v for page in pages for v in page]
     assert len(flat) == 25 == len(set(flat))
-    order = [(-(T0 + 30 + int(v[1:]) % 10), v) for v in flat]
+    order = [(int(v[1:]) % 2, f"M{int(v[1:]) % 3}", v) for v in flat]
     assert order == sorted(order)
     assert [len(p) for p in pages] == [7, 7, 7, 4]
     snap = view.snapshot(seq=5, limit=3)
     assert snap["seq"] == 5 and snap["active"] == 25 and len(snap["viewers"]) == 3 and snap["next_cursor"]
-    with pytest.raises(CursorError):
-        decode_cursor("not-a-cursor")
+    for bad in ("not-a-cursor", "WzEsMl0"):  # not base64 JSON; [1, 2]
+        with pytest.raises(CursorError):
+            decode_cursor(bad)
 
 
 def test_events_increase_for_events_per_minute() -> None:

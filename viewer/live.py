@@ -12,7 +12,7 @@ import sys
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,23 @@ class Subscription:
                 raise SubscriptionError(f"q must be at most {MAX_QUERY} characters")
         return cls(limit, status or None, q or None)
 
+    def matches(self, key: SortKey) -> bool:
+        """Whether the viewer of page-order ``key`` belongs to this window's filter."""
+        if self.status is not None and key[0] != STATUS_RANK[self.status]:
+            return False
+        q = self.q
+        return q is None or q in key[2] or q in _lower(key[1])
+
+
+def _lower(text: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate cache
+    """``text.lower()``, cached: titles repeat across many viewers."""
+    low = _cache.get(text)
+    if low is None:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        low = _cache[text] = text.lower()
+    return low
+
 
 @dataclass(slots=True)
 class Page:
@@ -129,18 +146,19 @@ class CursorError(ValueError):
     pass
 
 
-def encode_cursor(last_seen: float, viewer_id: str) -> str:
-    raw = orjson.dumps([last_seen, viewer_id])
+def encode_cursor(key: SortKey) -> str:
+    raw = orjson.dumps(list(key))
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str) -> SortKey:
+    """A cursor -> the page-order key of the last viewer of the previous page."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        last_seen, viewer_id = orjson.loads(raw)
-        if not isinstance(last_seen, int | float) or not isinstance(viewer_id, str):
+        rank, media, viewer_id = orjson.loads(raw)
+        if type(rank) is not int or not isinstance(media, str) or not isinstance(viewer_id, str):
             raise TypeError
-        return float(last_seen), viewer_id
+        return rank, media, viewer_id
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise CursorError("invalid cursor") from None
 
@@ -156,13 +174,13 @@ class LiveView:
         self._keys: list[SortKey] = []  # every entry's key, sorted (the stream windows' order)
         self._upserts: set[str] = set()
         self._removes: set[str] = set()
+        self._taken_old_keys: dict[str, SortKey] = {}
         self._touched: set[str] = set()  # touched (position, last_seen...) since the last push
         self.by_status: Counter[str] = Counter()
         self.by_media: Counter[str] = Counter()
         self._retired: dict[str, tuple[int, float]] = {}  # viewer id -> (events, left at)
         self._version = 0
-        self._order: list[Entry] | None = None
-        self._order_keys: list[tuple[float, str]] = []
+        self._old_keys: dict[str, SortKey] = {}  # the key before a change, since the last push
         self.ignored = 0
 
     # --- reading --------------------------------------------------------------------------
@@ -209,14 +227,9 @@ class LiveView:
         q = sub.q
         if q is None:
             return [k[2] for k in keys[lo : min(hi, lo + sub.limit)]], hi - lo
-        ids: list[str] = []
-        total = 0
-        for k in keys[lo:hi]:
-            if q in k[2] or q in k[1].lower():
-                total += 1
-                if total <= sub.limit:
-                    ids.append(k[2])
-        return ids, total
+        lower = _lower
+        found = [k[2] for k in keys[lo:hi] if q in k[2] or q in lower(k[1])]
+        return found[: sub.limit], len(found)
 
     def stream_counts(self, counts: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """:meth:`counts` for a stream frame: the top :data:`STREAM_MEDIA` titles only (a frame
@@ -227,17 +240,15 @@ class LiveView:
         return {**counts, "by_media": top, "media_titles": len(by_media)}
 
     def page(self, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page:
-        """The most recently seen active viewers, newest first; ``cursor`` continues a page."""
-        order = self._sorted()
-        start = 0
-        if cursor:
-            last_seen, viewer_id = decode_cursor(cursor)
-            start = bisect_right(self._order_keys, (-last_seen, viewer_id))
-        chunk = order[start : start + limit]
-        nxt = None
-        if start + limit < len(order) and chunk:
-            nxt = encode_cursor(chunk[-1].last_seen, chunk[-1].profile["viewer_id"])
-        return Page([e.profile for e in chunk], nxt)
+        """Active viewers in page order (status, media title, viewer id: an order touches do not
+        change, so paging through a large audience neither skips nor repeats viewers that only
+        pinged); ``cursor`` continues after the previous page. O(limit), never a sort."""
+        keys = self._keys
+        start = bisect_right(keys, decode_cursor(cursor)) if cursor else 0
+        chunk = keys[start : start + limit]
+        nxt = encode_cursor(chunk[-1]) if chunk and start + limit < len(keys) else None
+        entries = self._entries
+        return Page([entries[k[2]].profile for k in chunk], nxt)
 
     def snapshot(
         self, seq: int | None = None, limit: int = DEFAULT_LIMIT, cursor: str | None = None
@@ -250,13 +261,6 @@ class LiveView:
         snap["viewers"] = page.viewers
         snap["next_cursor"] = page.next_cursor
         return snap
-
-    def _sorted(self) -> list[Entry]:
-        if self._order is None:
-            order = sorted(self._entries.values(), key=lambda e: (-e.last_seen, e.profile["viewer_id"]))
-            self._order = order
-            self._order_keys = [(-e.last_seen, e.profile["viewer_id"]) for e in order]
-        return self._order
 
     # --- writing --------------------------------------------------------------------------
     def apply(self, viewer_id: str, raw: Mapping[str, Any] | None, now: float | None = None) -> int:
@@ -301,6 +305,7 @@ class LiveView:
             if old.key != key:
                 self._unkey(old.key)
                 insort(self._keys, key)
+                self._old_keys.setdefault(viewer_id, old.key)
         else:
             insort(self._keys, key)
         self._retired.pop(viewer_id, None)
@@ -366,6 +371,7 @@ class LiveView:
         del self._entries[viewer_id]
         self._uncount(entry)
         self._unkey(entry.key)
+        self._old_keys.setdefault(viewer_id, entry.key)
         self._touched.discard(viewer_id)
         if retire and events is not None:
             self._retired[viewer_id] = (events, now)
@@ -409,7 +415,6 @@ class LiveView:
             applied += 1
         if applied:
             self._version += 1
-            self._order = None
         return increase
 
     def _unkey(self, key: SortKey) -> None:
@@ -426,17 +431,32 @@ class LiveView:
 
     def _changed(self) -> None:
         self._version += 1
-        self._order = None
 
     # --- deltas ---------------------------------------------------------------------------
     def has_changes(self) -> bool:
         return bool(self._upserts or self._removes or self._touched)
 
     def take_changes(self) -> tuple[set[str], set[str], set[str]]:
-        """``(upserted, touched, removed)`` viewer ids since the last call (and forget them)."""
+        """``(upserted, touched, removed)`` viewer ids since the last call (and forget them).
+        Until the next call, :meth:`affects` can tell which windows they concern."""
         out = (self._upserts, self._touched - self._upserts, self._removes)
         self._upserts, self._touched, self._removes = set(), set(), set()
+        self._taken_old_keys, self._old_keys = self._old_keys, {}
         return out
+
+    def affects(self, sub: Subscription, viewer_ids: Iterable[str]) -> bool:
+        """Whether a change of these viewers (upserted or removed, as last taken) can change the
+        window or the total of ``sub``: their key before or after the change matches it."""
+        entries = self._entries
+        old_keys = self._taken_old_keys
+        for v in viewer_ids:
+            entry = entries.get(v)
+            if entry is not None and sub.matches(entry.key):
+                return True
+            old = old_keys.get(v)
+            if old is not None and sub.matches(old):
+                return True
+        return False
 
     def take_delta(self, seq: int) -> dict[str, Any]:
         """Every change since the last delta (and forget them), touched viewers as upserts:

@@ -25,13 +25,18 @@ from viewer.changes import ChangesReader
 from viewer.hub import Client, Hub, frame
 from viewer.live import DEFAULT_LIMIT, LiveView, Subscription, iso
 from viewer.metrics import ViewerMetrics
-from viewer.stats import ActiveSeries, EventRate, build_stats
+from viewer.stats import ActiveSeries, EventRate, ad_funnel, build_stats, qoe
 
 log = logging.getLogger("lvp.viewer.service")
 
 IDLE_TICK_S = 1.0
 STATS_CACHE_S = 1.0
 SNAPSHOT_CACHE_KEYS = 8
+# The audience aggregates (QoE, ad funnel) walk every active profile: above this many viewers they
+# are computed in a worker thread (the loop keeps pushing), at most every STATS_COST_FACTOR x
+# their own duration (~10 % of a core at most; every ~15 s at 100,000 viewers).
+STATS_OFFLOAD_ABOVE = 5000
+STATS_COST_FACTOR = 10.0
 TOPIC_LINGER_S = 60.0  # a window nobody watches is kept this long, for Last-Event-ID resumes
 
 
@@ -62,6 +67,11 @@ class LiveService:
         self._snap_cache: dict[Subscription, bytes] = {}
         self._windows: dict[Subscription, list[str]] = {}  # the rows each topic's clients hold
         self._sent_counts: dict[Subscription, dict[str, Any]] = {}
+        self._totals: dict[Subscription, int] = {}
+        self._heavy: dict[str, Any] | None = None  # {"qoe": ..., "ads": ...}
+        self._heavy_at = 0.0
+        self._heavy_every = STATS_CACHE_S
+        self._heavy_job: asyncio.Future[None] | None = None
         self._stats_at = 0.0
         self._stats: dict[str, Any] | None = None
         self._fresh: set[str] = set()
@@ -155,6 +165,7 @@ class LiveService:
             if isinstance(name, Subscription):
                 self._windows.pop(name, None)
                 self._sent_counts.pop(name, None)
+                self._totals.pop(name, None)
         if not self.view.has_changes():
             return False
         seq = self.hub.next_seq()
@@ -163,10 +174,11 @@ class LiveService:
         generated_at = iso(now)
         frames: dict[Hashable, bytes] = {}
         shown: set[str] = set()  # fresh viewers whose change a frame carries
+        changed = upserted | removed
         for sub in list(self.hub.topics):
             if not isinstance(sub, Subscription):
                 continue
-            delta = self._window_delta(sub, upserted, touched, removed, stream_counts)
+            delta = self._window_delta(sub, upserted, touched, changed, stream_counts)
             if delta is None:
                 continue
             delta["seq"] = seq
@@ -198,15 +210,20 @@ class LiveService:
         sub: Subscription,
         upserted: set[str],
         touched: set[str],
-        removed: set[str],
+        changed: set[str],
         counts: dict[str, Any],
     ) -> dict[str, Any] | None:
         """What the clients of ``sub`` need since the last push (None: nothing): its rows that
-        entered or changed (full profiles), left (ids), were touched (patches), and the counts."""
+        entered or changed (full profiles), left (ids), were touched (patches), and the counts.
+        A search window is recomputed (a scan) only when a change concerns it."""
         view = self.view
-        ids, total = view.window(sub)
         old = self._windows.get(sub, [])
+        if sub.q is not None and sub in self._totals and not view.affects(sub, changed):
+            ids, total = old, self._totals[sub]
+        else:
+            ids, total = view.window(sub)
         self._windows[sub] = ids
+        self._totals[sub] = total
         old_set = set(old)
         new_set = set(ids)
         get = view.get
@@ -254,6 +271,7 @@ class LiveService:
             held = self._windows.get(sub)
             if held is None:
                 self._windows[sub] = held = ids
+                self._totals[sub] = total
             get = self.view.get
             snap: dict[str, Any] = {"generated_at": iso(self.clock()), "seq": seq}
             snap.update(self.view.stream_counts())
@@ -279,16 +297,45 @@ class LiveService:
 
     def stats(self) -> dict[str, Any]:
         now = self.clock()
+        self._refresh_heavy(now)
         if self._stats is None or now - self._stats_at >= STATS_CACHE_S:
             self._stats = build_stats(
-                now=now,
-                counts=self.view.counts(),
-                profiles=list(self.view.profiles()),
-                series=self.series,
-                rate=self.rate,
+                now=now, counts=self.view.counts(), profiles=[], series=self.series, rate=self.rate
             )
+            self._stats.update(self._heavy or {})
             self._stats_at = now
         return self._stats
+
+    def _refresh_heavy(self, now: float) -> None:
+        """QoE and the ad funnel over every active profile: here for a small view, in a worker
+        thread for a large one (the answer meanwhile is the previous one)."""
+        fresh = self._heavy is not None and now - self._heavy_at < self._heavy_every
+        if self._heavy_job is not None or fresh:
+            return
+        profiles = list(self.view.profiles())
+        self._heavy_at = now
+
+        def build() -> None:
+            t0 = time.perf_counter()
+            heavy = {"qoe": qoe(profiles), "ads": ad_funnel(profiles)}
+            self._heavy_every = max(STATS_CACHE_S, STATS_COST_FACTOR * (time.perf_counter() - t0))
+            self._heavy = heavy
+
+        if len(profiles) <= STATS_OFFLOAD_ABOVE:
+            build()
+            return
+        if self._heavy is None:
+            self._heavy = {"qoe": qoe([]), "ads": ad_funnel([])}
+        job = asyncio.get_running_loop().run_in_executor(None, build)
+        self._heavy_job = job
+
+        def done(fut: asyncio.Future[None]) -> None:
+            self._heavy_job = None
+            self._stats = None  # the next answer carries the new aggregates
+            if not fut.cancelled() and fut.exception() is not None:
+                log.warning("stats failed: %s", fut.exception())
+
+        job.add_done_callback(done)
 
     def health(self) -> dict[str, Any]:
         reader = self.reader
