@@ -520,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
                 p["status"] = "watching"
         results["memory"] = view_memory(profiles, settings.active_timeout_s)
         load = Load(settings, profiles, args.ping_s, flips)
+        from viewer.live import iso
+
         for p in profiles:
+            p["last_seen"] = iso(time.time())  # seen now: the preload itself takes a while
             load.publish(p)
             load.producer.poll(0)
         load.producer.flush(120)

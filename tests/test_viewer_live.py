@@ -220,3 +220,24 @@ def test_windows_in_page_order_with_status_and_search() -> None:
             Subscription.parse(*bad)
     counts = view.stream_counts()
     assert counts["media_titles"] == 2 and counts["active"] == 30
+
+
+def test_a_touch_brings_back_a_viewer_whose_last_profile_is_old() -> None:
+    """After a restart the compacted topic holds a watching viewer's last profile message, which
+    may be older than the active timeout; its next touch must show it again."""
+    clock = Clock(T0 + 600)
+    view = LiveView(75, clock)
+    view.apply("w", prof("w", seen=T0, events=5))  # its last significant change: 10 min ago
+    view.apply("e", prof("e", "ended", seen=T0 + 590, events=5))
+    view.apply("x", prof("x", seen=T0, events=5))
+    view.apply("x", None)  # erased
+    assert len(view) == 0 and view.dormant == 1
+    assert view.touch({"w": touch_of(T0 + 599), "e": touch_of(T0 + 599), "x": touch_of(T0 + 599)}) == 5
+    w = view.get("w")
+    assert w is not None and w["position_s"] == 100.0 and w["status"] == "watching" and w["events"] == 10
+    assert "e" not in view and "x" not in view and len(view) == 1
+    # it times out again without pings, and comes back with the next one
+    clock.t = T0 + 700
+    assert view.expire() == 1 and view.dormant == 1
+    view.touch({"w": touch_of(T0 + 699, events=11)})
+    assert "w" in view and view.take_changes()[0] == {"w"}

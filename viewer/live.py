@@ -32,6 +32,12 @@ DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
 # How long the events counter of a viewer that left the view is remembered (for events/min).
 RETIRED_MEMORY_S = 900.0
+# A viewer that is not active only because its last_seen is old (status not ended) is kept this
+# long as its encoded profile, so that a touch can bring it back: after a restart the compacted
+# topic holds a watching viewer's last *profile* message, which may be much older than its
+# pings (touches messages are compacted to the last one per partition).
+DORMANT_S = 3600.0
+DORMANT_SWEEP_S = 60.0
 # Stream windows (one page of rows a group of SSE clients shows): the search text's bound and
 # how many titles the counts of a stream frame carry (the REST snapshot carries all of them).
 MAX_QUERY = 64
@@ -179,6 +185,8 @@ class LiveView:
         self.by_status: Counter[str] = Counter()
         self.by_media: Counter[str] = Counter()
         self._retired: dict[str, tuple[int, float]] = {}  # viewer id -> (events, left at)
+        self._dormant: dict[str, tuple[float, bytes]] = {}  # viewer id -> (last_seen, profile JSON)
+        self._dormant_swept = 0.0
         self._version = 0
         self._old_keys: dict[str, SortKey] = {}  # the key before a change, since the last push
         self.ignored = 0
@@ -268,6 +276,7 @@ class LiveView:
         viewer's ``events`` counter this change represents (for events-per-minute)."""
         now = self.clock() if now is None else now
         old = self._entries.get(viewer_id)
+        self._dormant.pop(viewer_id, None)
         if raw is None:
             self._retired.pop(viewer_id, None)
             if old is not None:
@@ -294,6 +303,7 @@ class LiveView:
                 self._drop(viewer_id, old, now, retire=True, events=events)
             elif events is not None:
                 self._retired[viewer_id] = (events, now)
+            self._keep_dormant(viewer_id, profile, last_seen, now)
             return increase
         status = str(profile["status"] or "idle")
         media = str(profile["media_label"] or NO_MEDIA)
@@ -356,7 +366,12 @@ class LiveView:
                 entry.heap_at = nxt
                 continue
             self._drop(viewer_id, entry, now, retire=True, events=_as_int(entry.profile["events"]))
+            self._keep_dormant(viewer_id, entry.profile, entry.last_seen, now)
             gone += 1
+        if now - self._dormant_swept >= DORMANT_SWEEP_S:
+            self._dormant_swept = now
+            cutoff = now - DORMANT_S
+            self._dormant = {k: v for k, v in self._dormant.items() if v[0] >= cutoff}
         if len(self._retired) > 1000 and self._retired:
             cutoff = now - RETIRED_MEMORY_S
             self._retired = {k: v for k, v in self._retired.items() if v[1] >= cutoff}
@@ -393,6 +408,7 @@ class LiveView:
         for viewer_id, patch in patches.items():
             entry = entries.get(viewer_id)
             if entry is None:
+                increase += self._revive(viewer_id, patch, now)
                 continue
             seen = parse_ts(patch.get("last_seen"))
             if seen is None:
@@ -416,6 +432,30 @@ class LiveView:
         if applied:
             self._version += 1
         return increase
+
+    def _revive(self, viewer_id: str, patch: Mapping[str, Any], now: float | None) -> int:
+        """A touch of a dormant viewer: its kept profile, patched, applied (active again when
+        the touch is recent). A viewer never held is ignored."""
+        kept = self._dormant.get(viewer_id)
+        if kept is None:
+            return 0
+        profile = orjson.loads(kept[1])
+        events, before = _as_int(patch.get("events")), _as_int(profile.get("events"))
+        if events is not None and before is not None and events < before:
+            self.ignored += 1
+            return 0
+        profile.update(patch)
+        return self.apply(viewer_id, profile, now)
+
+    def _keep_dormant(self, viewer_id: str, profile: Mapping[str, Any], last_seen: float, now: float) -> None:
+        if profile.get("status") != "ended" and now - last_seen <= DORMANT_S:
+            body = {k: v for k, v in profile.items() if k != "active"}
+            self._dormant[viewer_id] = (last_seen, orjson.dumps(body))
+
+    @property
+    def dormant(self) -> int:
+        """Viewers kept (encoded) because a touch may bring them back."""
+        return len(self._dormant)
 
     def _unkey(self, key: SortKey) -> None:
         keys = self._keys
