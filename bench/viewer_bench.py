@@ -229,6 +229,7 @@ class Client:
         self.status = 0
         self.closed = False
         self.measuring = False
+        self.ended_early = False  # the server ended the stream while we were measuring
 
 
 async def run_client(base: str, client: Client, stop: asyncio.Event) -> None:
@@ -247,6 +248,7 @@ async def run_client(base: str, client: Client, stop: asyncio.Event) -> None:
         while not stop.is_set():
             data = await reader.read(1 << 18)
             if not data:
+                client.ended_early = client.measuring
                 break
             if not client.snapshot_bytes:
                 pending += data
@@ -348,8 +350,9 @@ async def window(viewer: Viewer, load: Load, clients: int, seconds: float) -> di
         hist_buckets(m0, "lvp_viewer_push_latency_seconds"),
     )
     frames = [c.frames for c in cs]
-    dropped = counter(m1, "lvp_viewer_sse_dropped_total") - counter(m0, "lvp_viewer_sse_dropped_total")
+    dropped = int(counter(m1, "lvp_viewer_sse_dropped_total") - counter(m0, "lvp_viewer_sse_dropped_total"))
     silent = sum(1 for f in frames if f == 0)
+    ended = sum(1 for c in cs if c.ended_early)
     return {
         "clients_connected": connected,
         "changes_per_s": sent / wall,
@@ -363,7 +366,9 @@ async def window(viewer: Viewer, load: Load, clients: int, seconds: float) -> di
         "snapshot_frame_bytes": statistics.median(c.snapshot_bytes for c in cs) if cs else 0,
         "push_latency_p50_s": hist_quantile(lat, 0.5),
         "push_latency_p99_s": hist_quantile(lat, 0.99),
-        "lost": int(dropped) + (clients - connected) + silent,
+        "dropped": dropped,
+        "silent": silent,
+        "lost": dropped + (clients - connected) + silent + ended,
     }
 
 
@@ -393,6 +398,32 @@ def view_memory(profiles: list[dict[str, Any]], timeout_s: float) -> dict[str, A
 
 
 # --- the page in Chromium ---------------------------------------------------------------------------------
+def descendants_cpu_s(root: int, name: str = "chromium") -> float:
+    """User + system CPU seconds of the processes under ``root`` whose command is ``name``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/comm") as fh:
+                comm = fh.read().strip()
+            if name in comm:
+                total += proc_cpu_s(pid)
+        except OSError:
+            continue
+    return total
+
+
 def page_cpu(base: str, load: Load, seconds: float) -> dict[str, Any]:
     """The live page's main-thread CPU (DevTools TaskDuration / wall) under the load and, as the
     baseline, with the load paused; its rows and JS heap."""
@@ -401,6 +432,7 @@ def page_cpu(base: str, load: Load, seconds: float) -> dict[str, Any]:
     from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 
     out: dict[str, Any] = {}
+    me = os.getpid()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         page = browser.new_page(viewport={"width": 1480, "height": 1000})
@@ -413,25 +445,32 @@ def page_cpu(base: str, load: Load, seconds: float) -> dict[str, Any]:
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
 
-        def measure(label: str) -> None:
+        def measure(label: str, seconds: float) -> None:
             def metrics() -> dict[str, float]:
                 return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
             time.sleep(2.0)
-            m0, t0 = metrics(), time.monotonic()
+            m0, c0, t0 = metrics(), descendants_cpu_s(me), time.monotonic()
             time.sleep(seconds)
-            m1, wall = metrics(), time.monotonic() - t0
-            out[f"page_cpu_pct_{label}"] = 100 * (m1["TaskDuration"] - m0["TaskDuration"]) / wall
+            m1, c1, wall = metrics(), descendants_cpu_s(me), time.monotonic() - t0
+            # CPU time of every Chromium process (browser, renderer, GPU/viz; from /proc), and the
+            # renderer main thread's busy time as DevTools reports it (wall time of its tasks,
+            # inflated when the machine is oversubscribed)
+            out[f"page_chromium_cpu_pct_{label}"] = 100 * (c1 - c0) / wall
+            out[f"page_main_thread_busy_pct_{label}"] = 100 * (m1["TaskDuration"] - m0["TaskDuration"]) / wall
             out[f"page_script_pct_{label}"] = 100 * (m1["ScriptDuration"] - m0["ScriptDuration"]) / wall
             out[f"page_heap_mb_{label}"] = m1["JSHeapUsedSize"] / 1e6
 
-        measure("load")
+        measure("load", seconds)
         out["page_rows"] = page.locator("#rows tr").count()
         out["page_active_shown"] = page.text_content("#kpi-active")
         page.screenshot(path=str(ROOT / "test-output" / "viewer-bench-page.png"))
         load.paused.set()
         try:
-            measure("idle")
+            # shorter than the time before the oldest pings time out (75 - 30 s): really idle
+            measure("idle", min(seconds, 30.0))
+            page.emulate_media(reduced_motion="reduce")  # the page's CSS animations off
+            measure("idle_no_animation", min(seconds, 30.0))
         finally:
             load.paused.clear()
         out["page_errors"] = len(errors)

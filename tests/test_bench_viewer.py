@@ -34,5 +34,9 @@ def test_viewer_bench_quick(broker: str, output_dir: Path) -> None:
     assert memory["server_rss_mb"] > 0 and 0 < result["snapshot_rest_bytes"] < 2_000 * 800
     page = result["page"]
     assert page["page_rows"] == 200 and page["page_errors"] == 0
-    assert page["page_cpu_pct_load"] > 0 and page["page_cpu_pct_idle"] > 0 and page["page_heap_mb_load"] > 0
+    assert (
+        page["page_chromium_cpu_pct_load"] > 0
+        and page["page_chromium_cpu_pct_idle"] > 0
+        and page["page_heap_mb_load"] > 0
+    )
     assert "| cpu_us_per_change |" in proc.stdout
