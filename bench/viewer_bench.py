@@ -150,6 +150,7 @@ class Load(threading.Thread):
         self.partitions = len(meta.partitions)
         self.stop = threading.Event()
         self.paused = threading.Event()
+        self.no_flip: set[int] = set()  # viewers whose status the page latency phase owns
         self.touches_sent = 0  # touch rows (one per ping)
         self.profiles_sent = 0
 
@@ -205,7 +206,10 @@ class Load(threading.Thread):
                 flip_carry += self.changes_per_s
                 flips, flip_carry = int(flip_carry), flip_carry - int(flip_carry)
                 for _ in range(flips):
-                    p = self.profiles[rng.randrange(n)]
+                    i = rng.randrange(n)
+                    if i in self.no_flip:
+                        continue
+                    p = self.profiles[i]
                     p["status"] = "paused" if p["status"] == "watching" else "watching"
                     p["events"] = int(p["events"]) + 1
                     p["last_seen"] = iso(time.time())
@@ -478,6 +482,69 @@ def page_cpu(base: str, load: Load, seconds: float) -> dict[str, Any]:
     return out
 
 
+OBSERVER_JS = """
+(vid) => {
+  window.__changes = window.__changes || [];
+  const row = document.querySelector(`#rows tr[data-viewer="${vid}"]`);
+  if (!row) return false;
+  new MutationObserver(() => window.__changes.push([row.dataset.status, Date.now()]))
+    .observe(row, { attributes: true, attributeFilter: ["data-status"] });
+  return true;
+}
+"""
+
+
+def page_latency(base: str, settings: Any, profile: dict[str, Any], flips: int, load: Load) -> dict[str, Any]:
+    """Event -> page: a status change published to the changes topic until the row's status
+    attribute changes on the page (a MutationObserver timestamps it); the page searches for the
+    viewer (a server-side window) so its row is on screen among 100,000."""
+    from playwright.sync_api import sync_playwright
+
+    from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
+    from viewer.live import iso
+
+    args = list(CHROMIUM_ARGS)
+    vid = str(profile["viewer_id"])
+    out: list[float] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(base + "/")
+        page.fill("#token", TOKEN)
+        page.click("#login-btn")
+        page.fill("#search", vid[:12])  # the stream's window: this viewer
+        page.locator(f'#rows tr[data-viewer="{vid}"]').wait_for(timeout=30000)
+        time.sleep(0.5)
+        page.evaluate(OBSERVER_JS, vid)
+        statuses = ["paused", "watching"]
+        for k in range(flips):
+            status = statuses[k % 2]
+            profile["status"] = status
+            profile["events"] = int(profile["events"]) + 1
+            sent = time.time()
+            profile["last_seen"] = iso(sent)
+            load.publish(profile)
+            load.producer.flush(5)
+            deadline = time.monotonic() + 5
+            seen_at = None
+            while time.monotonic() < deadline and seen_at is None:
+                for st, at in page.evaluate("() => window.__changes.splice(0)"):
+                    if st == status:
+                        seen_at = at / 1000.0
+                if seen_at is None:
+                    time.sleep(0.02)
+            out.append((seen_at - sent) if seen_at is not None else float("inf"))
+            time.sleep(0.3)
+        browser.close()
+    finite = [x for x in out if x != float("inf")]
+    return {
+        "page_changes": len(out),
+        "page_missed": len(out) - len(finite),
+        "page_p50_s": pct(finite, 0.5),
+        "page_p99_s": pct(finite, 0.99),
+    }
+
+
 # --- orchestration --------------------------------------------------------------------------------
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's median over the runs (``lost``: the sum, every run must lose nothing)."""
@@ -502,12 +569,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ping-s", type=float, default=30.0, help="each viewer's ping interval (touches)")
     ap.add_argument("--changes-per-s", type=float, default=None, help="status flips/s; default viewers / 600")
     ap.add_argument("--page-seconds", type=float, default=60.0, help="Chromium page CPU window; 0 = skip")
+    ap.add_argument("--page-changes", type=int, default=20, help="status flips timed in Chromium; 0 = skip")
     ap.add_argument("--bootstrap-servers", default=None)
     ap.add_argument("--quick", action="store_true", help="CI: 2,000 viewers, clients 1/10/40, 2 runs of 3 s")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.quick:
         args.viewers, args.clients, args.runs, args.seconds, args.page_seconds = 2000, "1,10,40", 2, 3.0, 4.0
+        args.page_changes = 5
     counts = [int(x) for x in str(args.clients).split(",") if x.strip()]
     flips = args.changes_per_s if args.changes_per_s is not None else args.viewers / 600.0
 
@@ -580,6 +649,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"clients {n}: {json.dumps(results['fan_out'][str(n)])}", flush=True)
         if args.page_seconds and Path("/usr/bin/chromium").exists():
             results["page"] = page_cpu(viewer.base, load, args.page_seconds)
+        if args.page_changes and Path("/usr/bin/chromium").exists():
+            # a viewer the load does not flip (it picks at random: keep this one to ourselves)
+            load.no_flip.add(len(profiles) - 1)
+            target = profiles[-1]
+            results.setdefault("page", {}).update(
+                page_latency(viewer.base, settings, target, args.page_changes, load)
+            )
         setup["changes_sent"] = load.sent()
     finally:
         if viewer is not None:
@@ -596,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     fan = results.get("fan_out", {})
     ok = bool(fan) and all(r["lost"] == 0 and r["clients_connected"] == int(n) for n, r in fan.items())
     ok = ok and results.get("page", {}).get("page_errors", 0) == 0
+    ok = ok and results.get("page", {}).get("page_missed", 0) == 0
     return 0 if ok else 1
 
 

@@ -39,4 +39,7 @@ def test_viewer_bench_quick(broker: str, output_dir: Path) -> None:
         and page["page_chromium_cpu_pct_idle"] > 0
         and page["page_heap_mb_load"] > 0
     )
+    # event -> page in Chromium: every status flip showed on the page
+    assert page["page_changes"] == 5 and page["page_missed"] == 0
+    assert 0 < page["page_p50_s"] <= page["page_p99_s"] < 5
     assert "| cpu_us_per_change |" in proc.stdout
