@@ -424,3 +424,31 @@ def test_a_stream_gets_only_its_window(settings: Settings) -> None:
             delta = ev.json()
             assert [p["viewer_id"] for p in delta["upsert"]] == ["w-2"]  # the next one moves up
             assert delta["counts"]["total"] == 3
+
+
+def test_large_view_stats_are_built_off_the_loop(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above STATS_OFFLOAD_ABOVE viewers the QoE and ad aggregates are computed in a worker
+    thread: the first answer carries empty aggregates, a later one the audience's."""
+    import viewer.service
+    from viewer.stats import ad_funnel
+
+    monkeypatch.setattr(viewer.service, "STATS_OFFLOAD_ABOVE", 0)
+    threads: list[str] = []
+    real_qoe = viewer.service.qoe
+
+    def recording_qoe(profiles: Any) -> Any:
+        if profiles:  # the placeholder (no profiles) is built at once
+            threads.append(threading.current_thread().name)
+        return real_qoe(profiles)
+
+    monkeypatch.setattr(viewer.service, "qoe", recording_qoe)
+    profiles = [make_profile(f"s-{i}", ads_started=i, ads_completed=1, ad_breaks=2) for i in range(4)]
+    produce_changes(settings, [(str(p["viewer_id"]), p) for p in profiles])
+    with running(settings) as (_base, http):
+        poll(lambda: http.get("/api/viewers").json()["active"] == 4)
+        expected = ad_funnel(profiles)
+        assert expected["ads_started"] == 6
+        stats = poll(lambda: (s := http.get("/api/stats").json())["ads"] == expected and s)
+        assert stats["active"] == 4 and stats["qoe"]
+    # built in a worker thread, never on the server's event loop (the uvicorn thread)
+    assert threads and not any(t.startswith("uvicorn-") for t in threads), threads
