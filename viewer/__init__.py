@@ -11,7 +11,9 @@ Where the live view comes from
     events and times, those fields. The reader decodes all three with
     :func:`lvp.changes.parse_message` in its thread; the view applies a touch as a patch on the
     profile it holds (ignored for a viewer it does not hold). Touches are what keep a watching
-    viewer active. Every ``lvp viewer`` process reads that topic *in
+    viewer active. A viewer that timed out (not ended) stays an hour as its encoded profile, so
+    a touch brings it back: after a restart, a watching viewer's last profile message in the
+    compacted topic can be older than the active timeout. Every ``lvp viewer`` process reads that topic *in
     full*: it assigns itself all partitions from the beginning, with no consumer group
     (:mod:`viewer.changes`). So any number of ``lvp profiles`` processes sharing the partitions
     of the events topic all feed every viewer process, and any number of viewer processes can
