@@ -88,7 +88,7 @@ def test_snapshot_holds_exactly_the_active_viewers(settings: Settings) -> None:
         assert snap["by_status"]["watching_ad"] == 1
         assert snap["by_media"] == {"Movie A": 2, "Movie B": 1}
         ids = [v["viewer_id"] for v in snap["viewers"]]
-        assert ids == ["v-c", "v-b", "v-a"]  # most recently seen first
+        assert ids == ["v-a", "v-c", "v-b"]  # page order: status (watching, ad, ...), title, id
         assert all(v["active"] is True for v in snap["viewers"])
         assert set(snap["viewers"][0]) == {*make_profile("x"), "active"}
         assert snap["generated_at"].endswith("Z")
@@ -378,3 +378,95 @@ def test_cli_flags_set_the_viewer_settings() -> None:
     s = settings_from_args(args)
     assert (s.viewer_host, s.viewer_port, s.push_interval_s) == ("0.0.0.0", 8123, 0.5)
     assert args.func is not None
+
+
+def _touch(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """One touches message per partition, as `lvp profiles` publishes them."""
+    from confluent_kafka import Producer
+
+    from lvp.changes import TOUCH_KEY_PREFIX, encode_touches, partition_for, touch_patch
+    from lvp.kafka import producer_config
+
+    producer = Producer(producer_config(settings, log_level=2))
+    meta = producer.list_topics(settings.topic_changes, timeout=10).topics[settings.topic_changes]
+    n = len(meta.partitions)
+    by_partition: dict[int, list[list[Any]]] = {}
+    for p in rows:
+        vid = str(p["viewer_id"])
+        by_partition.setdefault(partition_for(vid.encode(), n), []).append([vid, *touch_patch(p)])
+    for part, touches in by_partition.items():
+        key = TOUCH_KEY_PREFIX + str(part).encode()
+        producer.produce(settings.topic_changes, key=key, value=encode_touches(touches), partition=part)
+    assert producer.flush(15) == 0
+
+
+def test_a_stream_gets_only_its_window(settings: Settings) -> None:
+    """A client subscribed to a page (here: 2 watching viewers) receives the counts of all and the
+    rows of its page only: touches of its rows as compact patches, nothing of other rows."""
+    viewers = {f"w-{i}": make_profile(f"w-{i}", "watching", events=5) for i in range(4)}
+    viewers["p-0"] = make_profile("p-0", "paused", events=5)
+    produce_changes(settings, list(viewers.items()))
+    with running(settings) as (base, http):
+        poll(lambda: http.get("/api/viewers").json()["active"] == 5)
+        assert http.get("/api/viewers/stream", params={"status": "ended"}).status_code == 400
+        assert http.get("/api/viewers/stream", params={"q": "x" * 100}).status_code == 400
+        with SSEStream(base, "/api/viewers/stream?limit=2&status=watching", AUTH) as sse:
+            first = sse.next_event()
+            assert first is not None and first.event == "snapshot"
+            snap = first.json()
+            assert [p["viewer_id"] for p in snap["viewers"]] == ["w-0", "w-1"]
+            assert snap["active"] == 5 and snap["total"] == 4 and snap["touch_fields"]
+
+            # a touch of a row outside the page and one of a row in it
+            moved = {**viewers["w-1"], "position_s": 77.0, "events": 6, "last_seen": now_iso()}
+            _touch(
+                settings, [{**viewers["w-3"], "position_s": 9.0, "events": 6, "last_seen": now_iso()}, moved]
+            )
+            ev = sse.wait_for(lambda e: e.event == "delta" and bool(e.json()["touch"]))
+            assert ev is not None, "the touch never reached the stream"
+            delta = ev.json()
+            fields = delta["touch_fields"]
+            assert [row[0] for row in delta["touch"]] == ["w-1"]  # not w-3: not on this page
+            assert dict(zip(fields, delta["touch"][0][1:], strict=True))["position_s"] == 77.0
+            assert delta["upsert"] == [] and delta["remove"] == []
+
+            # a status change outside the page: counts only; then one that moves a row out
+            produce_changes(settings, [("p-0", make_profile("p-0", "buffering", events=6))])
+            ev = sse.wait_for(
+                lambda e: e.event == "delta" and e.json()["counts"]["by_status"]["buffering"] == 1
+            )
+            assert ev is not None and ev.json()["upsert"] == [] and ev.json()["remove"] == []
+            produce_changes(settings, [("w-0", make_profile("w-0", "paused", events=6))])
+            ev = sse.wait_for(lambda e: e.event == "delta" and e.json()["remove"] == ["w-0"])
+            assert ev is not None
+            delta = ev.json()
+            assert [p["viewer_id"] for p in delta["upsert"]] == ["w-2"]  # the next one moves up
+            assert delta["counts"]["total"] == 3
+
+
+def test_large_view_stats_are_built_off_the_loop(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above STATS_OFFLOAD_ABOVE viewers the QoE and ad aggregates are computed in a worker
+    thread: the first answer carries empty aggregates, a later one the audience's."""
+    import viewer.service
+    from viewer.stats import ad_funnel
+
+    monkeypatch.setattr(viewer.service, "STATS_OFFLOAD_ABOVE", 0)
+    threads: list[str] = []
+    real_qoe = viewer.service.qoe
+
+    def recording_qoe(profiles: Any) -> Any:
+        if profiles:  # the placeholder (no profiles) is built at once
+            threads.append(threading.current_thread().name)
+        return real_qoe(profiles)
+
+    monkeypatch.setattr(viewer.service, "qoe", recording_qoe)
+    profiles = [make_profile(f"s-{i}", ads_started=i, ads_completed=1, ad_breaks=2) for i in range(4)]
+    produce_changes(settings, [(str(p["viewer_id"]), p) for p in profiles])
+    with running(settings) as (_base, http):
+        poll(lambda: http.get("/api/viewers").json()["active"] == 4)
+        expected = ad_funnel(profiles)
+        assert expected["ads_started"] == 6
+        stats = poll(lambda: (s := http.get("/api/stats").json())["ads"] == expected and s)
+        assert stats["active"] == 4 and stats["qoe"]
+    # built in a worker thread, never on the server's event loop (the uvicorn thread)
+    assert threads and not any(t.startswith("uvicorn-") for t in threads), threads

@@ -9,18 +9,22 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Producer
 
+from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches
+from lvp.changes import parse_message as shared_parse
 from lvp.config import Settings
 from lvp.kafka import producer_config
-from viewer.changes import Change, ChangesReader, parse_change
+from viewer.changes import Change, ChangesReader, parse_message
 from viewer.testing import make_profile
 
 
-def test_parse_change() -> None:
-    assert parse_change(b"v1", None) == ("v1", None)
-    assert parse_change(b"v1", b'{"status": "paused"}') == ("v1", {"status": "paused"})
-    assert parse_change(None, b'{"viewer_id": "v2"}') == ("v2", {"viewer_id": "v2"})
-    for key, value in ((b"v", b"not json"), (b"v", b"[1, 2]"), (None, b"{}"), (None, None), (b"\xff", b"{}")):
-        assert parse_change(key, value) is None
+def test_reader_decodes_with_the_shared_parser() -> None:
+    # the reader's decoder is lvp.changes.parse_message: profiles, tombstones and touches
+    assert parse_message is shared_parse
+    assert parse_message(b"v1", None) == Change("erasure", viewer_id="v1")
+    assert parse_message(None, b'{"viewer_id": "v2"}') == Change("profile", "v2", {"viewer_id": "v2"})
+    touches = parse_message(TOUCH_KEY_PREFIX + b"0", encode_touches([["v1", *range(len(TOUCH_FIELDS))]]))
+    assert touches is not None and touches.kind == "touches" and touches.touches is not None
+    assert touches.touches["v1"]["position_s"] == TOUCH_FIELDS.index("position_s")
 
 
 async def test_reads_every_partition_and_reports_loaded(lvp_settings: Settings) -> None:
@@ -37,17 +41,28 @@ async def test_reads_every_partition_and_reports_loaded(lvp_settings: Settings) 
     producer.produce(settings.topic_changes, key=b"viewer-3", value=None, partition=3)  # erased
     expected["viewer-3"] = None
     producer.produce(settings.topic_changes, key=b"junk", value=b"\x00not json", partition=1)
+    touch_row = ["viewer-5", *(f"t-{f}" for f in TOUCH_FIELDS)]
+    producer.produce(
+        settings.topic_changes, key=TOUCH_KEY_PREFIX + b"1", value=encode_touches([touch_row]), partition=1
+    )
     assert producer.flush(15) == 0
 
     seen: dict[str, object] = {}
     bad_total = 0
     loaded = asyncio.Event()
 
+    touches: list[dict[str, dict[str, object]]] = []
+
     def on_batch(batch: list[Change], bad: int) -> None:
         nonlocal bad_total
         bad_total += bad
-        for vid, profile in batch:
-            seen[vid] = profile
+        for change in batch:
+            if change.kind == "touches":
+                assert change.touches is not None
+                touches.append(change.touches)
+            else:
+                assert change.viewer_id is not None
+                seen[change.viewer_id] = change.profile
 
     reader = ChangesReader(settings, on_batch, loaded.set)
     reader.start(asyncio.get_running_loop())
@@ -55,6 +70,7 @@ async def test_reads_every_partition_and_reports_loaded(lvp_settings: Settings) 
         await asyncio.wait_for(loaded.wait(), 30)
         assert seen == expected  # everything written before start is in once loaded
         assert bad_total == 1
+        assert touches == [{"viewer-5": {f: f"t-{f}" for f in TOUCH_FIELDS}}]  # all three kinds
         # and it keeps following the topic
         producer.produce(
             settings.topic_changes, key=b"late", value=orjson.dumps(make_profile("late")), partition=2
@@ -75,7 +91,9 @@ async def test_waits_for_a_topic_created_later(make_settings: Callable[..., Sett
     settings = make_settings()
     loaded = asyncio.Event()
     seen: list[str] = []
-    reader = ChangesReader(settings, lambda batch, bad: seen.extend(v for v, _ in batch), loaded.set)
+    reader = ChangesReader(
+        settings, lambda batch, bad: seen.extend(c.viewer_id or "" for c in batch), loaded.set
+    )
     reader.start(asyncio.get_running_loop())
     try:
         await asyncio.sleep(0)  # the reader starts with no topic to read

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from viewer.live import API_FIELDS, CursorError, LiveView, decode_cursor, is_active, iso, parse_ts
+from viewer.live import (
+    API_FIELDS,
+    CursorError,
+    LiveView,
+    Subscription,
+    SubscriptionError,
+    decode_cursor,
+    is_active,
+    iso,
+    parse_ts,
+)
 from viewer.testing import make_profile
 
 T0 = 1_700_000_000.0
@@ -115,11 +125,14 @@ def test_deltas_collect_changes_between_pushes() -> None:
     assert d2["counts"]["active"] == 1
 
 
-def test_paging_newest_first_with_cursor() -> None:
+def test_paging_in_page_order_with_cursor() -> None:
+    """Pages follow the page order (status, title, id), which touches do not change: paging a
+    large audience neither skips nor repeats a viewer that pinged in between."""
     clock = Clock(T0 + 100)
     view = LiveView(75, clock)
     for i in range(25):
-        view.apply(f"v{i:02d}", prof(f"v{i:02d}", seen=T0 + 30 + (i % 10)))
+        status = ("watching", "paused")[i % 2]
+        view.apply(f"v{i:02d}", prof(f"v{i:02d}", status, seen=T0 + 30 + (i % 10), media_label=f"M{i % 3}"))
     pages, cursor = [], None
     while True:
         page = view.page(limit=7, cursor=cursor)
@@ -127,15 +140,17 @@ def test_paging_newest_first_with_cursor() -> None:
         cursor = page.next_cursor
         if cursor is None:
             break
+        view.touch({pages[-1][0]: {"last_seen": iso(T0 + 99), "events": 9}})  # moves nothing
     flat = [v for page in pages for v in page]
     assert len(flat) == 25 == len(set(flat))
-    order = [(-(T0 + 30 + int(v[1:]) % 10), v) for v in flat]
+    order = [(int(v[1:]) % 2, f"M{int(v[1:]) % 3}", v) for v in flat]
     assert order == sorted(order)
     assert [len(p) for p in pages] == [7, 7, 7, 4]
     snap = view.snapshot(seq=5, limit=3)
     assert snap["seq"] == 5 and snap["active"] == 25 and len(snap["viewers"]) == 3 and snap["next_cursor"]
-    with pytest.raises(CursorError):
-        decode_cursor("not-a-cursor")
+    for bad in ("not-a-cursor", "WzEsMl0"):  # not base64 JSON; [1, 2]
+        with pytest.raises(CursorError):
+            decode_cursor(bad)
 
 
 def test_events_increase_for_events_per_minute() -> None:
@@ -151,3 +166,78 @@ def test_events_increase_for_events_per_minute() -> None:
     view.expire()
     assert "a" not in view
     assert view.apply("a", prof("a", seen=T0 + 200, events=12, first_seen=iso(T0 - 5))) == 4
+
+
+def touch_of(seen: float, **kw: object) -> dict[str, object]:
+    return {"position_s": 100.0, "last_seen": iso(seen), "events": 10, "last_event_name": "ping", **kw}
+
+
+def test_touches_patch_the_profiles_held() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    view.apply("a", prof("a", events=5))
+    view.apply("b", prof("b", events=5))
+    view.take_changes()
+    clock.t = T0 + 60
+    increase = view.touch(
+        {"a": touch_of(T0 + 59), "nobody": touch_of(T0 + 59), "b": touch_of(T0 + 59, events=4)}
+    )
+    assert increase == 5  # a: 5 -> 10; an unknown viewer and a stale patch (b) count nothing
+    a = view.get("a")
+    assert a is not None and a["position_s"] == 100.0 and a["last_event_name"] == "ping"
+    assert a["status"] == "watching" and a["active"] is True  # the rest of the profile is kept
+    assert "nobody" not in view and view.get("b")["position_s"] == 42.5  # type: ignore[index]
+    upserted, touched, removed = view.take_changes()
+    assert (upserted, touched, removed) == (set(), {"a"}, set())
+    # the touch keeps the viewer active past the expiry of its profile message
+    clock.t = T0 + 100
+    assert view.expire() == 1 and "a" in view and "b" not in view
+    clock.t = T0 + 135
+    assert view.expire() == 1 and len(view) == 0
+
+
+def test_windows_in_page_order_with_status_and_search() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    for i in range(30):
+        status = ("watching", "paused", "buffering")[i % 3]
+        view.apply(f"v{i:02d}", prof(f"v{i:02d}", status, media_label=f"Film {i % 2}"))
+    ids, total = view.window(Subscription(limit=4))
+    assert total == 30 and ids == ["v00", "v06", "v12", "v18"]  # watching, Film 0 first
+    ids, total = view.window(Subscription(limit=3, status="buffering"))
+    assert total == 10 and ids == ["v02", "v08", "v14"]
+    ids, total = view.window(Subscription.parse(50, None, " FILM 1 "))
+    assert total == 15 and ids[:2] == ["v03", "v09"] and len(ids) == 15
+    ids, total = view.window(Subscription(limit=5, status="paused", q="v1"))
+    assert total == 4 and ids == ["v10", "v16", "v13", "v19"]  # Film 0 before Film 1
+    # a status change moves the row; a touch does not
+    view.apply("v00", prof("v00", "paused", media_label="Film 0", events=6))
+    assert view.window(Subscription(limit=1))[0] == ["v06"]
+    view.touch({"v06": touch_of(T0 + 1)})
+    assert view.window(Subscription(limit=1))[0] == ["v06"]
+    for bad in ((0, None, None), (10, "ended", None), (10, None, "x" * 65)):
+        with pytest.raises(SubscriptionError):
+            Subscription.parse(*bad)
+    counts = view.stream_counts()
+    assert counts["media_titles"] == 2 and counts["active"] == 30
+
+
+def test_a_touch_brings_back_a_viewer_whose_last_profile_is_old() -> None:
+    """After a restart the compacted topic holds a watching viewer's last profile message, which
+    may be older than the active timeout; its next touch must show it again."""
+    clock = Clock(T0 + 600)
+    view = LiveView(75, clock)
+    view.apply("w", prof("w", seen=T0, events=5))  # its last significant change: 10 min ago
+    view.apply("e", prof("e", "ended", seen=T0 + 590, events=5))
+    view.apply("x", prof("x", seen=T0, events=5))
+    view.apply("x", None)  # erased
+    assert len(view) == 0 and view.dormant == 1
+    assert view.touch({"w": touch_of(T0 + 599), "e": touch_of(T0 + 599), "x": touch_of(T0 + 599)}) == 5
+    w = view.get("w")
+    assert w is not None and w["position_s"] == 100.0 and w["status"] == "watching" and w["events"] == 10
+    assert "e" not in view and "x" not in view and len(view) == 1
+    # it times out again without pings, and comes back with the next one
+    clock.t = T0 + 700
+    assert view.expire() == 1 and view.dormant == 1
+    view.touch({"w": touch_of(T0 + 699, events=11)})
+    assert "w" in view and view.take_changes()[0] == {"w"}

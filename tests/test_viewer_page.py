@@ -97,6 +97,22 @@ def test_live_page(browser: Any, lvp_settings: Settings, dynamodb_local: str, ou
         wait_until(lambda: row.get_attribute("data-status") == "paused", 2.0, "status change on the page")
         wait_until(lambda: "Paused" in (row.locator(".badge").text_content() or ""), 2.0, "paused badge")
 
+        # a status filter subscribes the stream to that window: only paused rows, counts of all
+        page.click('#status-list li[data-status="paused"]')
+        wait_until(
+            lambda: page.evaluate(
+                "() => { const r = [...document.querySelectorAll('#rows tr')];"
+                " return r.length > 0 && r.every((tr) => tr.dataset.status === 'paused'); }"
+            ),
+            5,
+            "only paused rows",
+        )
+        paused = sum(1 for v in viewers if v["status"] == "paused") + 1
+        assert page.locator("#rows tr").count() == paused
+        assert page.text_content("#kpi-active") == "15"
+        page.click('#status-list li[data-status="paused"]')  # back to every status
+        rows.nth(14).wait_for(timeout=5000)
+
         # a profile and its history
         row.click()
         page.locator("#panel.open").wait_for()

@@ -3,13 +3,24 @@ DynamoDB API servers."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
+from confluent_kafka import Producer
 
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
+from lvp.kafka import producer_config
 from viewer.app import create_app
-from viewer.testing import make_profile, now_iso, put_history_item, put_profile_item, serve_in_thread
+from viewer.testing import (
+    make_profile,
+    now_iso,
+    produce_changes,
+    put_history_item,
+    put_profile_item,
+    serve_in_thread,
+)
 
 TOKEN = "test-token-profiles-api-42"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -96,3 +107,48 @@ def test_store_unavailable_is_503_not_500(lvp_settings: Settings) -> None:
         r = http.get("/api/profiles/" + "a" * 64)
         assert r.status_code == 503
         assert r.headers["retry-after"]
+
+
+def test_profile_of_an_active_viewer_comes_from_the_live_view(settings: Settings) -> None:
+    """DynamoDB lags for a viewer whose only changes were pings: the API answers with the
+    profile the live page shows (the profile message, then the touch applied on it)."""
+    from lvp.changes import TOUCH_KEY_PREFIX, encode_touches, partition_for, touch_patch
+
+    ddb = dynamodb_client(settings)
+    vid = "d" * 64
+    stored = make_profile(vid, "watching", position_s=40.0, events=5, last_seen=now_iso(-20))
+    put_profile_item(ddb, settings, stored)  # written at the last significant change
+    produce_changes(settings, [(vid, stored)])
+    touched = {**stored, "position_s": 58.5, "events": 7, "last_seen": now_iso(-1), "last_event_name": "ping"}
+    producer = Producer(producer_config(settings, log_level=2))
+    meta = producer.list_topics(settings.topic_changes, timeout=10).topics[settings.topic_changes]
+    partition = partition_for(vid.encode(), len(meta.partitions))
+    producer.produce(
+        settings.topic_changes,
+        key=TOUCH_KEY_PREFIX + str(partition).encode(),
+        value=encode_touches([[vid, *touch_patch(touched)]]),
+        partition=partition,
+    )
+    assert producer.flush(15) == 0
+
+    app = create_app(settings)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        deadline = time.monotonic() + 20
+        while http.get(f"/api/profiles/{vid}").json().get("position_s") != 58.5:
+            assert time.monotonic() < deadline, "the touch never reached the API"
+            time.sleep(0.05)
+        body = http.get(f"/api/profiles/{vid}").json()
+        assert body == {**touched, "active": True}  # the touched position, last_seen and events
+        item = ddb.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": vid}})["Item"]
+        assert float(item["position_s"]["N"]) == 40.0 and item["last_seen"]["S"] == stored["last_seen"]
+        # the same shape as a profile read from DynamoDB (a viewer the view does not hold)
+        other = make_profile("e" * 64, "ended", last_seen=now_iso(-3600))
+        put_profile_item(ddb, settings, other)
+        assert list(http.get(f"/api/profiles/{'e' * 64}").json()) == list(body)
+        # an erased viewer leaves the view at once: not served from it any more
+        produce_changes(settings, [(vid, None)])
+        ddb.delete_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": vid}})
+        deadline = time.monotonic() + 20
+        while http.get(f"/api/profiles/{vid}").status_code != 404:
+            assert time.monotonic() < deadline, "the erasure never reached the API"
+            time.sleep(0.05)

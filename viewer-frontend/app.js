@@ -1,5 +1,10 @@
 /* Live viewers page: session login, SSE snapshot + deltas, stats polling, table and panel.
- * Everything user-controlled (media labels, ad names, errors) is written with textContent. */
+ * Everything user-controlled (media labels, ad names, errors) is written with textContent.
+ *
+ * Scale: the page holds one window of rows (MAX_ROWS), never the whole audience. The stream is
+ * subscribed to that window (?limit, ?status, ?q: the server filters), so its deltas carry the
+ * counts plus this window's rows only, and touches of them as small patches. Positions of
+ * playing viewers move on between pings by extrapolation (position + elapsed x rate). */
 "use strict";
 
 (function () {
@@ -23,8 +28,7 @@
     ended: "#475569",
   };
   const MAX_ROWS = 200;
-  const MAX_KEEP = 3000;
-  const STREAM_LIMIT = 500;
+  const SEARCH_DEBOUNCE_MS = 300;
   const STATS_EVERY_MS = 5000;
   const OFFLINE_AFTER_MS = 10000;
   const STALE_S = 60; // media pings come every ~30 s; a viewer leaves the view after 75 s
@@ -32,7 +36,9 @@
 
   const state = {
     viewers: new Map(),
-    counts: { active: 0, by_status: {}, by_media: {} },
+    counts: { active: 0, by_status: {}, by_media: {}, total: 0 },
+    touchFields: [],
+    searchTimer: null,
     lastId: null,
     skew: 0,
     selected: null,
@@ -106,7 +112,20 @@
     }
     return typeof p.percent_progress === "number" ? Math.min(100, Math.max(0, p.percent_progress)) : 0;
   }
+  // where a playing viewer is now: its last position moved on by the time since (at its rate)
+  function positionNow(p) {
+    if (p.status !== "watching" || p.position_s === null || p.position_s === undefined) return p.position_s;
+    const seen = Date.parse(p.last_seen);
+    if (!isFinite(seen)) return p.position_s;
+    const rate = typeof p.playback_rate === "number" && p.playback_rate > 0 ? p.playback_rate : 1;
+    const pos = p.position_s + (Math.max(0, serverNow() - seen) / 1000) * rate;
+    return p.duration_s > 0 ? Math.min(p.duration_s, pos) : pos;
+  }
+  function progressText(p, pos) {
+    return p.duration_s > 0 ? `${clockTime(pos)} / ${clockTime(p.duration_s)}` : pos !== null && pos !== undefined ? `${clockTime(pos)} · live` : "–";
+  }
   function progressEl(p) {
+    p = { ...p, position_s: positionNow(p) };
     const wrap = h("div", "progress");
     if (p.status === "watching_ad") wrap.classList.add("is-ad");
     if (p.status === "paused") wrap.classList.add("is-paused");
@@ -114,8 +133,7 @@
     const fill = h("span");
     fill.style.width = `${progressOf(p).toFixed(1)}%`;
     meter.append(fill);
-    const time = p.duration_s > 0 ? `${clockTime(p.position_s)} / ${clockTime(p.duration_s)}` : p.position_s !== null && p.position_s !== undefined ? `${clockTime(p.position_s)} · live` : "–";
-    wrap.append(meter, h("span", "time", time));
+    wrap.append(meter, h("span", "time", progressText(p, p.position_s)));
     return wrap;
   }
 
@@ -203,7 +221,9 @@
 
   function connect() {
     stopStream();
-    let url = `/api/viewers/stream?limit=${STREAM_LIMIT}`;
+    let url = `/api/viewers/stream?limit=${MAX_ROWS}`;
+    if (state.status) url += `&status=${encodeURIComponent(state.status)}`;
+    if (state.search) url += `&q=${encodeURIComponent(state.search.slice(0, 64))}`;
     if (state.lastId) url += `&last_event_id=${encodeURIComponent(state.lastId)}`;
     const es = new EventSource(url);
     state.es = es;
@@ -247,10 +267,17 @@
     if (isFinite(t)) state.skew = t - Date.now();
   }
 
+  // another window (status filter, search): a fresh snapshot of it, not the old window's deltas
+  function resubscribe() {
+    state.lastId = null;
+    if (state.started) connect();
+  }
+
   function onSnapshot(snap, id) {
     setSkew(snap.generated_at);
     state.viewers = new Map(snap.viewers.map((p) => [p.viewer_id, p]));
-    state.counts = { active: snap.active, by_status: snap.by_status, by_media: snap.by_media };
+    state.counts = { active: snap.active, by_status: snap.by_status, by_media: snap.by_media, media_titles: snap.media_titles, total: snap.total };
+    state.touchFields = snap.touch_fields || state.touchFields;
     state.lastId = id || state.lastId;
     if (state.selected && state.viewers.has(state.selected)) refreshPanelLive(state.viewers.get(state.selected));
     scheduleRender();
@@ -271,15 +298,18 @@
       state.viewers.delete(vid);
       if (vid === state.selected) markPanelInactive();
     }
+    const fields = delta.touch_fields || state.touchFields;
+    for (const row of delta.touch || []) {
+      const before = state.viewers.get(row[0]);
+      if (!before) continue;
+      const p = { ...before };
+      for (let i = 0; i < fields.length; i++) p[fields[i]] = row[i + 1];
+      state.viewers.set(p.viewer_id, p);
+      if (p.viewer_id === state.selected) refreshPanelLive(p, before);
+    }
     state.counts = delta.counts;
     state.lastId = id || state.lastId;
-    if (state.viewers.size > MAX_KEEP) prune();
     scheduleRender();
-  }
-
-  function prune() {
-    const sorted = [...state.viewers.values()].sort((a, b) => Date.parse(b.last_seen) - Date.parse(a.last_seen));
-    for (const p of sorted.slice(MAX_KEEP)) state.viewers.delete(p.viewer_id);
   }
 
   // --- stats -----------------------------------------------------------------------------
@@ -398,6 +428,7 @@
       li.append(left, meter, h("span", "count", nf.format(n)));
       li.addEventListener("click", () => {
         state.status = state.status === s ? null : s;
+        resubscribe();
         render();
       });
       list.append(li);
@@ -408,7 +439,8 @@
     const entries = Object.entries(state.counts.by_media || {}).sort((a, b) => b[1] - a[1]);
     const list = $("media-list");
     list.replaceChildren();
-    $("media-sub").textContent = entries.length ? `${entries.length} title${entries.length === 1 ? "" : "s"} playing` : "";
+    const titles = state.counts.media_titles || entries.length;
+    $("media-sub").textContent = titles ? `${nf.format(titles)} title${titles === 1 ? "" : "s"} playing` : "";
     if (!entries.length) {
       list.append(h("li", "bars-empty", "Nothing playing right now."));
       return;
@@ -468,9 +500,9 @@
       }
     }
     const filtered = state.status || q;
-    const total = state.counts.active || 0;
+    const total = state.counts.total ?? state.counts.active ?? 0;
     $("table-sub").textContent = filtered
-      ? `${nf.format(shown.length)} match${shown.length === 1 ? "" : "es"}${state.status ? ` · ${LABEL[state.status].toLowerCase()}` : ""}`
+      ? `${nf.format(shown.length)} of ${nf.format(total)} match${total === 1 ? "" : "es"}${state.status ? ` · ${LABEL[state.status].toLowerCase()}` : ""}`
       : `${nf.format(shown.length)} of ${nf.format(total)} active`;
     $("empty").hidden = shown.length > 0;
     if (!shown.length) {
@@ -530,6 +562,15 @@
 
   function tick() {
     $("clock").textContent = `${new Date(serverNow()).toISOString().slice(11, 19)} UTC`;
+    for (const row of state.rows.values()) {
+      const p = row._p;
+      if (!p || p.status !== "watching") continue;
+      const pos = positionNow(p);
+      const fill = row.querySelector(".progress .meter span");
+      if (fill) fill.style.width = `${progressOf({ ...p, position_s: pos }).toFixed(1)}%`;
+      const time = row.querySelector(".progress .time");
+      if (time) time.textContent = progressText(p, pos);
+    }
     for (const el of document.querySelectorAll(".ago[data-ts]")) {
       el.textContent = ago(el.dataset.ts);
       const age = (serverNow() - Date.parse(el.dataset.ts)) / 1000;
@@ -750,7 +791,9 @@
     document.addEventListener("keydown", (e) => e.key === "Escape" && closePanel());
     $("search").addEventListener("input", (e) => {
       state.search = e.target.value.trim();
-      scheduleRender();
+      scheduleRender(); // the rows held, filtered at once; the server's matches follow
+      clearTimeout(state.searchTimer);
+      state.searchTimer = setTimeout(resubscribe, SEARCH_DEBOUNCE_MS);
     });
     $("sort").addEventListener("change", (e) => {
       state.sort = e.target.value;

@@ -4,40 +4,59 @@ Design
 ======
 
 Where the live view comes from
-    ``lvp profiles`` publishes every changed profile to the compacted topic
-    ``LVP_TOPIC_CHANGES`` (key = viewer id, value = the profile JSON without ``active``; a
-    tombstone means the profile was erased). Every ``lvp viewer`` process reads that topic *in
+    ``lvp profiles`` publishes to the compacted topic ``LVP_TOPIC_CHANGES`` (:mod:`lvp.changes`):
+    a profile message (key = viewer id, the profile JSON without ``active``) on each
+    significant change, a tombstone for an erasure, and per partition and second one *touches*
+    message carrying, for every viewer whose newest events changed only position, last_seen,
+    events and times, those fields. The reader decodes all three with
+    :func:`lvp.changes.parse_message` in its thread; the view applies a touch as a patch on the
+    profile it holds (ignored for a viewer it does not hold). Touches are what keep a watching
+    viewer active. A viewer that timed out (not ended) stays an hour as its encoded profile, so
+    a touch brings it back: after a restart, a watching viewer's last profile message in the
+    compacted topic can be older than the active timeout. Every ``lvp viewer`` process reads that topic *in
     full*: it assigns itself all partitions from the beginning, with no consumer group
     (:mod:`viewer.changes`). So any number of ``lvp profiles`` processes sharing the partitions
     of the events topic all feed every viewer process, and any number of viewer processes can
     run behind a load balancer, each with the complete live view. A new process rebuilds its
     view from the compacted topic (``/health`` reports ``loaded`` once it has caught up). No
-    DynamoDB scan is ever needed; DynamoDB serves only the per-viewer pages
-    (``/api/profiles/{id}`` and ``/history``, :mod:`viewer.profiles_api`).
+    DynamoDB scan is ever needed. ``/api/profiles/{id}`` answers an active viewer from the view
+    (the freshest: DynamoDB lags up to ``LVP_PROFILE_WRITE_INTERVAL_S`` for a viewer who only
+    pinged), others from DynamoDB; ``/history`` from DynamoDB (:mod:`viewer.profiles_api`).
 
 The in-memory view (:mod:`viewer.live`)
     A map viewer id -> profile of the *active* viewers only (``active`` is derived with the
     single rule :func:`profiles.profile.is_active`: status is not ``ended`` and the
     collector-clock ``last_seen`` is within ``LVP_ACTIVE_TIMEOUT_S``). Counts by status and media are kept
     incrementally; a heap of expiry times finds viewers that time out without a new message.
-    Memory is bounded by the number of active viewers, not by the size of the topic.
+    Memory is bounded by the number of active viewers, not by the size of the topic (~1.3 KB
+    per viewer, repeated strings interned; see BENCHMARKS.md). A sorted list of page-order keys
+    (status, media title, viewer id) gives any window or REST page in O(limit); touches never
+    move a viewer in it, so pages do not reshuffle every second.
 
-One push loop, one encoding (:mod:`viewer.service`, :mod:`viewer.hub`)
-    A single asyncio task wakes when changes arrive (at most every ``LVP_PUSH_INTERVAL_S``) or
-    when a viewer is due to time out, and builds ONE delta
-    ``{seq, generated_at, counts, upsert: [...], remove: [ids]}``, encodes it once as an SSE
-    frame (``id: <seq>``, ``event: delta``) and hands the same bytes to every connected client's
-    bounded queue. A client whose queue is full is dropped (its stream ends and the browser
-    reconnects), never buffered without bound. A ring of recent frames lets a reconnect with
-    ``Last-Event-ID`` (or ``?last_event_id=``) receive exactly the deltas it missed; when the
-    id is older than the ring, or comes from another process, it gets a fresh snapshot.
-    ``seq`` grows by one per push from a random 50-bit starting point per process, so an id
-    from another process behind the load balancer (or from before a restart) is never mistaken
-    for one of ours.
+One push loop, one encoding per window (:mod:`viewer.service`, :mod:`viewer.hub`)
+    Each stream shows a *window*: the first ``limit`` viewers in page order, optionally of one
+    ``status`` and/or matching a search ``q`` (id or title). Streams with the same window share
+    a hub topic. A single asyncio task wakes when changes arrive (at most every
+    ``LVP_PUSH_INTERVAL_S``) or when a viewer is due to time out, and builds per topic with
+    something new ONE delta ``{seq, generated_at, counts, upsert: [...], remove: [ids],
+    touch: [[id, ...touch fields]], touch_fields}`` — the counts of the whole audience (top 20
+    titles, ``media_titles``, ``total`` matching the window), the window's rows that entered or
+    changed, left, or were touched — encodes it once as an SSE frame (``id: <seq>``,
+    ``event: delta``) and hands the same bytes to every client of that topic's bounded queue.
+    A push thus carries at most a page of rows at any audience size, and its cost grows with
+    changes and distinct windows, not with clients. A client whose queue is full is dropped
+    (its stream ends and the browser reconnects), never buffered without bound. Each topic
+    keeps a ring of recent frames (and lingers 60 s without clients) so a reconnect to the same
+    window with ``Last-Event-ID`` (or ``?last_event_id=``) receives exactly the deltas it
+    missed; when the id is older than the ring, or comes from another process, it gets a fresh
+    snapshot. ``seq`` grows by one per push (a window's frames may skip ids: pushes with nothing
+    for it) from a random 50-bit starting point per process, so an id from another process
+    behind the load balancer (or from before a restart) is never mistaken for one of ours.
 
 SSE protocol (``GET /api/viewers/stream``)
-    ``retry: 2000``, then ``event: snapshot`` (same JSON as ``GET /api/viewers``, plus
-    ``seq``), then ``event: delta`` frames with increasing ids, and ``: ping`` comments every
+    ``?limit=`` (rows, default 200), ``?status=``, ``?q=``. ``retry: 2000``, then
+    ``event: snapshot`` (the window's rows and the counts, ``seq``, ``total``, ``touch_fields``),
+    then ``event: delta`` frames with increasing ids, and ``: ping`` comments every
     15 s.
 
 Access control (:mod:`viewer.auth`)

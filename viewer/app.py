@@ -50,7 +50,7 @@ from lvp.privacy import (
 from viewer import auth, profiles_api
 from viewer.auth import Authenticator, AuthMiddleware, ConnectionLimiter, LoginThrottle, Principal
 from viewer.hub import RETRY_FRAME
-from viewer.live import DEFAULT_LIMIT, MAX_LIMIT, CursorError, decode_cursor
+from viewer.live import DEFAULT_LIMIT, MAX_LIMIT, CursorError, Subscription, decode_cursor
 from viewer.metrics import ViewerMetrics
 from viewer.profiles_api import ProfileStore
 from viewer.security import ForwardedMiddleware
@@ -168,9 +168,10 @@ async def _until_loaded(svc: LiveService, timeout: float = LOAD_WAIT_S) -> None:
 
 async def stream(request: Request) -> Response:
     svc = _service(request)
-    try:
-        limit, cursor = _paging(request)
-    except ParamError as exc:
+    q = request.query_params
+    try:  # the stream shows one window: a page of rows, optionally one status or a search
+        sub = Subscription.parse(_paging(request)[0], q.get("status") or None, q.get("q"))
+    except ValueError as exc:
         return _json({"error": str(exc)}, 400)
     await _until_loaded(svc)
     principal: Principal = request.state.principal
@@ -184,10 +185,9 @@ async def stream(request: Request) -> Response:
             headers={"Retry-After": "5"},
         )
     last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    client = svc.hub.connect(principal.key)
-    missed = svc.hub.frames_since(last_id)
-    first = [RETRY_FRAME, *(missed if missed is not None else [svc.snapshot_frame(limit, cursor)])]
-    m.sse_clients.set(len(svc.hub.clients))
+    client, first = svc.subscribe(principal.key, sub, last_id)
+    first = [RETRY_FRAME, *first]
+    m.sse_clients.set(svc.hub.client_count())
     closed = False
 
     def on_close() -> None:
@@ -197,7 +197,7 @@ async def stream(request: Request) -> Response:
         closed = True
         svc.hub.disconnect(client)
         limiter.release(principal.key)
-        m.sse_clients.set(len(svc.hub.clients))
+        m.sse_clients.set(svc.hub.client_count())
 
     return StreamResponse(
         client.frames(first),

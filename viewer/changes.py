@@ -1,5 +1,6 @@
 """Reads the compacted changes topic in full, in a background thread, and hands batches of
-``(viewer_id, profile | None)`` to the asyncio loop.
+:class:`lvp.changes.Change` (profiles, erasures, touches; decoded here, off the loop, with
+:func:`lvp.changes.parse_message`) to the asyncio loop.
 
 No consumer group: the reader assigns itself every partition from the beginning (and picks up
 partitions added later), so every `lvp viewer` process sees every viewer. It reports ``loaded``
@@ -17,15 +18,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from lvp.changes import Change, parse_message
 from lvp.config import Settings
 from lvp.kafka import client_config
 
+__all__ = ["BatchHandler", "Change", "ChangesReader", "parse_message", "reader_config"]
+
 log = logging.getLogger("lvp.viewer.changes")
 
-Change = tuple[str, dict[str, Any] | None]
 BatchHandler = Callable[[list[Change], int], None]
 
 BATCH = 1000
@@ -57,34 +59,6 @@ def _explicit(settings: Settings) -> dict[str, Any]:
     env = settings.kafka_config()
     env.pop("bootstrap.servers", None)
     return env
-
-
-def parse_change(key: bytes | None, value: bytes | None) -> Change | None:
-    """One message -> ``(viewer_id, profile or None)``; None when it cannot be used."""
-    if value is None:
-        if not key:
-            return None
-        try:
-            return key.decode("utf-8"), None
-        except UnicodeDecodeError:
-            return None
-    try:
-        profile = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(profile, dict):
-        return None
-    viewer_id: object = None
-    if key:
-        try:
-            viewer_id = key.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    if not viewer_id:
-        viewer_id = profile.get("viewer_id")
-    if not isinstance(viewer_id, str) or not viewer_id:
-        return None
-    return viewer_id, profile
 
 
 class ChangesReader:
@@ -204,7 +178,7 @@ class ChangesReader:
                     else:
                         log.warning("changes topic: %s", err)
                     continue
-                change = parse_change(msg.key(), msg.value())
+                change = parse_message(msg.key(), msg.value())
                 if change is None:
                     bad += 1
                 else:

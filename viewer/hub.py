@@ -1,5 +1,8 @@
-"""The SSE broadcaster: one encoded frame per push shared by every client, bounded per-client
-queues (a client that falls behind is dropped), and a ring of recent frames for Last-Event-ID.
+"""The SSE broadcaster: one encoded frame per push shared by every client of a *topic* (the
+clients showing the same window: see :class:`viewer.live.Subscription`), bounded per-client
+queues (a client that falls behind is dropped), and per topic a ring of recent frames for
+Last-Event-ID. One sequence for all topics: a push that has nothing for a topic sends it no
+frame, and its clients have missed nothing.
 """
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
 
 import orjson
 
@@ -66,8 +69,25 @@ class Client:
             await self._wake.wait()
 
 
+class Topic:
+    """The clients of one topic and its ring of recent frames. ``since``: every frame after
+    this seq is still in the ring (or there was none)."""
+
+    __slots__ = ("clients", "idle_since", "ring", "ring_size", "since")
+
+    def __init__(self, since: int) -> None:
+        self.clients: set[Client] = set()
+        self.ring: deque[tuple[int, bytes]] = deque()
+        self.ring_size = 0
+        self.since = since
+        self.idle_since: float | None = None
+
+
+DEFAULT_TOPIC: Hashable = None
+
+
 class Hub:
-    """Clients and the ring of recent delta frames."""
+    """Topics: their clients and rings of recent frames."""
 
     def __init__(
         self,
@@ -82,54 +102,99 @@ class Hub:
         self.ring_bytes = ring_bytes
         # Random start: an id from another process (or before a restart) is never ours.
         self.seq = secrets.randbelow(2**50) if start_seq is None else start_seq
-        self._ring: deque[tuple[int, bytes]] = deque()
-        self._ring_size = 0
-        self.clients: set[Client] = set()
+        self.topics: dict[Hashable, Topic] = {DEFAULT_TOPIC: Topic(self.seq)}
         self.dropped_total = 0
+
+    @property
+    def clients(self) -> set[Client]:
+        """Every connected client, of every topic."""
+        out: set[Client] = set()
+        for topic in self.topics.values():
+            out |= topic.clients
+        return out
+
+    def client_count(self) -> int:
+        return sum(len(t.clients) for t in self.topics.values())
 
     def next_seq(self) -> int:
         return self.seq + 1
 
-    def connect(self, key: str = "") -> Client:
+    def topic(self, name: Hashable = DEFAULT_TOPIC) -> Topic:
+        """The topic ``name`` (created, complete from the current seq on, if new)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = Topic(self.seq)
+        return topic
+
+    def connect(self, key: str = "", topic: Hashable = DEFAULT_TOPIC) -> Client:
         client = Client(self.client_queue_frames, key)
-        self.clients.add(client)
+        t = self.topic(topic)
+        t.clients.add(client)
+        t.idle_since = None
         return client
 
     def disconnect(self, client: Client) -> None:
-        self.clients.discard(client)
+        for topic in self.topics.values():
+            if client in topic.clients:
+                topic.clients.discard(client)
+                break
         client.close()
 
-    def publish(self, seq: int, data: bytes) -> int:
-        """Hand the already-encoded frame ``data`` (id ``seq``) to every client. Returns how
-        many clients were dropped because their queue was full."""
+    def forget_idle(self, now: float, linger_s: float) -> list[Hashable]:
+        """Drop topics without clients for ``linger_s`` (a reconnecting client within that time
+        still resumes from the ring). Returns the names dropped."""
+        gone: list[Hashable] = []
+        for name, topic in self.topics.items():
+            if topic.clients:
+                topic.idle_since = None
+            elif topic.idle_since is None:
+                topic.idle_since = now
+            elif now - topic.idle_since >= linger_s:
+                gone.append(name)
+        for name in gone:
+            del self.topics[name]
+        return gone
+
+    def publish(self, seq: int, data: bytes, topic: Hashable = DEFAULT_TOPIC) -> int:
+        """Hand the already-encoded frame ``data`` (id ``seq``) to every client of ``topic``.
+        Returns how many clients were dropped because their queue was full."""
+        return self.publish_many(seq, {topic: data})
+
+    def publish_many(self, seq: int, frames: Mapping[Hashable, bytes]) -> int:
+        """One push: ``frames[topic]`` to each topic's clients (topics left out get nothing)."""
         if seq <= self.seq:
             raise ValueError(f"seq {seq} is not after {self.seq}")
         self.seq = seq
-        self._ring.append((seq, data))
-        self._ring_size += len(data)
-        while self._ring and (len(self._ring) > self.ring_frames or self._ring_size > self.ring_bytes):
-            self._ring_size -= len(self._ring.popleft()[1])
-        dropped = [c for c in self.clients if not c.offer(data)]
-        for client in dropped:
-            self.clients.discard(client)
-        self.dropped_total += len(dropped)
-        return len(dropped)
+        dropped_n = 0
+        for name, data in frames.items():
+            t = self.topic(name)
+            t.ring.append((seq, data))
+            t.ring_size += len(data)
+            while t.ring and (len(t.ring) > self.ring_frames or t.ring_size > self.ring_bytes):
+                old_seq, old = t.ring.popleft()
+                t.ring_size -= len(old)
+                t.since = old_seq
+            dropped = [c for c in t.clients if not c.offer(data)]
+            for client in dropped:
+                t.clients.discard(client)
+            dropped_n += len(dropped)
+        self.dropped_total += dropped_n
+        return dropped_n
 
-    def frames_since(self, last_id: str | None) -> list[bytes] | None:
-        """The frames after ``last_id`` if the ring still has all of them (``[]`` when nothing
-        was missed); None when the client needs a fresh snapshot."""
+    def frames_since(self, last_id: str | None, topic: Hashable = DEFAULT_TOPIC) -> list[bytes] | None:
+        """The frames of ``topic`` after ``last_id`` if its ring still has all of them (``[]``
+        when nothing was missed); None when the client needs a fresh snapshot."""
         if not last_id:
             return None
         try:
             last = int(last_id.strip())
         except ValueError:
             return None
-        if last == self.seq:
-            return []
-        if last > self.seq or not self._ring or self._ring[0][0] > last + 1:
+        t = self.topics.get(topic)
+        if t is None or last > self.seq or last < t.since:
             return None
         out: list[bytes] = []
-        for seq, data in reversed(self._ring):
+        for seq, data in reversed(t.ring):
             if seq <= last:
                 break
             out.append(data)
@@ -137,5 +202,7 @@ class Hub:
         return out
 
     def close_all(self) -> None:
-        for client in list(self.clients):
-            self.disconnect(client)
+        for topic in self.topics.values():
+            for client in list(topic.clients):
+                client.close()
+            topic.clients.clear()

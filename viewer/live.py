@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import heapq
+import sys
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import orjson
 # package's. `is_active` and `iso` are re-exported from here for the rest of the viewer.
 from profiles.profile import PROFILE_FIELDS, is_active, iso, parse_iso
 
-__all__ = ["API_FIELDS", "LiveView", "is_active", "iso", "parse_ts"]
+__all__ = ["API_FIELDS", "LiveView", "Subscription", "SubscriptionError", "is_active", "iso", "parse_ts"]
 
 # The profile as the API shows it (docs/contracts.md), without the derived ``active``.
 API_FIELDS: tuple[str, ...] = tuple(f for f in PROFILE_FIELDS if f != "active")
@@ -31,6 +32,24 @@ DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
 # How long the events counter of a viewer that left the view is remembered (for events/min).
 RETIRED_MEMORY_S = 900.0
+# A viewer that is not active only because its last_seen is old (status not ended) is kept this
+# long as its encoded profile, so that a touch can bring it back: after a restart the compacted
+# topic holds a watching viewer's last *profile* message, which may be much older than its
+# pings (touches messages are compacted to the last one per partition).
+DORMANT_S = 3600.0
+DORMANT_SWEEP_S = 60.0
+# Stream windows (one page of rows a group of SSE clients shows): the search text's bound and
+# how many titles the counts of a stream frame carry (the REST snapshot carries all of them).
+MAX_QUERY = 64
+STREAM_MEDIA = 20
+# The page order: status (this rank), then media title, then viewer id. Touches (position,
+# last_seen) never move a row, so a page of 100,000 viewers does not reshuffle every second.
+STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(ACTIVE_STATUSES)}
+OTHER_RANK = len(ACTIVE_STATUSES)
+# Low-cardinality strings every profile repeats: held once (sys.intern), not once per viewer.
+_INTERNED: tuple[str, ...] = (
+    "status", "app_id", "media_label", "last_event_name", "device_class", "quality",
+)  # fmt: skip
 
 
 def parse_ts(value: object) -> float | None:
@@ -65,13 +84,62 @@ def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+SortKey = tuple[int, str, str]  # (status rank, media, viewer id): the stream windows' order
+
+
 @dataclass(slots=True)
 class Entry:
     profile: dict[str, Any]  # API dict with active=True
     last_seen: float
     status: str
     media: str
+    key: SortKey
     heap_at: float | None = None  # expiry of this entry's pending heap item
+
+
+class SubscriptionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a group of SSE clients shows: the first ``limit`` viewers in page order
+    (:data:`STATUS_RANK`, media, viewer id), only ``status`` when set, only viewers whose id or
+    media title contains ``q`` (case-insensitive) when set. Clients with equal subscriptions
+    share every frame."""
+
+    limit: int = DEFAULT_LIMIT
+    status: str | None = None
+    q: str | None = None
+
+    @classmethod
+    def parse(cls, limit: int, status: str | None, q: str | None) -> Subscription:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise SubscriptionError(f"limit must be 1..{MAX_LIMIT}")
+        if status is not None and status not in STATUS_RANK:
+            raise SubscriptionError(f"status must be one of {', '.join(ACTIVE_STATUSES)}")
+        if q is not None:
+            q = q.strip().lower()
+            if len(q) > MAX_QUERY:
+                raise SubscriptionError(f"q must be at most {MAX_QUERY} characters")
+        return cls(limit, status or None, q or None)
+
+    def matches(self, key: SortKey) -> bool:
+        """Whether the viewer of page-order ``key`` belongs to this window's filter."""
+        if self.status is not None and key[0] != STATUS_RANK[self.status]:
+            return False
+        q = self.q
+        return q is None or q in key[2] or q in _lower(key[1])
+
+
+def _lower(text: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate cache
+    """``text.lower()``, cached: titles repeat across many viewers."""
+    low = _cache.get(text)
+    if low is None:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        low = _cache[text] = text.lower()
+    return low
 
 
 @dataclass(slots=True)
@@ -84,18 +152,19 @@ class CursorError(ValueError):
     pass
 
 
-def encode_cursor(last_seen: float, viewer_id: str) -> str:
-    raw = orjson.dumps([last_seen, viewer_id])
+def encode_cursor(key: SortKey) -> str:
+    raw = orjson.dumps(list(key))
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str) -> SortKey:
+    """A cursor -> the page-order key of the last viewer of the previous page."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        last_seen, viewer_id = orjson.loads(raw)
-        if not isinstance(last_seen, int | float) or not isinstance(viewer_id, str):
+        rank, media, viewer_id = orjson.loads(raw)
+        if type(rank) is not int or not isinstance(media, str) or not isinstance(viewer_id, str):
             raise TypeError
-        return float(last_seen), viewer_id
+        return rank, media, viewer_id
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise CursorError("invalid cursor") from None
 
@@ -108,14 +177,18 @@ class LiveView:
         self.clock = clock
         self._entries: dict[str, Entry] = {}
         self._heap: list[tuple[float, str]] = []
+        self._keys: list[SortKey] = []  # every entry's key, sorted (the stream windows' order)
         self._upserts: set[str] = set()
         self._removes: set[str] = set()
+        self._taken_old_keys: dict[str, SortKey] = {}
+        self._touched: set[str] = set()  # touched (position, last_seen...) since the last push
         self.by_status: Counter[str] = Counter()
         self.by_media: Counter[str] = Counter()
         self._retired: dict[str, tuple[int, float]] = {}  # viewer id -> (events, left at)
+        self._dormant: dict[str, tuple[float, bytes]] = {}  # viewer id -> (last_seen, profile JSON)
+        self._dormant_swept = 0.0
         self._version = 0
-        self._order: list[Entry] | None = None
-        self._order_keys: list[tuple[float, str]] = []
+        self._old_keys: dict[str, SortKey] = {}  # the key before a change, since the last push
         self.ignored = 0
 
     # --- reading --------------------------------------------------------------------------
@@ -149,18 +222,41 @@ class LiveView:
         by_media = dict(sorted(((m, n) for m, n in self.by_media.items() if n), key=lambda x: (-x[1], x[0])))
         return {"active": len(self._entries), "by_status": by_status, "by_media": by_media}
 
+    def window(self, sub: Subscription) -> tuple[list[str], int]:
+        """The viewer ids ``sub`` shows now, in page order, and how many viewers match it.
+        Costs O(limit) without a search text (a bisect into the sorted keys), a scan of the
+        matching status range with one."""
+        keys = self._keys
+        lo, hi = 0, len(keys)
+        if sub.status is not None:
+            rank = STATUS_RANK[sub.status]
+            lo = bisect_left(keys, (rank,))
+            hi = bisect_left(keys, (rank + 1,), lo)
+        q = sub.q
+        if q is None:
+            return [k[2] for k in keys[lo : min(hi, lo + sub.limit)]], hi - lo
+        lower = _lower
+        found = [k[2] for k in keys[lo:hi] if q in k[2] or q in lower(k[1])]
+        return found[: sub.limit], len(found)
+
+    def stream_counts(self, counts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`counts` for a stream frame: the top :data:`STREAM_MEDIA` titles only (a frame
+        stays small however many titles play) and ``media_titles``, how many there are."""
+        counts = self.counts() if counts is None else counts
+        by_media = counts["by_media"]
+        top = dict(list(by_media.items())[:STREAM_MEDIA]) if len(by_media) > STREAM_MEDIA else by_media
+        return {**counts, "by_media": top, "media_titles": len(by_media)}
+
     def page(self, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page:
-        """The most recently seen active viewers, newest first; ``cursor`` continues a page."""
-        order = self._sorted()
-        start = 0
-        if cursor:
-            last_seen, viewer_id = decode_cursor(cursor)
-            start = bisect_right(self._order_keys, (-last_seen, viewer_id))
-        chunk = order[start : start + limit]
-        nxt = None
-        if start + limit < len(order) and chunk:
-            nxt = encode_cursor(chunk[-1].last_seen, chunk[-1].profile["viewer_id"])
-        return Page([e.profile for e in chunk], nxt)
+        """Active viewers in page order (status, media title, viewer id: an order touches do not
+        change, so paging through a large audience neither skips nor repeats viewers that only
+        pinged); ``cursor`` continues after the previous page. O(limit), never a sort."""
+        keys = self._keys
+        start = bisect_right(keys, decode_cursor(cursor)) if cursor else 0
+        chunk = keys[start : start + limit]
+        nxt = encode_cursor(chunk[-1]) if chunk and start + limit < len(keys) else None
+        entries = self._entries
+        return Page([entries[k[2]].profile for k in chunk], nxt)
 
     def snapshot(
         self, seq: int | None = None, limit: int = DEFAULT_LIMIT, cursor: str | None = None
@@ -174,25 +270,23 @@ class LiveView:
         snap["next_cursor"] = page.next_cursor
         return snap
 
-    def _sorted(self) -> list[Entry]:
-        if self._order is None:
-            order = sorted(self._entries.values(), key=lambda e: (-e.last_seen, e.profile["viewer_id"]))
-            self._order = order
-            self._order_keys = [(-e.last_seen, e.profile["viewer_id"]) for e in order]
-        return self._order
-
     # --- writing --------------------------------------------------------------------------
     def apply(self, viewer_id: str, raw: Mapping[str, Any] | None, now: float | None = None) -> int:
         """Apply one change message (``raw`` None = tombstone). Returns the increase of the
         viewer's ``events`` counter this change represents (for events-per-minute)."""
         now = self.clock() if now is None else now
         old = self._entries.get(viewer_id)
+        self._dormant.pop(viewer_id, None)
         if raw is None:
             self._retired.pop(viewer_id, None)
             if old is not None:
                 self._drop(viewer_id, old, now, retire=False)
             return 0
         profile = api_profile(raw, viewer_id, active=True)  # kept only while it is true
+        for name in _INTERNED:
+            value = profile[name]
+            if type(value) is str:
+                profile[name] = sys.intern(value)
         last_seen = parse_ts(profile["last_seen"])
         if last_seen is None:
             self.ignored += 1
@@ -209,13 +303,21 @@ class LiveView:
                 self._drop(viewer_id, old, now, retire=True, events=events)
             elif events is not None:
                 self._retired[viewer_id] = (events, now)
+            self._keep_dormant(viewer_id, profile, last_seen, now)
             return increase
         status = str(profile["status"] or "idle")
         media = str(profile["media_label"] or NO_MEDIA)
-        entry = Entry(profile, last_seen, status, media)
+        key = (STATUS_RANK.get(status, OTHER_RANK), media, viewer_id)
+        entry = Entry(profile, last_seen, status, media, key)
         if old is not None:
             self._uncount(old)
             entry.heap_at = old.heap_at
+            if old.key != key:
+                self._unkey(old.key)
+                insort(self._keys, key)
+                self._old_keys.setdefault(viewer_id, old.key)
+        else:
+            insort(self._keys, key)
         self._retired.pop(viewer_id, None)
         self._entries[viewer_id] = entry
         self.by_status[status] += 1
@@ -264,7 +366,12 @@ class LiveView:
                 entry.heap_at = nxt
                 continue
             self._drop(viewer_id, entry, now, retire=True, events=_as_int(entry.profile["events"]))
+            self._keep_dormant(viewer_id, entry.profile, entry.last_seen, now)
             gone += 1
+        if now - self._dormant_swept >= DORMANT_SWEEP_S:
+            self._dormant_swept = now
+            cutoff = now - DORMANT_S
+            self._dormant = {k: v for k, v in self._dormant.items() if v[0] >= cutoff}
         if len(self._retired) > 1000 and self._retired:
             cutoff = now - RETIRED_MEMORY_S
             self._retired = {k: v for k, v in self._retired.items() if v[1] >= cutoff}
@@ -278,11 +385,83 @@ class LiveView:
     ) -> None:
         del self._entries[viewer_id]
         self._uncount(entry)
+        self._unkey(entry.key)
+        self._old_keys.setdefault(viewer_id, entry.key)
+        self._touched.discard(viewer_id)
         if retire and events is not None:
             self._retired[viewer_id] = (events, now)
         self._upserts.discard(viewer_id)
         self._removes.add(viewer_id)
         self._changed()
+
+    def touch(self, patches: Mapping[str, Mapping[str, Any]], now: float | None = None) -> int:
+        """Apply a touches message (viewer id -> touch fields, see :mod:`lvp.changes`) as patches
+        on the profiles held. A viewer not held (or no longer active) is ignored, and so is a
+        patch older than the profile held (fewer events). Returns the events increase.
+
+        A touch changes neither status nor title: no count, no row order moves; the viewer's
+        expiry moves later lazily (the heap item is re-pushed when it comes due)."""
+        entries = self._entries
+        touched = self._touched
+        increase = 0
+        applied = 0
+        for viewer_id, patch in patches.items():
+            entry = entries.get(viewer_id)
+            if entry is None:
+                increase += self._revive(viewer_id, patch, now)
+                continue
+            seen = parse_ts(patch.get("last_seen"))
+            if seen is None:
+                self.ignored += 1
+                continue
+            profile = entry.profile
+            events = _as_int(patch.get("events"))
+            before = _as_int(profile["events"])
+            if events is not None and before is not None:
+                if events < before:
+                    self.ignored += 1
+                    continue
+                increase += events - before
+            elif events is not None:
+                increase += 1
+            profile.update(patch)
+            if seen > entry.last_seen:
+                entry.last_seen = seen
+            touched.add(viewer_id)
+            applied += 1
+        if applied:
+            self._version += 1
+        return increase
+
+    def _revive(self, viewer_id: str, patch: Mapping[str, Any], now: float | None) -> int:
+        """A touch of a dormant viewer: its kept profile, patched, applied (active again when
+        the touch is recent). A viewer never held is ignored."""
+        kept = self._dormant.get(viewer_id)
+        if kept is None:
+            return 0
+        profile = orjson.loads(kept[1])
+        events, before = _as_int(patch.get("events")), _as_int(profile.get("events"))
+        if events is not None and before is not None and events < before:
+            self.ignored += 1
+            return 0
+        profile.update(patch)
+        return self.apply(viewer_id, profile, now)
+
+    def _keep_dormant(self, viewer_id: str, profile: Mapping[str, Any], last_seen: float, now: float) -> None:
+        if profile.get("status") != "ended" and now - last_seen <= DORMANT_S:
+            body = {k: v for k, v in profile.items() if k != "active"}
+            self._dormant[viewer_id] = (last_seen, orjson.dumps(body))
+
+    @property
+    def dormant(self) -> int:
+        """Viewers kept (encoded) because a touch may bring them back."""
+        return len(self._dormant)
+
+    def _unkey(self, key: SortKey) -> None:
+        keys = self._keys
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
 
     def _uncount(self, entry: Entry) -> None:
         for counter, key in ((self.by_status, entry.status), (self.by_media, entry.media)):
@@ -292,14 +471,37 @@ class LiveView:
 
     def _changed(self) -> None:
         self._version += 1
-        self._order = None
 
     # --- deltas ---------------------------------------------------------------------------
     def has_changes(self) -> bool:
-        return bool(self._upserts or self._removes)
+        return bool(self._upserts or self._removes or self._touched)
+
+    def take_changes(self) -> tuple[set[str], set[str], set[str]]:
+        """``(upserted, touched, removed)`` viewer ids since the last call (and forget them).
+        Until the next call, :meth:`affects` can tell which windows they concern."""
+        out = (self._upserts, self._touched - self._upserts, self._removes)
+        self._upserts, self._touched, self._removes = set(), set(), set()
+        self._taken_old_keys, self._old_keys = self._old_keys, {}
+        return out
+
+    def affects(self, sub: Subscription, viewer_ids: Iterable[str]) -> bool:
+        """Whether a change of these viewers (upserted or removed, as last taken) can change the
+        window or the total of ``sub``: their key before or after the change matches it."""
+        entries = self._entries
+        old_keys = self._taken_old_keys
+        for v in viewer_ids:
+            entry = entries.get(v)
+            if entry is not None and sub.matches(entry.key):
+                return True
+            old = old_keys.get(v)
+            if old is not None and sub.matches(old):
+                return True
+        return False
 
     def take_delta(self, seq: int) -> dict[str, Any]:
-        """The changes since the last delta (and forget them)."""
+        """Every change since the last delta (and forget them), touched viewers as upserts:
+        the whole view's delta (tests, small views); the stream sends per-window frames."""
+        self._upserts |= self._touched
         upserts = [self._entries[v].profile for v in self._upserts if v in self._entries]
         delta = {
             "seq": seq,
@@ -310,4 +512,5 @@ class LiveView:
         }
         self._upserts = set()
         self._removes = set()
+        self._touched = set()
         return delta

@@ -1,6 +1,11 @@
 """``GET /api/profiles/{viewer_id}`` and ``GET /api/profiles/{viewer_id}/history`` from DynamoDB
 (aioboto3). Only API fields leave: never ``state``, ``ttl``, ``active_shard`` or the raw keys.
 
+A profile is answered from the live view first when the viewer is active there (its last
+profile message with the touches read since applied: what the live page shows), then from
+DynamoDB, which lags for a watching viewer whose only changes were pings (written every
+``LVP_PROFILE_WRITE_INTERVAL_S``). So the API never answers older than the live page.
+
 History: newest first by default (``?order=asc`` for oldest first), ``?limit=`` (1..500, default
 100) and ``?cursor=`` (the ``next_cursor`` of the previous page).
 """
@@ -143,10 +148,25 @@ def decode_history_cursor(cursor: str) -> str | None:
     return seq if 0 < len(seq) <= 200 and seq.isprintable() else None
 
 
+def live_profile(request: Request, viewer_id: str) -> dict[str, Any] | None:
+    """The profile the live view holds for an active viewer (API dict, ``active`` derived now)."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return None
+    held = service.view.get(viewer_id)
+    if held is None:
+        return None
+    active = is_active(held, service.clock(), service.settings.active_timeout_s)
+    return api_profile(held, active=active)
+
+
 async def get_profile(request: Request) -> Response:
     viewer_id = request.path_params["viewer_id"]
     if not VIEWER_ID.match(viewer_id):
         return _not_found(viewer_id[:128])
+    live = live_profile(request, viewer_id)
+    if live is not None:
+        return JSONResponse(live)
     try:
         profile = await _store(request).get_profile(viewer_id)
     except (BotoCoreError, ClientError):
