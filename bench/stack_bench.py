@@ -7,10 +7,14 @@ page in Chromium). Event → SSE latency = the client's receive time of a push m
 profile's ``last_seen`` (the collector's receive time of the viewer's newest event). It is
 reported separately for
 
-* **status** pushes: the profile's status differs from the one the client held (or the viewer is
-  new) — published at once;
+* **status** pushes: the profile's status differs from the one the client held — published at
+  once;
 * **ping** pushes: the status is unchanged and the newest event is a media ping — the consumer
-  may batch these (touches).
+  may batch these (touches);
+* **new** viewers: the first push of a viewer the client did not hold (its first events; the
+  consumer first looks the viewer up in DynamoDB).
+
+The events carried by pushes slower than 1 s are counted by name (``sse_slow_by_event``).
 
 For each level of N viewers, `lvp simulate` (realistic media-plugin traffic: 30 s pings, ads,
 pauses — some for minutes —, seeks, buffering, abandons replaced by new viewers, late and
@@ -85,7 +89,8 @@ PAGE_HOOK_JS = """
         const prev = seen.get(p.viewer_id);
         seen.set(p.viewer_id, p.status);
         if (!p.last_seen) continue;
-        const kind = prev !== p.status ? "status" : p.last_event_name === "ping" ? "ping" : "other";
+        const kind = prev === undefined ? "new" : prev !== p.status ? "status"
+          : p.last_event_name === "ping" ? "ping" : "other";
         window.__lvpLat.push([now / 1000, (now - Date.parse(p.last_seen)) / 1000, kind]);
       }
     });
@@ -183,6 +188,7 @@ class SSEProbe:
 
     url: str
     samples: list[tuple[float, float, str]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # the newest event's name, per sample
     deltas: int = 0
     statuses: dict[str, str] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -222,15 +228,26 @@ class SSEProbe:
             seen = p.get("last_seen")
             if not seen:
                 continue
-            kind = "status" if prev != status else "ping" if p.get("last_event_name") == "ping" else "other"
+            name = p.get("last_event_name") or ""
+            kind = (
+                "new"
+                if prev is None
+                else "status"
+                if prev != status
+                else "ping"
+                if name == "ping"
+                else "other"
+            )
             add((now, now - _epoch(seen), kind))
+            self.names.append(name)
         for key, value in doc.items():  # pings batched as touches, whatever the delta calls them
             if key.startswith("touch"):
                 for patch in _touch_patches(value):
                     seen = patch.get("last_seen")
                     if seen:
-                        kind = "ping" if patch.get("last_event_name") == "ping" else "other"
-                        add((now, now - _epoch(seen), kind))
+                        name = patch.get("last_event_name") or ""
+                        add((now, now - _epoch(seen), "ping" if name == "ping" else "other"))
+                        self.names.append(name)
 
 
 def _epoch(iso: str) -> float:
@@ -456,13 +473,18 @@ def run_level(
         "rss_mb": rss,
         "tracked_viewers": c1["tracked"],
     }
-    for kind in ("status", "ping", "other", "any"):
+    slow: dict[str, int] = {}  # which events the pushes slower than 1 s carried
+    for (t, x, _), name in zip(probe.samples[:], probe.names[:], strict=False):
+        if wall0 <= t <= wall1 and x > 1.0:
+            slow[name] = slow.get(name, 0) + 1
+    out["sse_slow_by_event"] = dict(sorted(slow.items(), key=lambda kv: -kv[1]))
+    for kind in ("status", "ping", "new", "other", "any"):
         xs = lat(probe.samples, kind)
         out[f"sse_{kind}_n"] = len(xs)
         out[f"sse_{kind}_p50_s"] = percentile(xs, 0.5)
         out[f"sse_{kind}_p99_s"] = percentile(xs, 0.99)
     if page_probe is not None:
-        for kind in ("status", "ping"):
+        for kind in ("status", "ping", "new"):
             xs = lat(page_samples, kind)
             out[f"page_{kind}_n"] = len(xs)
             out[f"page_{kind}_p50_s"] = percentile(xs, 0.5)
@@ -507,7 +529,7 @@ def start_stack() -> Stack:
 
 
 def stop_stack(stack: Stack) -> None:
-    stack.up.send_signal(signal.SIGINT)
+    stack.up.send_signal(signal.SIGTERM)  # (SIGINT is ignored by a stack started from a background job)
     try:
         stack.up.wait(60)
     except subprocess.TimeoutExpired:
@@ -603,16 +625,22 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
         f"{seconds:.0f} s measured per level after the ramp, {ping_interval:g} s pings, median of {runs} run(s), "
         f"{datetime.now().date()}",
         "",
-        "| viewers | events/s | event→SSE status p50 / p99 | ping p50 / p99 | page status p99 | lag 0 after stop | lost | "
+        "| viewers | events/s | event→SSE status p50 / p99 | ping p50 / p99 | new viewer p50 / p99 | "
+        "page status / ping p99 | lag 0 after stop | lost | "
         "CPU % " + " / ".join(comps) + " | CPU µs/event " + " / ".join(comps) + " | load avg |",
-        "| ---: | ---: | --- | --- | --- | --- | ---: | --- | --- | ---: |",
+        "| ---: | ---: | --- | --- | --- | --- | --- | ---: | --- | --- | ---: |",
     ]
     for r in results:
         c, u = r["cpu_pct"], r["cpu_us_per_event"]
-        page = f"{r['page_status_p99_s']:.2f} s" if "page_status_p99_s" in r else "—"
+        page = (
+            f"{r['page_status_p99_s']:.2f} / {r['page_ping_p99_s']:.2f} s"
+            if "page_status_p99_s" in r
+            else "—"
+        )
         lines.append(
             f"| {r['viewers']:,.0f} | {r['events_per_s']:,.0f} | {r['sse_status_p50_s']:.2f} / {r['sse_status_p99_s']:.2f} s | "
-            f"{r['sse_ping_p50_s']:.2f} / {r['sse_ping_p99_s']:.2f} s | {page} | "
+            f"{r['sse_ping_p50_s']:.2f} / {r['sse_ping_p99_s']:.2f} s | "
+            f"{r['sse_new_p50_s']:.2f} / {r['sse_new_p99_s']:.2f} s | {page} | "
             f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s) | {r['lost']:.0f} | "
             + " / ".join(f"{c.get(k, 0):.0f}" for k in comps)
             + " | "
