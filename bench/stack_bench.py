@@ -18,18 +18,19 @@ The events carried by pushes slower than 1 s are counted by name (``sse_slow_by_
 
 For each level of N viewers, `lvp simulate` (realistic media-plugin traffic: 30 s pings, ads,
 pauses — some for minutes —, seeks, buffering, abandons replaced by new viewers, late and
-duplicated events, raw ids in page URLs) lets N viewers join over a ramp, then runs for the
-measured window; it then stops and delivers every event it generated. Measured in the window:
+duplicated events, raw ids in page URLs) lets N viewers join over a ramp (~400 a second), lets their pre-rolls end (``--settle``), then
+runs for the measured window; it then stops and delivers every event it generated. Measured in the window:
 events/s accepted, latencies, CPU of every component per event (simulator, collector, profiles,
 viewer, broker, DynamoDB; from /proc), DynamoDB write requests (the profiles consumer's
 ``lvp_profiles_flush_size`` sum) per viewer-hour next to the events per viewer-hour (what one
 write per event would cost), and memory per viewer (RSS over the idle stack's, per viewer held).
 After the load stopped: the time until the consumer group's committed offsets reach the good
-topic's end (lag 0), and lost events (accepted per the simulator minus counted good by the collector). The
-baseline, in the same run, is the idle stack (N = 0). With ``--runs K`` the stack is started K
+topic's end (lag 0), and lost events (accepted per the simulator minus counted good by the
+collector). The baseline, in the same run, is the idle stack (N = 0). With ``--runs K`` the stack is started K
 times and every figure is the median over the runs.
 
-    python -m bench.stack_bench [--levels 3000,10000,30000,100000] [--seconds 60] [--runs 3] [--quick]
+    python -m bench.stack_bench [--levels 3000,10000,30000,100000] [--seconds 60] [--settle 30] [--runs 3]
+    python -m bench.stack_bench --quick     # CI: 0 and 20 viewers, 4 s pings, 2 runs
 """
 
 from __future__ import annotations
@@ -381,6 +382,7 @@ def run_level(
     page: bool,
     idle_rss: dict[str, float],
     ping_interval: float,
+    settle: float = 0.0,
 ) -> dict[str, Any]:
     probe = SSEProbe(stack.viewer + "/api/viewers/stream")
     threading.Thread(target=probe.run, daemon=True).start()
@@ -394,13 +396,13 @@ def run_level(
     if n:
         sim = subprocess.Popen(
             [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", str(n), "--duration", "3600",
-             "--ping-interval", str(ping_interval), "--ramp", str(ramp), "--run-for", str(ramp + seconds + 1),
+             "--ping-interval", str(ping_interval), "--ramp", str(ramp), "--run-for", str(ramp + settle + seconds + 1),
              "--batch-size", "500", "--connections", "4", "--linger", "0.1", "--quiet", "--summary", str(summary),
              "--collector", stack.collector],
             env=stack.env, stdout=subprocess.DEVNULL, stderr=open(stack.state / "simulate.log", "ab"),  # noqa: SIM115
         )  # fmt: skip
     roots = [stack.up.pid] + ([sim.pid] if sim else [])
-    time.sleep(ramp if n else 1.0)
+    time.sleep(ramp + settle if n else 1.0)  # the window starts once the audience has settled
     pids = component_pids(roots)
     cpu0, c0, t0, wall0 = cpu_by_component(pids), stack.counters(), time.monotonic(), time.time()
     load0 = os.getloadavg()[0]
@@ -452,6 +454,7 @@ def run_level(
         "viewers": n,
         "window_s": round(elapsed, 1),
         "ramp_s": ramp if n else 0.0,
+        "settle_s": settle if n else 0.0,
         "load_avg": round((load0 + load1) / 2, 2),
         "events_per_s": events / elapsed,
         "events": events,
@@ -542,7 +545,12 @@ def ramp_for(n: int, quick: bool) -> float:
 
 
 def one_run(
-    levels: list[int], seconds: float, quick: bool, page_level: int | None, ping_interval: float
+    levels: list[int],
+    seconds: float,
+    quick: bool,
+    page_level: int | None,
+    ping_interval: float,
+    settle: float,
 ) -> list[dict[str, Any]]:
     stack = start_stack()
     results: list[dict[str, Any]] = []
@@ -557,6 +565,7 @@ def one_run(
                 n == page_level,
                 idle_rss,
                 ping_interval,
+                settle,
             )
             if n == 0:
                 idle_rss = r["rss_mb"]
@@ -595,6 +604,12 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", type=int, default=3, help="start the stack this many times; figures are medians"
     )
     ap.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="after the ramp, before the window (the joiners' pre-rolls end)",
+    )
+    ap.add_argument(
         "--page-level", type=int, default=None, help="level with the Chromium page (default: first)"
     )
     ap.add_argument("--quick", action="store_true", help="CI size: 0 and 20 viewers, 10 s windows, 2 runs")
@@ -606,7 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path("/usr/bin/chromium").exists():
         page_level = None
     ping = QUICK_PING_INTERVAL_S if args.quick else PING_INTERVAL_S
-    all_runs = [one_run(levels, seconds, args.quick, page_level, ping) for _ in range(runs)]
+    settle = 0.0 if args.quick else args.settle
+    all_runs = [one_run(levels, seconds, args.quick, page_level, ping, settle) for _ in range(runs)]
     results = median_of(all_runs)
     print(report(results, seconds, runs, ping))
     out = ROOT / "bench" / "results"
