@@ -680,7 +680,8 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
             f"| {r['viewers']:,.0f} | {r['events_per_s']:,.0f} | {r['sse_status_p50_s']:.2f} / {r['sse_status_p99_s']:.2f} s | "
             f"{r['sse_ping_p50_s']:.2f} / {r['sse_ping_p99_s']:.2f} s | "
             f"{r['sse_new_p50_s']:.2f} / {r['sse_new_p99_s']:.2f} s | {page} | "
-            f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s) | {r['lost']:.0f} | "
+            f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s) | "
+            f"{'backlog' if r.get('sim_backlog_killed') else format(r['lost'], '.0f')} | "
             + " / ".join(f"{c.get(k, 0):.0f}" for k in comps)
             + " | "
             + (" / ".join(f"{u.get(k, 0):.0f}" for k in comps) if r["viewers"] else "—")
@@ -688,14 +689,14 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
         )
     lines += [
         "",
-        "| viewers | DynamoDB writes / viewer-hour | events / viewer-hour (one write per event) | writes / event | "
+        "| viewers | held | DynamoDB writes / viewer-hour | events / viewer-hour (one write per event) | writes / event | "
         "profiles B / viewer | viewer B / viewer | RSS MB profiles / viewer |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results[1:]:
         b, m = r["bytes_per_viewer"], r["rss_mb"]
         lines.append(
-            f"| {r['viewers']:,.0f} | {r['writes_per_viewer_hour']:,.1f} | {r['events_per_viewer_hour']:,.1f} | "
+            f"| {r['viewers']:,.0f} | {'yes' if held(r) else 'no'} | {r['writes_per_viewer_hour']:,.1f} | {r['events_per_viewer_hour']:,.1f} | "
             f"{r['writes_per_event']:.2f} | {b['profiles']:,.0f} | {b['viewer']:,.0f} | "
             f"{m.get('profiles', 0):.0f} / {m.get('viewer', 0):.0f} |"
         )
