@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -699,6 +700,24 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
             f"| {r['viewers']:,.0f} | {'yes' if held(r) else 'no'} | {r['writes_per_viewer_hour']:,.1f} | {r['events_per_viewer_hour']:,.1f} | "
             f"{r['writes_per_event']:.2f} | {b['profiles']:,.0f} | {b['viewer']:,.0f} | "
             f"{m.get('profiles', 0):.0f} / {m.get('viewer', 0):.0f} |"
+        )
+    lines += [
+        "",
+        "Marginal CPU per event between consecutive levels (extra CPU-seconds / extra events: the idle "
+        "cost of each process taken out):",
+        "",
+        "| levels | " + " | ".join(comps) + " | total |",
+        "| --- |" + " ---: |" * (len(comps) + 1),
+    ]
+    for lo, hi in itertools.pairwise(results):
+        d_rate = hi["events_per_s"] - lo["events_per_s"]
+        if d_rate <= 0:
+            continue
+        us = [1e4 * (hi["cpu_pct"].get(k, 0) - lo["cpu_pct"].get(k, 0)) / d_rate for k in comps]
+        lines.append(
+            f"| {lo['viewers']:,.0f} → {hi['viewers']:,.0f} | "
+            + " | ".join(f"{x:,.0f}" for x in us)
+            + f" | {sum(us):,.0f} µs |"
         )
     holding = [r["viewers"] for r in results if held(r)]
     lines += [
