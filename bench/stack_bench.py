@@ -658,6 +658,11 @@ def held(r: dict[str, Any]) -> bool:
     )
 
 
+def _pair(r: dict[str, Any], name: str) -> str:
+    p50, p99 = r.get(f"{name}_p50_s", float("nan")), r.get(f"{name}_p99_s", float("nan"))
+    return "—" if p99 != p99 else f"{p50:.2f} / {p99:.2f} s"
+
+
 def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interval: float) -> str:
     comps = ("simulator", "collector", "profiles", "viewer", "broker", "dynamodb")
     lines = [
@@ -678,9 +683,8 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
             else "—"
         )
         lines.append(
-            f"| {r['viewers']:,.0f} | {r['events_per_s']:,.0f} | {r['sse_status_p50_s']:.2f} / {r['sse_status_p99_s']:.2f} s | "
-            f"{r['sse_ping_p50_s']:.2f} / {r['sse_ping_p99_s']:.2f} s | "
-            f"{r['sse_new_p50_s']:.2f} / {r['sse_new_p99_s']:.2f} s | {page} | "
+            f"| {r['viewers']:,.0f} | {r['events_per_s']:,.0f} | {_pair(r, 'sse_status')} | {_pair(r, 'sse_ping')} | "
+            f"{_pair(r, 'sse_new')} | {page} | "
             f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s) | "
             f"{'backlog' if r.get('sim_backlog_killed') else format(r['lost'], '.0f')} | "
             + " / ".join(f"{c.get(k, 0):.0f}" for k in comps)
