@@ -219,7 +219,9 @@ class SSEProbe:
                 self.statuses[p["viewer_id"]] = p.get("status", "")
             self.connected.set()
             return
-        if event != "delta":
+        if event.startswith("touch"):  # touches as an SSE event of their own
+            doc = {"touches": doc}
+        elif event != "delta":
             return
         self.deltas += 1
         statuses, add = self.statuses, self.samples.append
