@@ -1,25 +1,49 @@
-"""Capacity of the whole local stack (`lvp up`): the most concurrent simulated viewers it sustains
-on this machine with a 10 s ping interval while event → SSE latency stays p99 < 1 s and the
-consumer lag stays bounded.
+"""The whole stack (`lvp up`) under `lvp simulate`: how many concurrent viewers it carries on this
+machine with event → SSE p99 < 1 s, and where the CPU goes.
 
-For each level of N viewers it runs `lvp simulate` against the stack for a while and measures,
-from the outside: events/s accepted, event → SSE push latency at a connected client (push time
-minus the profile's `last_seen`, the collector's receive time of its newest event), consumer
-lag (from the profiles consumer's Prometheus endpoint), CPU and RSS of every component (from
-/proc). The baseline in the same run is the stack idle (N = 0).
+The figure comes from the whole path: simulator → collector → Kafka → profiles consumer →
+changes topic → viewer → an SSE client of ``/api/viewers/stream`` (and, at one level, the live
+page in Chromium). Event → SSE latency = the client's receive time of a push minus the pushed
+profile's ``last_seen`` (the collector's receive time of the viewer's newest event). It is
+reported separately for
 
-    python -m bench.stack_bench [--levels 1000,2000,5000] [--seconds 60] [--quick]
+* **status** pushes: the profile's status differs from the one the client held — published at
+  once;
+* **ping** pushes: the status is unchanged and the newest event is a media ping — the consumer
+  may batch these (touches);
+* **new** viewers: the first push of a viewer the client did not hold (its first events; the
+  consumer first looks the viewer up in DynamoDB).
+
+The events carried by pushes slower than 1 s are counted by name (``sse_slow_by_event``).
+
+For each level of N viewers, `lvp simulate` (realistic media-plugin traffic: 30 s pings, ads,
+pauses — some for minutes —, seeks, buffering, abandons replaced by new viewers, late and
+duplicated events, raw ids in page URLs) lets N viewers join over a ramp (~400 a second), lets their pre-rolls end (``--settle``), then
+runs for the measured window; it then stops and delivers every event it generated. Measured in the window:
+events/s accepted, latencies, CPU of every component per event (simulator, collector, profiles,
+viewer, broker, DynamoDB; from /proc), DynamoDB write requests (the profiles consumer's
+``lvp_profiles_flush_size`` sum) per viewer-hour next to the events per viewer-hour (what one
+write per event would cost), and memory per viewer (RSS over the idle stack's, per viewer held).
+After the load stopped: the time until the consumer group's committed offsets reach the good
+topic's end (lag 0), and lost events (accepted per the simulator minus counted good by the
+collector). The baseline, in the same run, is the idle stack (N = 0). With ``--runs K`` the stack is started K
+times and every figure is the median over the runs.
+
+    python -m bench.stack_bench [--levels 3000,10000,30000,100000] [--seconds 60] [--settle 30] [--runs 3]
+    python -m bench.stack_bench --quick     # CI: 0 and 20 viewers, 4 s pings, 2 runs
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,22 +55,57 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from lvp.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
+PING_INTERVAL_S = 30.0  # the media plugin's default
+QUICK_PING_INTERVAL_S = 4.0  # --quick: short windows still see pings
 COMPONENTS = {
+    "simulator": re.compile(r"lvp\.cli simulate"),
     "collector": re.compile(r"lvp\.cli collector"),
     "profiles": re.compile(r"lvp\.cli profiles"),
     "viewer": re.compile(r"lvp\.cli viewer"),
     "broker": re.compile(r"tansu"),
     "dynamodb": re.compile(r"DynamoDBLocal|moto"),
-    "simulator": re.compile(r"lvp\.cli simulate"),
 }
 TICK = os.sysconf("SC_CLK_TCK")
+PAGE_HOOK_JS = """
+(() => {
+  const Orig = window.EventSource;
+  if (!Orig || window.__lvpLat) return;
+  window.__lvpLat = [];
+  const seen = new Map();
+  function Hooked(url, opts) {
+    const es = new Orig(url, opts);
+    es.addEventListener("snapshot", (e) => {
+      try { for (const p of JSON.parse(e.data).viewers || []) seen.set(p.viewer_id, p.status); } catch (_) {}
+    });
+    es.addEventListener("delta", (e) => {
+      const now = Date.now();  // the page's own receive time of this push
+      let d;
+      try { d = JSON.parse(e.data); } catch (_) { return; }
+      for (const p of d.upsert || []) {
+        const prev = seen.get(p.viewer_id);
+        seen.set(p.viewer_id, p.status);
+        if (!p.last_seen) continue;
+        const kind = prev === undefined ? "new" : prev !== p.status ? "status"
+          : p.last_event_name === "ping" ? "ping" : "other";
+        window.__lvpLat.push([now / 1000, (now - Date.parse(p.last_seen)) / 1000, kind]);
+      }
+    });
+    return es;
+  }
+  Hooked.prototype = Orig.prototype;
+  Hooked.CONNECTING = 0; Hooked.OPEN = 1; Hooked.CLOSED = 2;
+  window.EventSource = Hooked;
+})();
+"""
 
 
+# --- /proc ----------------------------------------------------------------------------------------
 def _proc_table() -> dict[int, tuple[int, str]]:
     out = {}
     for d in Path("/proc").glob("[0-9]*"):
@@ -59,9 +118,9 @@ def _proc_table() -> dict[int, tuple[int, str]]:
     return out
 
 
-def component_pids(root_pid: int, extra: list[int]) -> dict[str, list[int]]:
+def component_pids(root_pids: list[int]) -> dict[str, list[int]]:
     table = _proc_table()
-    family = {root_pid, *extra}
+    family = set(root_pids)
     changed = True
     while changed:
         changed = False
@@ -75,6 +134,7 @@ def component_pids(root_pid: int, extra: list[int]) -> dict[str, list[int]]:
         for name, pattern in COMPONENTS.items():
             if pattern.search(cmd):
                 found.setdefault(name, []).append(pid)
+                break
     return found
 
 
@@ -96,17 +156,48 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_by_component(pids: dict[str, list[int]]) -> dict[str, float]:
+    out = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+    out["bench"] = time.process_time()  # this process: the SSE client and the sampling
+    return out
+
+
+def rss_by_component(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(rss_mb(p) for p in ps) for name, ps in pids.items()}
+
+
+# --- Prometheus text --------------------------------------------------------------------------------
+def scrape(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return ""
+
+
+def metric_sum(text: str, name: str, match: str = "") -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and match in line:
+            with contextlib.suppress(ValueError):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# --- the SSE client -----------------------------------------------------------------------------------
 @dataclass
 class SSEProbe:
-    """A client of the live stream that records event → push latencies."""
+    """A client of the live stream: (receive time, latency, kind) of every profile pushed."""
 
     url: str
-    latencies: list[float] = field(default_factory=list)
+    samples: list[tuple[float, float, str]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # the newest event's name, per sample
     deltas: int = 0
+    statuses: dict[str, str] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    connected: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        with httpx.Client(timeout=None) as client:
+        with httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client:
             while not self.stop.is_set():
                 try:
                     with client.stream("GET", self.url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
@@ -116,16 +207,130 @@ class SSEProbe:
                                 return
                             if line.startswith("event:"):
                                 event = line[6:].strip()
-                            elif line.startswith("data:") and event == "delta":
-                                now = time.time()
-                                self.deltas += 1
-                                for p in json.loads(line[5:]).get("upsert", []):
-                                    seen = p.get("last_seen")
-                                    if seen:
-                                        ts = datetime.fromisoformat(seen.replace("Z", "+00:00")).timestamp()
-                                        self.latencies.append(now - ts)
+                            elif line.startswith("data:"):
+                                self._frame(event, line[5:], time.time())
                 except httpx.HTTPError:
                     time.sleep(0.5)
+
+    def _frame(self, event: str, data: str, now: float) -> None:
+        doc = orjson.loads(data)
+        if event == "snapshot":
+            for p in doc.get("viewers", []):
+                self.statuses[p["viewer_id"]] = p.get("status", "")
+            self.connected.set()
+            return
+        if event.startswith("touch"):  # touches as an SSE event of their own
+            doc = {"touches": doc}
+        elif event != "delta":
+            return
+        self.deltas += 1
+        statuses, add = self.statuses, self.samples.append
+        for p in doc.get("upsert", []):
+            vid, status = p.get("viewer_id"), p.get("status")
+            prev = statuses.get(vid)
+            statuses[vid] = status
+            seen = p.get("last_seen")
+            if not seen:
+                continue
+            name = p.get("last_event_name") or ""
+            kind = (
+                "new"
+                if prev is None
+                else "status"
+                if prev != status
+                else "ping"
+                if name == "ping"
+                else "other"
+            )
+            add((now, now - _epoch(seen), kind))
+            self.names.append(name)
+        for key, value in doc.items():  # pings batched as touches, whatever the delta calls them
+            if key.startswith("touch"):
+                for patch in _touch_patches(value):
+                    seen = patch.get("last_seen")
+                    if seen:
+                        name = patch.get("last_event_name") or ""
+                        add((now, now - _epoch(seen), "ping" if name == "ping" else "other"))
+                        self.names.append(name)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _touch_patches(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict) and isinstance(value.get("fields"), list):  # the changes topic's shape
+        names = value["fields"]
+        return [
+            dict(zip(names, row[1:], strict=False))
+            for row in value.get("touches", [])
+            if isinstance(row, list)
+        ]
+    if isinstance(value, dict):
+        return [v for v in value.values() if isinstance(v, dict)]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, dict)]
+    return []
+
+
+class PageProbe:
+    """The live page in Chromium, its EventSource hooked to note its own receive time of each push."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.samples: list[tuple[float, float, str]] = []
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.error = ""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            from playwright.sync_api import sync_playwright
+
+            from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.add_init_script(PAGE_HOOK_JS)
+                page.goto(self.base + "/")
+                page.fill("#token", TOKEN)
+                page.click("#login-btn")
+                page.wait_for_function("() => window.__lvpLat !== undefined", timeout=30000)
+                self.ready.set()
+                while not self.stop.wait(1.0):
+                    self.samples += [tuple(x) for x in page.evaluate("() => window.__lvpLat.splice(0)")]
+                self.samples += [tuple(x) for x in page.evaluate("() => window.__lvpLat.splice(0)")]
+                browser.close()
+        except Exception as exc:  # the page is an extra figure: report, do not fail the level
+            self.error = f"{type(exc).__name__}: {exc}"[:300]
+            self.ready.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+# --- consumer lag, from the group's committed offsets --------------------------------------------
+def committed_lag(bootstrap: str, topic: str, group: str) -> int | None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = c.committed(parts, timeout=10)
+        lag = 0
+        for tp in committed:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            lag += max(0, high - max(tp.offset, 0))
+        return lag
+    except Exception:
+        return None
+    finally:
+        c.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -135,102 +340,193 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1)))]
 
 
-def scrape_lag(url: str) -> float:
-    try:
-        text = httpx.get(url, timeout=2).text
-    except httpx.HTTPError:
-        return float("nan")
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("lvp_profiles_consumer_lag{")
-    )
+# --- one level ------------------------------------------------------------------------------------
+@dataclass
+class Stack:
+    up: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    env: dict[str, str]
+    state: Path
+
+    @property
+    def collector(self) -> str:
+        return f"http://127.0.0.1:{self.ports['collector']}"
+
+    @property
+    def viewer(self) -> str:
+        return f"http://127.0.0.1:{self.ports['viewer']}"
+
+    @property
+    def metrics(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    def counters(self) -> dict[str, float]:
+        col, prof, view = (
+            scrape(self.collector + "/metrics"),
+            scrape(self.metrics),
+            scrape(self.viewer + "/metrics"),
+        )
+        return {
+            "good": metric_sum(col, "lvp_collector_events_total", 'outcome="good"'),
+            "bad": metric_sum(col, "lvp_collector_events_total", 'outcome="bad"'),
+            "applied": metric_sum(prof, "lvp_profiles_events_applied_total"),
+            "writes": metric_sum(prof, "lvp_profiles_flush_size_sum"),
+            "tracked": metric_sum(prof, "lvp_profiles_tracked_viewers"),
+            "active": metric_sum(view, "lvp_viewer_active_viewers"),
+            "watching": metric_sum(view, "lvp_viewer_active_viewers", 'status="watching"'),
+        }
 
 
 def run_level(
-    n: int, seconds: float, ports: dict[str, int], up_pid: int, env: dict[str, str]
+    stack: Stack,
+    n: int,
+    seconds: float,
+    ramp: float,
+    page: bool,
+    idle_rss: dict[str, float],
+    ping_interval: float,
+    settle: float = 0.0,
 ) -> dict[str, Any]:
-    viewer = f"http://127.0.0.1:{ports['viewer']}"
-    probe = SSEProbe(viewer + "/api/viewers/stream")
-    t = threading.Thread(target=probe.run, daemon=True)
-    t.start()
-    time.sleep(1.0)
+    probe = SSEProbe(stack.viewer + "/api/viewers/stream")
+    threading.Thread(target=probe.run, daemon=True).start()
+    probe.connected.wait(30)
+    page_probe = PageProbe(stack.viewer) if page else None
+    if page_probe is not None:
+        page_probe.ready.wait(60)
+    summary = stack.state / f"sim-{n}-{time.time_ns()}.json"
     sim: subprocess.Popen[bytes] | None = None
-    out = tempfile.NamedTemporaryFile(prefix="sim-", suffix=".log", delete=False)  # noqa: SIM115
+    begin = stack.counters()
     if n:
         sim = subprocess.Popen(
-            [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", str(n),
-             "--duration", str(seconds * 2), "--ping-interval", "10", "--batch-size", "200",
-             "--connections", "16", "--quiet", "--collector", f"http://127.0.0.1:{ports['collector']}"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", str(n), "--duration", "3600",
+             "--ping-interval", str(ping_interval), "--ramp", str(ramp), "--run-for", str(ramp + settle + seconds + 1),
+             "--batch-size", "500", "--connections", "4", "--linger", "0.1", "--quiet", "--summary", str(summary),
+             "--collector", stack.collector],
+            env=stack.env, stdout=subprocess.DEVNULL, stderr=open(stack.state / "simulate.log", "ab"),  # noqa: SIM115
         )  # fmt: skip
-    pids = component_pids(up_pid, [sim.pid] if sim else [])
-    cpu0 = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-    lags: list[float] = []
+    roots = [stack.up.pid] + ([sim.pid] if sim else [])
+    time.sleep(ramp + settle if n else 1.0)  # the window starts once the audience has settled
+    pids = component_pids(roots)
+    cpu0, c0, t0, wall0 = cpu_by_component(pids), stack.counters(), time.monotonic(), time.time()
+    load0 = os.getloadavg()[0]
     rss: dict[str, float] = {}
-    start = time.monotonic()
-    warmup = min(10.0, seconds / 3)
-    probe_start = 0
-    while time.monotonic() - start < seconds:
-        time.sleep(1.0)
-        if time.monotonic() - start >= warmup and not probe_start:
-            probe_start = len(probe.latencies)
-            cpu0 = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-            t0 = time.monotonic()
-        lags.append(scrape_lag(f"http://127.0.0.1:{ports['metrics']}/metrics"))
-        for name, ps in pids.items():
-            rss[name] = max(rss.get(name, 0.0), sum(rss_mb(p) for p in ps))
-    elapsed = time.monotonic() - t0
-    cpu = {name: 100 * (sum(cpu_seconds(p) for p in ps) - cpu0[name]) / elapsed for name, ps in pids.items()}
-    accepted = _collector_events(ports)
+    while time.monotonic() - t0 < seconds:
+        time.sleep(min(2.0, max(0.0, seconds - (time.monotonic() - t0))))
+        for name, mb in rss_by_component(pids).items():
+            rss[name] = max(rss.get(name, 0.0), mb)
+    cpu1, c1, elapsed, wall1 = cpu_by_component(pids), stack.counters(), time.monotonic() - t0, time.time()
+    load1 = os.getloadavg()[0]
+    sim_summary: dict[str, Any] = {}
+    sim_backlog = False
+    window_end = time.monotonic()
     if sim is not None:
-        sim.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            sim.wait(10)
-        if sim.poll() is None:
+        # the simulator stops generating at the window's end and delivers what it generated; a
+        # stack that could not keep up leaves it a backlog it would take too long to deliver:
+        # the level did not hold, and the simulator is stopped without it (not "accepted" events)
+        try:
+            sim.wait(max(120.0, 2 * seconds))
+        except subprocess.TimeoutExpired:
+            sim_backlog = True
             sim.kill()
+            sim.wait(30)
+        with contextlib.suppress(OSError, ValueError):
+            sim_summary = json.loads(summary.read_text())
+    stopped_at = time.monotonic()
+    # the load has stopped: time until the consumer has committed every event on the good topic
+    bootstrap = f"127.0.0.1:{stack.ports['broker']}"
+    topic = stack.env.get("LVP_TOPIC_GOOD", "snowplow-enriched-good")
+    group = stack.env.get("LVP_CONSUMER_GROUP", "lvp-profiles")
+    lag: int | None = None
+    drain_deadline = stopped_at + max(120.0, 3 * seconds)
+    while time.monotonic() < drain_deadline:
+        lag = committed_lag(bootstrap, topic, group)
+        if lag == 0:
+            break
+        time.sleep(0.5)
+    drain_s = time.monotonic() - stopped_at
+    time.sleep(1.5)  # the last publications reach the client
+    end = stack.counters()
     probe.stop.set()
-    lat = probe.latencies[probe_start:]
-    return {
+    page_samples: list[tuple[float, float, str]] = []
+    page_error = ""
+    if page_probe is not None:
+        page_probe.close()
+        page_samples, page_error = page_probe.samples, page_probe.error
+
+    def lat(samples: list[tuple[float, float, str]], kind: str) -> list[float]:
+        return [x for t, x, k in samples if wall0 <= t <= wall1 and (k == kind or kind == "any")]
+
+    events = c1["good"] - c0["good"]
+    cpu_s = {k: cpu1[k] - cpu0.get(k, cpu1[k]) for k in cpu1}
+    hours = elapsed / 3600
+    out: dict[str, Any] = {
         "viewers": n,
-        "events_total": accepted,
-        "latency_p50_s": percentile(lat, 0.5),
-        "latency_p99_s": percentile(lat, 0.99),
-        "latency_samples": len(lat),
-        "lag_max": max((x for x in lags if x == x), default=float("nan")),
-        "lag_last": lags[-1] if lags else float("nan"),
-        "cpu_pct": cpu,
+        "window_s": round(elapsed, 1),
+        "ramp_s": ramp if n else 0.0,
+        "settle_s": settle if n else 0.0,
+        "load_avg": round((load0 + load1) / 2, 2),
+        "events_per_s": events / elapsed,
+        "events": events,
+        "bad_rows": end["bad"] - begin["bad"],
+        "sim_sent": sim_summary.get("sent", 0),
+        "sim_accepted": sim_summary.get("accepted", 0),
+        "sim_duplicates": sim_summary.get("duplicates", 0),
+        "sim_late": sim_summary.get("late", 0),
+        "sessions": sim_summary.get("sessions", 0),
+        "collector_good": end["good"] - begin["good"],
+        "lost": sim_summary.get("accepted", 0) - (end["good"] - begin["good"])
+        if n and not sim_backlog
+        else 0,
+        "sim_backlog_killed": sim_backlog,
+        "sim_flush_s": round(stopped_at - window_end, 1),
+        "lag_after": lag,
+        "drain_s": round(drain_s, 1),
+        "cpu_pct": {k: 100 * v / elapsed for k, v in cpu_s.items()},
+        "cpu_us_per_event": {k: (1e6 * v / events if events else 0.0) for k, v in cpu_s.items()},
+        "dynamodb_writes": c1["writes"] - c0["writes"],
+        "active_viewers": c1["active"],
+        "watching_viewers": c1["watching"],
         "rss_mb": rss,
+        "tracked_viewers": c1["tracked"],
     }
+    slow: dict[str, int] = {}  # which events the pushes slower than 1 s carried
+    for (t, x, _), name in zip(probe.samples[:], probe.names[:], strict=False):
+        if wall0 <= t <= wall1 and x > 1.0:
+            slow[name] = slow.get(name, 0) + 1
+    out["sse_slow_by_event"] = dict(sorted(slow.items(), key=lambda kv: -kv[1]))
+    for kind in ("status", "ping", "new", "other", "any"):
+        xs = lat(probe.samples, kind)
+        out[f"sse_{kind}_n"] = len(xs)
+        out[f"sse_{kind}_p50_s"] = percentile(xs, 0.5)
+        out[f"sse_{kind}_p99_s"] = percentile(xs, 0.99)
+    if page_probe is not None:
+        for kind in ("status", "ping", "new"):
+            xs = lat(page_samples, kind)
+            out[f"page_{kind}_n"] = len(xs)
+            out[f"page_{kind}_p50_s"] = percentile(xs, 0.5)
+            out[f"page_{kind}_p99_s"] = percentile(xs, 0.99)
+        out["page_error"] = page_error
+    if n and hours:
+        out["writes_per_viewer_hour"] = out["dynamodb_writes"] / (n * hours)
+        out["events_per_viewer_hour"] = events / (
+            n * hours
+        )  # = writes per viewer-hour at one write per event
+        out["writes_per_event"] = out["dynamodb_writes"] / events if events else 0.0
+        held = {"profiles": max(c1["tracked"], 1.0), "viewer": max(c1["active"], 1.0)}
+        out["bytes_per_viewer"] = {
+            k: 1024 * 1024 * max(0.0, rss.get(k, 0.0) - idle_rss.get(k, 0.0)) / held[k] for k in held
+        }
+    return out
 
 
-def _collector_events(ports: dict[str, int]) -> float:
-    try:
-        text = httpx.get(f"http://127.0.0.1:{ports['collector']}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return float("nan")
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("lvp_collector_events_total{") and 'outcome="good"' in line
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--levels", default="1000,2000,5000,10000", help="viewer counts, comma-separated")
-    ap.add_argument("--seconds", type=float, default=60.0, help="measurement time per level")
-    ap.add_argument("--quick", action="store_true", help="CI size: 0 and 20 viewers, 12 s each")
-    args = ap.parse_args(argv)
-    levels = [0, 20] if args.quick else [0, *(int(x) for x in args.levels.split(","))]
-    seconds = 12.0 if args.quick else args.seconds
-
+# --- the stack ------------------------------------------------------------------------------------
+def start_stack() -> Stack:
     ports = {n: free_port() for n in ("collector", "viewer", "tracker", "broker", "dynamodb", "metrics")}
-    state = tempfile.mkdtemp(prefix="lvp-bench-")
-    env = {**os.environ, "LVP_STATE_DIR": state, "LVP_API_TOKENS": TOKEN, "LVP_DEV": "1"}
+    state = Path(tempfile.mkdtemp(prefix="lvp-bench-"))
+    env = {**os.environ, "LVP_STATE_DIR": str(state), "LVP_API_TOKENS": TOKEN, "LVP_DEV": "1"}
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "AWS_ENDPOINT_URL", "LVP_PSEUDONYM_KEY"):
         env.pop(var, None)
-    log = open(Path(state) / "lvp-up.log", "wb")  # noqa: SIM115
+    log = open(state / "lvp-up.log", "wb")  # noqa: SIM115
     up = subprocess.Popen(
         [sys.executable, "-m", "lvp.cli", "up",
          "--collector-port", str(ports["collector"]), "--viewer-port", str(ports["viewer"]),
@@ -238,50 +534,202 @@ def main(argv: list[str] | None = None) -> int:
          "--dynamodb-port", str(ports["dynamodb"]), "--metrics-port", str(ports["metrics"])],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
-    results = []
+    stack = Stack(up, ports, env, state)
+    deadline = time.monotonic() + 240
+    while b"is up" not in (state / "lvp-up.log").read_bytes():
+        if up.poll() is not None or time.monotonic() > deadline:
+            stop_stack(stack)
+            raise RuntimeError("lvp up did not come up:\n" + (state / "lvp-up.log").read_text()[-3000:])
+        time.sleep(0.3)
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.up.send_signal(signal.SIGTERM)  # (SIGINT is ignored by a stack started from a background job)
     try:
-        deadline = time.monotonic() + 180
-        while b"is up" not in (Path(state) / "lvp-up.log").read_bytes():
-            if up.poll() is not None or time.monotonic() > deadline:
-                print((Path(state) / "lvp-up.log").read_text()[-3000:], file=sys.stderr)
-                return 1
-            time.sleep(0.3)
+        stack.up.wait(60)
+    except subprocess.TimeoutExpired:
+        stack.up.kill()
+
+
+def ramp_for(n: int, quick: bool) -> float:
+    """Viewers join over this long: ~400 a second (each join is a burst of ~12 events)."""
+    return 2.0 if quick else max(10.0, n / 400)
+
+
+def one_run(
+    levels: list[int],
+    seconds: float,
+    quick: bool,
+    page_level: int | None,
+    ping_interval: float,
+    settle: float,
+) -> list[dict[str, Any]]:
+    stack = start_stack()
+    results: list[dict[str, Any]] = []
+    try:
+        idle_rss: dict[str, float] = {}
         for n in levels:
-            r = run_level(n, seconds, ports, up.pid, env)
+            r = run_level(
+                stack,
+                n,
+                seconds if n else min(seconds, 15.0),
+                ramp_for(n, quick),
+                n == page_level,
+                idle_rss,
+                ping_interval,
+                settle,
+            )
+            if n == 0:
+                idle_rss = r["rss_mb"]
             results.append(r)
             print(f"level {n}: {json.dumps(r)}", file=sys.stderr, flush=True)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-    print(report(results, seconds))
+        stop_stack(stack)
+    return results
+
+
+def median_of(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per level, the median of every numeric figure over the runs (dicts figure by figure)."""
+
+    def med(values: list[Any]) -> Any:
+        if all(isinstance(v, dict) for v in values):
+            keys = {k for v in values for k in v}
+            return {k: med([v.get(k, 0.0) for v in values]) for k in keys}
+        if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            nums = [v for v in values if v == v]  # NaN: no sample in that run
+            return statistics.median(nums) if nums else float("nan")
+        return values[0] if all(v == values[0] for v in values) else values
+
+    out = []
+    for i, first in enumerate(runs[0]):
+        merged = {k: med([run[i].get(k) for run in runs]) for k in first}
+        merged["runs"] = len(runs)
+        out.append(merged)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--levels", default="3000,10000,30000,100000", help="viewer counts, comma-separated")
+    ap.add_argument("--seconds", type=float, default=60.0, help="measured window per level (after the ramp)")
+    ap.add_argument(
+        "--runs", type=int, default=3, help="start the stack this many times; figures are medians"
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="after the ramp, before the window (the joiners' pre-rolls end)",
+    )
+    ap.add_argument(
+        "--page-level", type=int, default=None, help="level with the Chromium page (default: first)"
+    )
+    ap.add_argument("--quick", action="store_true", help="CI size: 0 and 20 viewers, 10 s windows, 2 runs")
+    args = ap.parse_args(argv)
+    levels = [0, 20] if args.quick else [0, *(int(x) for x in args.levels.split(","))]
+    seconds = 10.0 if args.quick else args.seconds
+    runs = 2 if args.quick else args.runs
+    page_level = args.page_level if args.page_level is not None else levels[1]
+    if not Path("/usr/bin/chromium").exists():
+        page_level = None
+    ping = QUICK_PING_INTERVAL_S if args.quick else PING_INTERVAL_S
+    settle = 0.0 if args.quick else args.settle
+    all_runs = [one_run(levels, seconds, args.quick, page_level, ping, settle) for _ in range(runs)]
+    results = median_of(all_runs)
+    print(report(results, seconds, runs, ping))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"stack-{'quick' if args.quick else 'full'}.json").write_text(json.dumps(results, indent=2))
-    return 0 if all(r["latency_samples"] > 0 for r in results[1:]) else 1
+    name = "quick" if args.quick else "full"
+    (out / f"stack-{name}.json").write_text(json.dumps({"median": results, "runs": all_runs}, indent=2))
+    (out / f"stack-{name}.md").write_text(report(results, seconds, runs, ping) + "\n")
+    ok = all(r["sse_any_n"] > 0 and r["lost"] == 0 and r["lag_after"] == 0 for r in results[1:])
+    return 0 if ok else 1
 
 
-def report(results: list[dict[str, Any]], seconds: float) -> str:
+def held(r: dict[str, Any]) -> bool:
+    """A level holds: status and ping pushes p99 < 1 s, lag back to 0, and the simulator's events
+    all delivered without a backlog."""
+    p99s = [r[f"sse_{k}_p99_s"] for k in ("status", "ping") if r.get(f"sse_{k}_n")]
+    return (
+        r["viewers"] > 0
+        and bool(p99s)
+        and all(x < 1.0 for x in p99s)
+        and r["lag_after"] == 0
+        and not r.get("sim_backlog_killed")
+    )
+
+
+def _pair(r: dict[str, Any], name: str) -> str:
+    p50, p99 = r.get(f"{name}_p50_s", float("nan")), r.get(f"{name}_p99_s", float("nan"))
+    return "—" if p99 != p99 else f"{p50:.2f} / {p99:.2f} s"
+
+
+def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interval: float) -> str:
+    comps = ("simulator", "collector", "profiles", "viewer", "broker", "dynamodb")
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{seconds:.0f} s per level, 10 s ping interval",
+        f"{seconds:.0f} s measured per level after the ramp, {ping_interval:g} s pings, median of {runs} run(s), "
+        f"{datetime.now().date()}",
         "",
-        "| viewers | good events (cum.) | event→SSE p50 | p99 | max lag | CPU % collector / profiles / viewer / broker / dynamodb / simulator | RSS MB collector / profiles / viewer |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| viewers | events/s | event→SSE status p50 / p99 | ping p50 / p99 | new viewer p50 / p99 | "
+        "page status / ping p99 | lag 0 after stop | lost | "
+        "CPU % " + " / ".join(comps) + " | CPU µs/event " + " / ".join(comps) + " | load avg |",
+        "| ---: | ---: | --- | --- | --- | --- | --- | ---: | --- | --- | ---: |",
     ]
     for r in results:
-        c, m = r["cpu_pct"], r["rss_mb"]
-        cpu = " / ".join(
-            f"{c.get(k, 0):.0f}"
-            for k in ("collector", "profiles", "viewer", "broker", "dynamodb", "simulator")
+        c, u = r["cpu_pct"], r["cpu_us_per_event"]
+        page = (
+            f"{r['page_status_p99_s']:.2f} / {r['page_ping_p99_s']:.2f} s"
+            if "page_status_p99_s" in r
+            else "—"
         )
-        rss = " / ".join(f"{m.get(k, 0):.0f}" for k in ("collector", "profiles", "viewer"))
         lines.append(
-            f"| {r['viewers']} | {r['events_total']:.0f} | {r['latency_p50_s']:.3f} s | {r['latency_p99_s']:.3f} s | "
-            f"{r['lag_max']:.0f} | {cpu} | {rss} |"
+            f"| {r['viewers']:,.0f} | {r['events_per_s']:,.0f} | {_pair(r, 'sse_status')} | {_pair(r, 'sse_ping')} | "
+            f"{_pair(r, 'sse_new')} | {page} | "
+            f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s) | "
+            f"{'backlog' if r.get('sim_backlog_killed') else format(r['lost'], '.0f')} | "
+            + " / ".join(f"{c.get(k, 0):.0f}" for k in comps)
+            + " | "
+            + (" / ".join(f"{u.get(k, 0):.0f}" for k in comps) if r["viewers"] else "—")
+            + f" | {r['load_avg']:.1f} |"
         )
+    lines += [
+        "",
+        "| viewers | held | DynamoDB writes / viewer-hour | events / viewer-hour (one write per event) | writes / event | "
+        "profiles B / viewer | viewer B / viewer | RSS MB profiles / viewer |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results[1:]:
+        b, m = r["bytes_per_viewer"], r["rss_mb"]
+        lines.append(
+            f"| {r['viewers']:,.0f} | {'yes' if held(r) else 'no'} | {r['writes_per_viewer_hour']:,.1f} | {r['events_per_viewer_hour']:,.1f} | "
+            f"{r['writes_per_event']:.2f} | {b['profiles']:,.0f} | {b['viewer']:,.0f} | "
+            f"{m.get('profiles', 0):.0f} / {m.get('viewer', 0):.0f} |"
+        )
+    lines += [
+        "",
+        "Marginal CPU per event between consecutive levels (extra CPU-seconds / extra events: the idle "
+        "cost of each process taken out):",
+        "",
+        "| levels | " + " | ".join(comps) + " | total |",
+        "| --- |" + " ---: |" * (len(comps) + 1),
+    ]
+    for lo, hi in itertools.pairwise(results):
+        d_rate = hi["events_per_s"] - lo["events_per_s"]
+        if d_rate <= 0:
+            continue
+        us = [1e4 * (hi["cpu_pct"].get(k, 0) - lo["cpu_pct"].get(k, 0)) / d_rate for k in comps]
+        lines.append(
+            f"| {lo['viewers']:,.0f} → {hi['viewers']:,.0f} | "
+            + " | ".join(f"{x:,.0f}" for x in us)
+            + f" | {sum(us):,.0f} µs |"
+        )
+    holding = [r["viewers"] for r in results if held(r)]
+    lines += [
+        "",
+        f"Largest level that holds (status and ping p99 < 1 s, lag back to 0): {max(holding, default=0):,.0f}",
+    ]
     return "\n".join(lines)
 
 

@@ -1,14 +1,26 @@
 """`lvp simulate`: synthetic viewers over the real tracker protocol.
 
 Each viewer is a scripted but random media session (startup, pre-roll ad pod with skips and
-clicks, play, pauses, seeks, buffering, a mid-roll, pings, percent progress, end — some
-abandon), emitted as Snowplow media plugin v4 events with the media_player / session / ad
-entities the JavaScript tracker sends. Events of many viewers are packed into tp2 POST batches
-on keep-alive connections. 503/429 answers are honoured (Retry-After) and retried — an event is
-never dropped — and so are failed connections (a collector restarting), until the collector has
-been unreachable for ``--give-up-after`` seconds: then the run stops with exit 1 and says so.
-``--expect FILE`` writes each viewer's raw ids, pseudonym and expected final status as JSON
-Lines.
+clicks, play, pauses — some for minutes —, seeks, buffering, a mid-roll, pings, percent progress,
+end — some abandon), emitted as Snowplow media plugin v4 events with the media_player / session /
+ad entities the JavaScript tracker sends. Events of many viewers are packed into tp2 POST batches
+on a few keep-alive connections. 503/429 answers are honoured (Retry-After) and retried — an
+event is never dropped — and so are failed connections (a collector restarting), until the
+collector has been unreachable for ``--give-up-after`` seconds: then the run stops with exit 1
+and says so. ``--expect FILE`` writes each viewer's raw ids, pseudonym and expected final status
+as JSON Lines.
+
+Cheap enough for 100,000 concurrent viewers in one process: viewers are not tasks; each one's
+next event sits in one heap of due times that a single loop pops, and each viewer's constant
+payload fields and entity JSON are encoded once. ``--run-for S`` keeps ``--viewers`` sessions
+going for S real seconds (a viewer who leaves is replaced by a new one), then stops, delivers
+everything already generated and exits; SIGTERM / SIGINT do the same earlier.
+
+Traffic shapes (:class:`Traffic`; the CLI's defaults are a realistic mix): events that arrive
+late (held back a few seconds, as a tracker's queue does on a flaky network), events sent twice
+(same event id: a retry whose first answer was lost), raw identifiers inside page URLs (the
+collector must scrub them), and pauses lasting minutes (one ping while paused, as the media
+plugin's ``maxPausedPings`` = 1, then silence).
 """
 
 from __future__ import annotations
@@ -16,7 +28,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
+import itertools
 import random
+import signal
 import sys
 import time
 import uuid
@@ -71,15 +86,43 @@ USER_AGENTS = (
     "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/4.0 "
     "Chrome/76.0.3809.146 TV Safari/537.36",
 )
-
+#: The media plugin's default ping interval (s).
+MEDIA_PING_INTERVAL_S = 30.0
 
 Step = tuple[float, str, dict[str, Any] | None]
+
+_CONTEXTS_OPEN = '{"schema":%s,"data":[' % orjson.dumps(CONTEXTS).decode()  # noqa: UP031
+_UNSTRUCT_OPEN = '{"schema":%s,"data":{"schema":' % orjson.dumps(UNSTRUCT).decode()  # noqa: UP031
+_UE_PREFIX: dict[str, str] = {}
+
+
+def _ue_pr(name: str, data: dict[str, Any] | None) -> str:
+    """The ``ue_pr`` JSON of media event ``name``: the constant prefix per name is encoded once."""
+    prefix = _UE_PREFIX.get(name)
+    if prefix is None:
+        prefix = _UE_PREFIX[name] = _UNSTRUCT_OPEN + orjson.dumps(MEDIA.format(name)).decode() + ',"data":'
+    return prefix + (orjson.dumps(data).decode() if data else "{}") + "}}"
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Shapes of the traffic beyond the scripted sessions (fractions are per event / viewer)."""
+
+    late: float = 0.0  #: share of events held back ``late_s`` before they are sent
+    late_s: tuple[float, float] = (1.0, 6.0)  #: how late (real s), within the reorder window
+    duplicates: float = 0.0  #: share of events sent a second time (same event id) a little later
+    url_ids: float = 0.0  #: share of viewers whose page URL carries their raw ids
+    long_pauses: float = 0.0  #: share of pauses that last minutes (one paused ping, then silence)
+
+    @classmethod
+    def realistic(cls) -> Traffic:
+        return cls(late=0.01, duplicates=0.005, url_ids=0.2, long_pauses=0.25)
 
 
 # --------------------------------------------------------------------------------------------
 # one viewer's media session
 # --------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Viewer:
     """A simulated viewer: its ids, player model and running media session stats."""
 
@@ -93,6 +136,7 @@ class Viewer:
     useragent: str = ""
     session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     page_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    ids_in_url: bool = False
     # player model
     position: float = 0.0
     paused: bool = True
@@ -102,9 +146,13 @@ class Viewer:
     ad_break: dict[str, Any] | None = None
     started_at: str = ""
     stats: dict[str, float] = field(default_factory=dict)
-    events_sent: int = 0
+    events_sent: int = 0  # distinct events (a duplicate is not counted again)
+    duplicates: int = 0
+    late: int = 0
     abandoned: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    _base: dict[str, str] = field(default_factory=dict)  # payload fields that never change
+    _context_head: str = ""  # contexts JSON up to the media entities (web_page encoded once)
 
     def __post_init__(self) -> None:
         self.title = self.rng.choice(TITLES)
@@ -113,30 +161,35 @@ class Viewer:
         if self.rng.random() < 0.6:
             self.uid = f"user-{self.index}-{uuid.uuid4().hex[:8]}@example.com"
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        url = f"https://demo.example/watch/{self.index}"
+        if self.ids_in_url:  # a site that leaks its ids into the URL: the collector must scrub them
+            url += f"?viewer={self.duid}" + (f"&email={self.uid}" if self.uid else "")
+        self._base = {
+            "tv": "lvp-sim-0.2.0", "tna": "sim", "aid": self.app_id, "p": "web", "duid": self.duid,
+            "sid": self.session_id, "vid": "1", "url": url, "ua": self.useragent, "lang": "en-US",
+            "res": "1920x1080", "cookie": "1", "tz": "Europe/London",
+        }  # fmt: skip
+        if self.uid:
+            self._base["uid"] = self.uid
+        self._context_head = (
+            _CONTEXTS_OPEN + orjson.dumps({"schema": WEB_PAGE, "data": {"id": self.page_id}}).decode()
+        )
 
     # -- protocol --------------------------------------------------------------------------
     def event(self, name: str, data: dict[str, Any] | None = None) -> dict[str, str]:
         """One payload_data item for media event ``name`` (or ``page_view``)."""
         now_ms = str(int(time.time() * 1000))
-        entities: list[dict[str, Any]] = [{"schema": WEB_PAGE, "data": {"id": self.page_id}}]
-        item: dict[str, str] = {
-            "eid": str(uuid.uuid4()), "tv": "lvp-sim-0.1.0", "tna": "sim", "aid": self.app_id,
-            "p": "web", "dtm": now_ms, "stm": now_ms, "duid": self.duid, "sid": self.session_id,
-            "vid": "1", "url": f"https://demo.example/watch/{self.index}", "ua": self.useragent,
-            "lang": "en-US", "res": "1920x1080", "cookie": "1", "tz": "Europe/London",
-        }  # fmt: skip
-        if self.uid:
-            item["uid"] = self.uid
+        item = self._base.copy()
+        item["eid"] = str(uuid.uuid4())
+        item["dtm"] = item["stm"] = now_ms
         if name == "page_view":
             item["e"] = "pv"
             item["page"] = self.title
+            item["co"] = self._context_head + "]}"
         else:
             item["e"] = "ue"
-            item["ue_pr"] = orjson.dumps(
-                {"schema": UNSTRUCT, "data": {"schema": MEDIA.format(name), "data": data or {}}}
-            ).decode()
-            entities += self.media_entities()
-        item["co"] = orjson.dumps({"schema": CONTEXTS, "data": entities}).decode()
+            item["ue_pr"] = _ue_pr(name, data)
+            item["co"] = self._context_head + "," + orjson.dumps(self.media_entities()).decode()[1:] + "}"
         self.events_sent += 1
         self.counts[name] = self.counts.get(name, 0) + 1
         return item
@@ -158,10 +211,11 @@ class Viewer:
         self.stats[stat] = self.stats.get(stat, 0) + amount
 
     # -- the script --------------------------------------------------------------------------
-    def script(self, ping_interval: float, length: float) -> Iterator[Step]:
+    def script(self, ping_interval: float, length: float, long_pauses: float = 0.0) -> Iterator[Step]:
         """Yields (seconds of simulated time to wait first, event name, event data). The caller
         builds the event with :meth:`event` *after* waiting, while the script is suspended, so
-        its timestamps and entities are those of the moment it happens."""
+        its timestamps and entities are those of the moment it happens. ``long_pauses`` is the
+        share of pauses that last minutes instead of seconds."""
         rng = self.rng
         yield 0.0, "page_view", None
         yield rng.uniform(0.2, 1.5), "ready", None
@@ -190,11 +244,17 @@ class Viewer:
             elif roll < 0.08:
                 self.paused, self.status = True, "paused"
                 yield 0.0, "pause", None
-                pause = rng.uniform(1, 3 * ping_interval)
-                self.add("timePaused", pause)
+                long = rng.random() < long_pauses
+                pause = rng.uniform(60, 600) if long else rng.uniform(1, 3 * ping_interval)
                 if rng.random() < 0.15:  # walks away while paused
+                    self.add("timePaused", pause)
                     self.abandoned = True
                     return
+                if long:  # the media plugin pings once while paused (maxPausedPings = 1), then is silent
+                    self.add("timePaused", ping_interval)
+                    yield ping_interval, "ping", None
+                    pause -= ping_interval
+                self.add("timePaused", pause)
                 self.paused, self.status = False, "watching"
                 yield pause, "play", None
             elif roll < 0.14:
@@ -259,11 +319,14 @@ class Viewer:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Counters:
-    sent: int = 0
+    sent: int = 0  # event sends queued (duplicates included)
     accepted: int = 0
     retried: int = 0
     failed_requests: int = 0
     requests: int = 0
+    duplicates: int = 0  # of ``sent``: second sends of an event
+    late: int = 0  # events held back before sending
+    sessions: int = 0  # viewers started (replacements included)
     unreachable_since: float | None = None  # monotonic time of the first failed connection in a row
     last_error: str = ""
     gave_up: str | None = None  # why delivery stopped (the collector unreachable too long)
@@ -274,7 +337,8 @@ class Sender:
 
     Each viewer's events always go through the same connection's queue, in order, as a
     tracker's single event queue does: a batch held back by retries is never overtaken by the
-    same viewer's newer events."""
+    same viewer's newer events. With ``linger_s`` a connection waits that long for a batch to
+    fill before it posts (fewer, fuller requests under load)."""
 
     def __init__(
         self,
@@ -283,12 +347,14 @@ class Sender:
         connections: int,
         counters: Counters,
         give_up_after_s: float = 30.0,
+        linger_s: float = 0.0,
     ) -> None:
         import httpx
 
         self.url = collector.rstrip("/") + TP2_PATH
         self.give_up_after_s = give_up_after_s
         self.batch_size = batch_size
+        self.linger_s = linger_s
         self.queues: list[asyncio.Queue[dict[str, str]]] = [asyncio.Queue() for _ in range(connections)]
         self.counters = counters
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -298,9 +364,14 @@ class Sender:
     def put(self, viewer_index: int, item: dict[str, str]) -> None:
         self.queues[viewer_index % len(self.queues)].put_nowait(item)
 
+    def pending(self) -> int:
+        return sum(q.qsize() for q in self.queues)
+
     async def _worker(self, queue: asyncio.Queue[dict[str, str]]) -> None:
         while True:
             first = await queue.get()
+            if self.linger_s > 0 and queue.qsize() + 1 < self.batch_size:
+                await asyncio.sleep(self.linger_s)
             batch = [first]
             while len(batch) < self.batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -362,27 +433,110 @@ class Sender:
         await self.client.aclose()
 
 
-async def _run_viewer(
-    viewer: Viewer, sender: Sender, counters: Counters, ping_interval: float, length: float, time_scale: float
-) -> None:
-    await asyncio.sleep(viewer.rng.uniform(0, min(5.0, length / 4)) / time_scale)
-    for wait, name, data in viewer.script(ping_interval, length):
-        if wait > 0:
-            await asyncio.sleep(wait / time_scale)
+class _Session:
+    """A viewer being driven: its script and the step due next."""
+
+    __slots__ = ("data", "name", "sent_status", "steps", "viewer")
+
+    def __init__(self, viewer: Viewer, steps: Iterator[Step]) -> None:
+        self.viewer = viewer
+        self.steps: Iterator[Step] | None = steps
+        self.name = ""
+        self.data: dict[str, Any] | None = None
+        self.sent_status = viewer.status
+
+
+class Scheduler:
+    """Every viewer's next event in one heap of due times (loop clock), popped by one loop: no
+    task or timer per viewer. Late and duplicate sends wait in a second heap."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        counters: Counters,
+        *,
+        ping_interval: float,
+        length: float,
+        time_scale: float,
+        traffic: Traffic,
+        rng: random.Random,
+    ) -> None:
+        self.sender = sender
+        self.counters = counters
+        self.ping_interval = ping_interval
+        self.length = length
+        self.time_scale = time_scale
+        self.traffic = traffic
+        self.rng = rng
+        self.heap: list[tuple[float, int, _Session]] = []
+        self.held: list[tuple[float, int, int, dict[str, str]]] = []  # (due, seq, viewer index, item)
+        self.seq = itertools.count()
+        self.live: dict[int, _Session] = {}
+        self.stopping = False
+
+    def add(self, viewer: Viewer, due: float) -> None:
+        session = _Session(viewer, viewer.script(self.ping_interval, self.length, self.traffic.long_pauses))
+        self.counters.sessions += 1
+        self.live[viewer.index] = session
+        self._advance(session, due)
+
+    def _advance(self, session: _Session, due: float) -> bool:
+        """Fetch the session's next step and schedule it; False when the script is over."""
+        assert session.steps is not None
+        try:
+            wait, session.name, session.data = next(session.steps)
+        except StopIteration:
+            session.steps = None
+            del self.live[session.viewer.index]
+            return False
+        heapq.heappush(self.heap, (due + wait / self.time_scale, next(self.seq), session))
+        return True
+
+    def _emit(self, session: _Session, now: float) -> None:
+        viewer, counters, traffic, rng = session.viewer, self.counters, self.traffic, self.rng
+        item = viewer.event(session.name, session.data)
+        session.sent_status = viewer.status
         counters.sent += 1
-        sender.put(viewer.index, viewer.event(name, data))
+        if traffic.late and rng.random() < traffic.late:
+            counters.late += 1
+            viewer.late += 1
+            heapq.heappush(
+                self.held, (now + rng.uniform(*traffic.late_s), next(self.seq), viewer.index, item)
+            )
+        else:
+            self.sender.put(viewer.index, item)
+        if traffic.duplicates and rng.random() < traffic.duplicates:
+            counters.sent += 1
+            counters.duplicates += 1
+            viewer.duplicates += 1
+            heapq.heappush(self.held, (now + rng.uniform(0.5, 5.0), next(self.seq), viewer.index, dict(item)))
 
+    def release_held(self, now: float) -> None:
+        held = self.held
+        while held and (held[0][0] <= now or self.stopping):
+            _, _, index, item = heapq.heappop(held)
+            self.sender.put(index, item)
 
-def _progress_line(counters: Counters, started: float, viewers: int) -> str:
-    elapsed = max(time.monotonic() - started, 1e-9)
-    line = (
-        f"viewers {viewers}  sent {counters.sent}  accepted {counters.accepted}  "
-        f"retried {counters.retried}  rate {counters.accepted / elapsed:,.0f} ev/s  "
-        f"pending {counters.sent - counters.accepted}"
-    )
-    if counters.unreachable_since is not None:
-        line += f"  collector unreachable for {time.monotonic() - counters.unreachable_since:.0f} s"
-    return line
+    def run_due(self, now: float, limit: int = 2000) -> tuple[int, list[Viewer]]:
+        """Emit up to ``limit`` due events; returns how many and the viewers whose session ended."""
+        heap, done = self.heap, []
+        n = 0
+        while heap and heap[0][0] <= now and n < limit:
+            due, _, session = heapq.heappop(heap)
+            self._emit(session, now)
+            n += 1
+            if not self._advance(session, due):
+                done.append(session.viewer)
+        self.release_held(now)
+        return n, done
+
+    def cut(self) -> None:
+        """Stop every session where it is: its expected status is that of its last event sent."""
+        for session in self.live.values():
+            session.viewer.status = session.sent_status
+            session.steps = None
+        self.live.clear()
+        self.heap.clear()
 
 
 async def simulate(
@@ -398,19 +552,44 @@ async def simulate(
     seed: int | None = None,
     progress: TextIO | None = sys.stderr,
     give_up_after_s: float = 30.0,
+    traffic: Traffic | None = None,
+    run_for: float | None = None,
+    ramp_s: float | None = None,
+    linger_s: float = 0.0,
+    stop: asyncio.Event | None = None,
 ) -> tuple[list[Viewer], Counters]:
     """Run ``viewers`` sessions of about ``duration`` simulated seconds each; returns when every
     event was accepted by the collector, or once it was unreachable for ``give_up_after_s``
-    (``counters.gave_up`` says so)."""
+    (``counters.gave_up`` says so).
+
+    With ``run_for`` (real seconds), ``viewers`` sessions are kept going — one that ends is
+    replaced by a new viewer — until then; ``stop`` ends the run earlier. Either way the sessions
+    are cut where they are and every event generated so far is delivered. Viewers join over
+    ``ramp_s`` real seconds (default: the first 5 simulated seconds, at most a quarter of a
+    session)."""
+    traffic = traffic or Traffic()
     rng = random.Random(seed)
     counters = Counters()
-    sender = Sender(collector, batch_size, connections, counters, give_up_after_s)
-    population = [Viewer(i, random.Random(rng.random()), app_id) for i in range(viewers)]
+    sender = Sender(collector, batch_size, connections, counters, give_up_after_s, linger_s)
+    loop = asyncio.get_running_loop()
+    sched = Scheduler(
+        sender, counters, ping_interval=ping_interval, length=duration, time_scale=time_scale,
+        traffic=traffic, rng=rng,
+    )  # fmt: skip
+    ramp = ramp_s if ramp_s is not None else min(5.0, duration / 4) / time_scale
+    population: list[Viewer] = []
+
+    def new_viewer(index: int) -> Viewer:
+        vrng = random.Random(rng.random())
+        return Viewer(index, vrng, app_id, ids_in_url=rng.random() < traffic.url_ids)
+
     started = time.monotonic()
-    tasks = [
-        asyncio.create_task(_run_viewer(v, sender, counters, ping_interval, duration, time_scale))
-        for v in population
-    ]
+    t0 = loop.time()
+    for i in range(viewers):
+        v = new_viewer(i)
+        population.append(v)
+        sched.add(v, t0 + v.rng.uniform(0, ramp))
+    deadline = t0 + run_for if run_for is not None else None
 
     tty = progress is not None and progress.isatty()
 
@@ -418,34 +597,73 @@ async def simulate(
         while True:
             await asyncio.sleep(1.0 if tty else 10.0)
             if progress is not None:
-                line = _progress_line(counters, started, viewers)
+                line = _progress_line(counters, started, len(sched.live))
                 progress.write(f"\r{line}   " if tty else line + "\n")
                 progress.flush()
 
-    async def watch() -> None:  # the collector stayed unreachable: the viewers stop too
-        while counters.gave_up is None:
-            await asyncio.sleep(0.2)
-        for task in tasks:
-            task.cancel()
-
     reporter = asyncio.create_task(report())
-    watcher = asyncio.create_task(watch())
     try:
-        try:
-            await asyncio.gather(*tasks)
-        except asyncio.CancelledError:
-            if counters.gave_up is None:
-                raise
-        await sender.close()
+        while counters.gave_up is None:
+            now = loop.time()
+            if (deadline is not None and now >= deadline) or (stop is not None and stop.is_set()):
+                break
+            if not sched.heap and not sched.held:
+                break
+            emitted, done = sched.run_due(now)
+            if deadline is not None:  # keep the audience: a viewer who left is replaced
+                for _ in done:
+                    v = new_viewer(len(population))
+                    population.append(v)
+                    sched.add(v, now + v.rng.uniform(0, 2.0) / time_scale)
+            if emitted >= 2000:
+                await asyncio.sleep(0)  # let the connections run, then catch up
+                continue
+            nxt = min(
+                sched.heap[0][0] if sched.heap else now + 0.1, sched.held[0][0] if sched.held else now + 0.1
+            )
+            wait = min(max(nxt - now, 0.0), 0.1)  # wakes up at least every 0.1 s to see stop / deadline
+            if stop is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+            else:
+                await asyncio.sleep(wait)
+        sched.stopping = True
+        sched.cut()
+        sched.release_held(loop.time())
+        if counters.gave_up is None:
+            closing = asyncio.create_task(sender.close())
+            while not closing.done():
+                await asyncio.wait({closing}, timeout=0.2)
+                if counters.gave_up is not None:
+                    closing.cancel()
+                    for w in sender.workers:
+                        w.cancel()
+                    break
+            if closing.done() and not closing.cancelled():
+                closing.result()
+        else:
+            for w in sender.workers:
+                w.cancel()
     finally:
-        for helper in (reporter, watcher):
-            helper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await helper
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
     if progress is not None:
-        line = _progress_line(counters, started, viewers)
+        line = _progress_line(counters, started, len(sched.live))
         progress.write(f"\r{line}   \n" if tty else line + "\n")
     return population, counters
+
+
+def _progress_line(counters: Counters, started: float, viewers: int) -> str:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    line = (
+        f"viewers {viewers}  sent {counters.sent}  accepted {counters.accepted}  "
+        f"retried {counters.retried}  rate {counters.accepted / elapsed:,.0f} ev/s  "
+        f"pending {counters.sent - counters.accepted}"
+    )
+    if counters.unreachable_since is not None:
+        line += f"  collector unreachable for {time.monotonic() - counters.unreachable_since:.0f} s"
+    return line
 
 
 def expectations(population: list[Viewer], key: bytes | None) -> list[dict[str, Any]]:
@@ -462,6 +680,8 @@ def expectations(population: list[Viewer], key: bytes | None) -> list[dict[str, 
                 "abandoned": v.abandoned,
                 "media_label": v.title,
                 "events_sent": v.events_sent,
+                "duplicates": v.duplicates,
+                "late": v.late,
                 "counts": v.counts,
             }
         )
@@ -472,17 +692,70 @@ def expectations(population: list[Viewer], key: bytes | None) -> list[dict[str, 
 # CLI
 # --------------------------------------------------------------------------------------------
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("simulate", help="Drive N synthetic viewers through the collector (tp2 POSTs).")
+    mix = Traffic.realistic()
+    p = sub.add_parser(
+        "simulate",
+        help="Drive N synthetic viewers through the collector (tp2 POSTs).",
+        description=(
+            "Synthetic media-plugin viewers over the tracker protocol (tp2 POST batches on keep-alive "
+            "connections). The default traffic is a realistic mix: ads, pauses (some for minutes), "
+            "seeks, buffering, abandons, 30 s pings, a few late and duplicated events, raw ids in some "
+            "page URLs. 503/429 and failed connections are retried; no event is dropped."
+        ),
+    )
     p.add_argument("--viewers", type=int, default=10, help="Concurrent viewers (default 10).")
     p.add_argument("--duration", type=float, default=120.0, help="Session length in simulated s.")
     p.add_argument("--collector", default=None, help="Collector URL (default from LVP_COLLECTOR_*).")
-    p.add_argument("--ping-interval", type=float, default=10.0, help="Media ping interval, simulated s.")
+    p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=MEDIA_PING_INTERVAL_S,
+        help="Media ping interval, simulated s (default 30, the media plugin's).",
+    )
     p.add_argument("--time-scale", type=float, default=1.0, help="Simulated seconds per real second.")
-    p.add_argument("--batch-size", type=int, default=50, help="Events per tp2 POST (several viewers).")
+    p.add_argument(
+        "--run-for",
+        type=float,
+        default=None,
+        metavar="S",
+        help="Keep --viewers sessions going (replacing viewers who leave) for S real seconds, then stop "
+        "and deliver what was generated. Default: each viewer plays one session.",
+    )
+    p.add_argument("--ramp", type=float, default=None, metavar="S", help="Viewers join over S real seconds.")
+    p.add_argument("--batch-size", type=int, default=50, help="Most events per tp2 POST (several viewers).")
     p.add_argument("--connections", type=int, default=8, help="Keep-alive connections.")
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="Wait up to S s for a batch to fill (default 0).",
+    )
+    p.add_argument(
+        "--late", type=float, default=mix.late, help=f"Share of events sent late (default {mix.late})."
+    )
+    p.add_argument(
+        "--duplicates",
+        type=float,
+        default=mix.duplicates,
+        help=f"Share of events sent twice, same event id (default {mix.duplicates}).",
+    )
+    p.add_argument(
+        "--url-ids",
+        type=float,
+        default=mix.url_ids,
+        help=f"Share of viewers with raw ids in their page URL (default {mix.url_ids}).",
+    )
+    p.add_argument(
+        "--long-pauses",
+        type=float,
+        default=mix.long_pauses,
+        help=f"Share of pauses that last minutes (default {mix.long_pauses}).",
+    )
     p.add_argument("--app-id", default="lvp-sim")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--expect", type=Path, default=None, help="Write per-viewer expectations (JSON Lines).")
+    p.add_argument("--summary", type=Path, default=None, help="Write the run's counters as JSON.")
     p.add_argument("--quiet", action="store_true", help="No live progress line.")
     p.add_argument(
         "--give-up-after",
@@ -497,9 +770,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _main(args: argparse.Namespace) -> int:
     settings: Settings = settings_from_args(args)
     collector = args.collector or f"http://{settings.collector_host}:{settings.collector_port}"
+    traffic = Traffic(
+        late=args.late, duplicates=args.duplicates, url_ids=args.url_ids, long_pauses=args.long_pauses
+    )
     started = time.monotonic()
-    population, counters = asyncio.run(
-        simulate(
+
+    async def run() -> tuple[list[Viewer], Counters]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # stop generating, deliver what was generated
+            loop.add_signal_handler(sig, stop.set)
+        return await simulate(
             collector,
             args.viewers,
             args.duration,
@@ -511,8 +792,14 @@ def _main(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=None if args.quiet else sys.stderr,
             give_up_after_s=args.give_up_after,
+            traffic=traffic,
+            run_for=args.run_for,
+            ramp_s=args.ramp,
+            linger_s=args.linger,
+            stop=stop,
         )
-    )
+
+    population, counters = asyncio.run(run())
     elapsed = time.monotonic() - started
     if args.expect:
         try:
@@ -525,10 +812,28 @@ def _main(args: argparse.Namespace) -> int:
     by_status: dict[str, int] = {}
     for v in population:
         by_status[v.status] = by_status.get(v.status, 0) + 1
+    if args.summary:
+        summary = {
+            k: getattr(counters, k)
+            for k in (
+                "sent",
+                "accepted",
+                "retried",
+                "failed_requests",
+                "requests",
+                "duplicates",
+                "late",
+                "sessions",
+            )
+        }
+        summary.update(viewers=args.viewers, elapsed_s=round(elapsed, 3), gave_up=counters.gave_up)
+        args.summary.write_bytes(orjson.dumps(summary))
     print(
         f"simulated {len(population)} viewers in {elapsed:.1f}s: {counters.sent} events sent, "
         f"{counters.accepted} accepted, {counters.retried} retried, {counters.requests} requests, "
-        f"{counters.failed_requests} refused/failed; final statuses {by_status}"
+        f"{counters.failed_requests} refused/failed ({counters.duplicates} duplicates, "
+        f"{counters.late} late); "
+        f"final statuses {by_status}"
     )
     if counters.gave_up is not None:
         print(

@@ -4,7 +4,9 @@ on the good topic under the viewer's pseudonym; expectations are written; 503s a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.events import from_enriched
 from lvp.pseudonym import pseudonymize
-from lvp.simulate import Viewer, expectations, simulate
+from lvp.simulate import Counters, Traffic, Viewer, expectations, simulate
 
 
 def test_script_is_a_plausible_media_session() -> None:
@@ -99,3 +101,130 @@ def test_cli_gives_up_on_an_unreachable_collector() -> None:
     assert f"lvp: gave up: the collector at http://127.0.0.1:{closed}/" in proc.stderr
     assert "was unreachable for 2 s (ConnectError" in proc.stderr and "events not delivered" in proc.stderr
     assert "\r" not in proc.stderr  # not a terminal: progress as whole lines
+
+
+def test_long_pauses_ping_once_then_go_quiet_for_minutes() -> None:
+    """A long pause: the pause, one ping while paused (the media plugin's maxPausedPings = 1), then
+    nothing until play, minutes later."""
+    found = 0
+    for seed in range(60):
+        steps = list(Viewer(seed, random.Random(seed), "app").script(30, 1800, long_pauses=1.0))
+        for i, (_, name, _) in enumerate(steps[:-2]):
+            if name == "pause" and steps[i + 2][1] == "play":
+                ping_wait, ping_name, _ = steps[i + 1]
+                play_wait = steps[i + 2][0]
+                assert ping_name == "ping" and ping_wait == 30
+                assert 60 <= ping_wait + play_wait <= 600
+                found += 1
+    assert found >= 3
+    short = Viewer(1, random.Random(1), "app").script(30, 1800, long_pauses=0.0)
+    pauses = [w for (_, n, _), (w, n2, _) in itertools.pairwise(short) if n == "pause" and n2 == "play"]
+    assert all(w <= 90 for w in pauses)
+
+
+def test_traffic_shapes_late_duplicates_and_ids_in_urls(lvp_settings: Settings) -> None:
+    """Late events reach the collector seconds after they happened (derived time before the
+    collector time), duplicates carry the same event id, raw ids inside page URLs are scrubbed
+    by the collector: none of them is on the good topic."""
+    traffic = Traffic(late=0.15, late_s=(1.5, 2.5), duplicates=0.1, url_ids=1.0)
+    with serve_collector(lvp_settings) as running:
+        population, counters = asyncio.run(
+            simulate(
+                running.url, 8, 60, ping_interval=5, time_scale=20, batch_size=20, seed=3, progress=None,
+                traffic=traffic,
+            )
+        )  # fmt: skip
+    assert counters.accepted == counters.sent == sum(v.events_sent + v.duplicates for v in population)
+    assert counters.duplicates > 0 and counters.late > 0
+    lines = read_topic(lvp_settings.kafka_bootstrap_servers, lvp_settings.topic_good, counters.sent)
+    assert len(lines) == counters.sent
+    rows = [from_tsv(value) for _, value in lines]
+    by_id = Counter(r["event_id"] for r in rows)
+    assert sum(n - 1 for n in by_id.values()) == counters.duplicates
+    assert len(by_id) == sum(v.events_sent for v in population)
+    events = [from_enriched(r) for r in rows]
+    delayed = [e for e in events if e.collector_ts - e.derived_ts >= 1.4]
+    assert len(delayed) >= counters.late  # held back 1.5-2.5 s (duplicates may come later still)
+    blob = b"".join(value for _, value in lines)
+    assert all(v.ids_in_url for v in population)
+    assert b"watch/" in blob and b"viewer=" in blob  # the URLs are there, their raw ids are not
+    for v in population:
+        assert v.duid.encode() not in blob
+        if v.uid:
+            assert v.uid.encode() not in blob and v.uid.replace("@", "%40").encode() not in blob
+
+
+def test_many_viewers_share_one_scheduler_not_a_task_each(lvp_settings: Settings) -> None:
+    """2,000 viewers are driven by one loop: the number of asyncio tasks stays at the connections
+    plus a few helpers, whatever the audience, and every event is still accepted."""
+    most_tasks = 0
+
+    async def run() -> tuple[list[Viewer], Counters]:
+        nonlocal most_tasks
+        sim = asyncio.create_task(
+            simulate(
+                running.url, 2000, 20, ping_interval=10, time_scale=40, batch_size=500, connections=4,
+                seed=5, progress=None, linger_s=0.05,
+            )
+        )  # fmt: skip
+        while not sim.done():
+            most_tasks = max(most_tasks, len(asyncio.all_tasks()))
+            await asyncio.sleep(0.05)
+        return await sim
+
+    with serve_collector(lvp_settings) as running:
+        population, counters = asyncio.run(run())
+    assert len(population) == 2000 and counters.sessions == 2000
+    assert counters.sent == counters.accepted == sum(v.events_sent for v in population) > 2000 * 5
+    assert counters.requests < counters.sent / 20  # batched: many events per POST
+    # 4 connection workers, the run, its reporter, this watcher, a few transient ones (closing,
+    # waits): a task per viewer would be 2,000
+    assert most_tasks <= 20
+
+
+def test_run_for_keeps_the_audience_then_delivers_everything(lvp_settings: Settings) -> None:
+    """--run-for keeps N sessions going (a viewer who leaves is replaced), then cuts them where they
+    are and delivers every event generated; each cut viewer's expected status is that of its last
+    event sent."""
+    with serve_collector(lvp_settings) as running:
+        population, counters = asyncio.run(
+            simulate(
+                running.url, 10, 30, ping_interval=5, time_scale=30, batch_size=20, seed=9, progress=None,
+                run_for=4.0, ramp_s=0.2,
+            )
+        )  # fmt: skip
+    assert counters.sessions == len(population) > 10  # short sessions: leavers were replaced
+    assert counters.sent == counters.accepted == sum(v.events_sent for v in population)
+    lines = read_topic(lvp_settings.kafka_bootstrap_servers, lvp_settings.topic_good, counters.sent)
+    events = sorted((from_enriched(from_tsv(value)) for _, value in lines), key=lambda e: e.derived_ts)
+    last = {e.viewer_id: e.name for e in events}
+    key = TEST_KEY.encode()
+    checked = 0
+    for row, v in zip(expectations(population, key), population, strict=True):
+        if v.events_sent == 0:
+            continue
+        want = {"pause": "paused", "end": "ended", "play": "watching", "buffer_start": "buffering"}
+        name = last[row["viewer_id"]]
+        if name in want and v.ad_break is None:
+            assert row["expected_status"] == want[name], (name, row)
+            checked += 1
+    assert checked >= 5
+
+
+def test_cli_stops_on_sigterm_and_delivers_what_it_generated(lvp_settings: Settings, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    with serve_collector(lvp_settings) as running:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", "50", "--duration", "3600",
+             "--run-for", "600", "--ramp", "1", "--linger", "0.05", "--collector", running.url,
+             "--summary", str(summary), "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={"LVP_PSEUDONYM_KEY": TEST_KEY, "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        time.sleep(5)  # start-up, then the audience joins over 1 s and plays
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    got = orjson.loads(summary.read_bytes())
+    assert got["sent"] == got["accepted"] >= 50 and got["gave_up"] is None
+    assert f"{got['accepted']} accepted" in out and "0 refused/failed" in out
