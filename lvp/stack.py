@@ -142,7 +142,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dynamodb-port", type=int, default=8000, help="Embedded DynamoDB port.")
     p.add_argument("--host", default="127.0.0.1", help="Bind address of the services.")
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="Add N synthetic viewers.")
-    p.add_argument("--ping-interval", type=float, default=10.0, help="Simulated viewers' ping interval.")
+    p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=30.0,
+        help="Simulated viewers' media ping interval (the media plugin's default: 30 s).",
+    )
     p.add_argument("--metrics-port", type=int, default=9091, help="Profiles consumer metrics port.")
     p.add_argument(
         "--fresh",
