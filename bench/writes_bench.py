@@ -11,8 +11,9 @@ the same run:
   set to almost 0): what the consumer did before, about one write per event when events are more
   than a flush apart, as the Snowplow accelerator does.
 
-Time is scaled by ``--scale`` (default 60: an hour in a minute): the pings, the write interval and
-the active timeout are all divided by it, so the counts per viewer-hour are those of real time.
+Time is scaled by ``--scale`` (default 60: an hour in a minute): the sessions' own times (pings,
+ads, pauses), the write interval, the active timeout and the reorder window are all divided by
+it, so the counts per viewer-hour are those of real time.
 Writes come from the consumer's ``lvp_profiles_writes_total``; CPU from /proc for the consumer and
 DynamoDB Local. Medians over ``--runs``.
 
@@ -50,33 +51,39 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def audience(viewers: int, hours: float, start_ms: int) -> list[list[tuple[float, str, str]]]:
-    """Per viewer, (offset s into the run, key, enriched line) in time order."""
+def audience(viewers: int, hours: float, start_ms: int, scale: float) -> list[list[tuple[float, str, str]]]:
+    """Per viewer, (offset s into the run, key, enriched line) in time order. Every interval of
+    the session is divided by ``scale``, so the events' own (collector) times advance as fast as
+    the replay: the consumer's quiet rule reads event time."""
     sys.path.insert(0, str(ROOT / "tests"))
     from enriched_factory import Ad, MediaSessionBuilder
 
     from lvp.enriched import parse_tstamp
 
     out = []
-    span = hours * 3600.0
+    span = hours * 3600.0 / scale
+    ping = PING_S / scale
     for i in range(viewers):
         rng = random.Random(i)
         b = MediaSessionBuilder(
-            f"w{i:05d}-{uuid.uuid4().hex[:6]}", start_ms + rng.randrange(30_000), duration_s=2 * span
+            f"w{i:05d}-{uuid.uuid4().hex[:6]}",
+            start_ms + rng.randrange(int(30_000 / scale)),
+            duration_s=2 * span,
         )
-        b.page_view().wait(1).ready().wait(0.5).play()
+        b.page_view().wait(1 / scale).ready().wait(0.5 / scale).play()
         kind = i % 10  # 0-5 straight through, 6-7 an ad break, 8-9 pause for minutes
         breaks = {6: [span * 0.5], 7: [span * 0.3, span * 0.7]}.get(kind, [])
         pause_at = span * (0.2 + 0.5 * rng.random()) if kind >= 8 else None
-        while b.now_s - start_ms / 1000 < span - PING_S:
-            b.wait(PING_S).ping()
+        while b.now_s - start_ms / 1000 < span - ping:
+            b.wait(ping).ping()
             t = b.now_s - start_ms / 1000
             if breaks and t >= breaks[0]:
                 breaks.pop(0)
-                b.ad_break([Ad(f"mid-{i % 4}", duration_s=15), Ad(f"mid-b{i % 3}", duration_s=15)])
+                ads = [Ad(f"mid-{i % 4}", duration_s=15 / scale), Ad(f"mid-b{i % 3}", duration_s=15 / scale)]
+                b.ad_break(ads)
             if pause_at is not None and t >= pause_at:
                 pause_at = None
-                b.pause().wait(PING_S).ping().wait(4 * 60).play()  # one paused ping, then silence
+                b.pause().wait(ping).ping().wait(4 * 60 / scale).play()  # one paused ping, then silence
         base = start_ms / 1000
         pairs = zip(b.rows, b.lines(), strict=True)
         out.append([(parse_tstamp(r["collector_tstamp"]) - base, k, v) for r, (k, v) in pairs])
@@ -122,6 +129,7 @@ def one_run(
         publish_interval_s=0.05,
         touch_interval_s=0.1,
         active_timeout_s=ACTIVE_TIMEOUT_S / scale,
+        reorder_window_s=10.0 / scale,
         profile_write_interval_s=WRITE_INTERVAL_S / scale if mode == "lazy" else 0.001,
     )
     create_topics(settings)
@@ -135,6 +143,7 @@ def one_run(
         ("LVP_PROFILES_METRICS_PORT", str(settings.profiles_metrics_port)), ("LVP_FLUSH_INTERVAL_S", "0.1"),
         ("LVP_PUBLISH_INTERVAL_S", "0.05"), ("LVP_TOUCH_INTERVAL_S", "0.1"),
         ("LVP_ACTIVE_TIMEOUT_S", str(settings.active_timeout_s)),
+        ("LVP_REORDER_WINDOW_S", str(settings.reorder_window_s)),
         ("LVP_PROFILE_WRITE_INTERVAL_S", str(settings.profile_write_interval_s)), ("LVP_PSEUDONYM_KEY", "bench"),
     ):  # fmt: skip
         env[name] = value
@@ -160,13 +169,15 @@ def one_run(
                     raise RuntimeError(f"consumer did not start (log {log.name})") from None
                 time.sleep(0.2)
         time.sleep(3)  # the group join
-        viewers = audience(args.viewers, args.hours, int(time.time() * 1000) - int(args.hours * 3600_000))
-        timeline = sorted((t / scale, k, v) for rows in viewers for t, k, v in rows)
+        # each event is produced when the clock reaches its own collector time (as a collector
+        # would stamp it), so the consumer sees event time and wall time move together
+        epoch0 = time.time() + 2.0 + args.viewers * args.hours * 4e-3
+        viewers = audience(args.viewers, args.hours, int(epoch0 * 1000), scale)
+        timeline = sorted((t, k, v) for rows in viewers for t, k, v in rows)
         producer = Producer(producer_config(settings, **{"linger.ms": 5}))
         cpu0, db0 = _cpu_s(proc.pid), _cpu_s(db_pid)
-        start = time.monotonic()
         for at, key, value in timeline:
-            delay = start + at - time.monotonic()
+            delay = epoch0 + at - time.time()
             if delay > 0:
                 producer.poll(0)
                 time.sleep(delay)

@@ -3,9 +3,10 @@
 The consumer's commit rule rests on this ledger: a partition may be committed only up to the first
 unwritten event of any of its viewers (:meth:`DirtyLedger.earliest`). With lazy writes
 (docs/lazy-writes.md) a playing viewer stays here for minutes, so the ledger is built to be small:
-per viewer one integer packs the partition, the first unwritten offset and the second it became
-dirty (instead of tuples and floats in several dicts), and a timing wheel of one-second buckets of
-viewer ids says when to look at each viewer again (instead of a heap of tuples).
+per viewer one integer packs the partition, the first unwritten offset and the tick it became
+dirty (instead of tuples and floats in several dicts), and a timing wheel of one-tick buckets of
+viewer ids says when to look at each viewer again (instead of a heap of tuples). A tick is a
+second (a tenth of the shorter interval when that is below 10 s: tests and benches).
 
 A viewer is due when it has been dirty for ``write_interval_s`` (the cadence) or, earlier, when
 ``is_quiet(viewer, partition)`` says it has had no event for a while (the caller decides, from the
@@ -21,7 +22,7 @@ from typing import Final
 __all__ = ["DirtyLedger"]
 
 _P_BITS: Final = 16  # partitions 0..65534 (65535: unknown)
-_T_BITS: Final = 32  # seconds since the ledger started
+_T_BITS: Final = 32  # ticks since the ledger started
 _P_MASK: Final = (1 << _P_BITS) - 1
 _T_MASK: Final = (1 << _T_BITS) - 1
 _OFF_SHIFT: Final = _P_BITS + _T_BITS
@@ -43,12 +44,14 @@ class DirtyLedger:
     ``mark`` records an applied event; ``pop`` takes a viewer out when its write is submitted;
     ``due`` returns the viewers to write now (cadence or quiet) and reschedules the others."""
 
-    __slots__ = ("_entries", "_next_bucket", "_start", "_wheel", "quiet_s", "write_interval_s")
+    __slots__ = ("_entries", "_next_bucket", "_start", "_tick", "_wheel", "quiet_s", "write_interval_s")
 
     def __init__(self, write_interval_s: float, quiet_s: float, start: float) -> None:
         self.write_interval_s = write_interval_s
         self.quiet_s = quiet_s
         self._start = start
+        # the wheel's slot: one second, finer when the intervals are shorter (tests, benches)
+        self._tick = min(1.0, max(0.01, min(write_interval_s, quiet_s) / 10))
         self._entries: dict[str, int] = {}
         self._wheel: dict[int, list[str]] = {}
         self._next_bucket = 0
@@ -67,7 +70,8 @@ class DirtyLedger:
         return iter(self._entries)
 
     def _second(self, now: float) -> int:
-        return int(now - self._start)
+        """``now`` in ticks since the start."""
+        return int((now - self._start) / self._tick)
 
     def _schedule(self, vid: str, at_second: int) -> None:
         bucket = max(at_second, self._next_bucket)
@@ -84,7 +88,7 @@ class DirtyLedger:
         if x is None:
             t = self._second(now)
             self._entries[vid] = _pack(p, off, t)
-            self._schedule(vid, t + math.ceil(min(self.write_interval_s, self.quiet_s)))
+            self._schedule(vid, t + math.ceil(min(self.write_interval_s, self.quiet_s) / self._tick))
             return True
         p0, off0, t0 = _unpack(x)
         if (p, off) < (p0, off0):
@@ -125,7 +129,7 @@ class DirtyLedger:
         out: dict[str, str] = {}
         now_s = self._second(now)
         entries, wheel = self._entries, self._wheel
-        interval = self.write_interval_s
+        interval, tick = self.write_interval_s, self._tick
         while self._next_bucket <= now_s:
             slot = wheel.pop(self._next_bucket, None)
             self._next_bucket += 1
@@ -136,13 +140,14 @@ class DirtyLedger:
                 if x is None or vid in out:
                     continue  # written since, or already found due
                 p, _off, t = _unpack(x)
-                cadence = t + interval
-                if cadence <= now - self._start:
+                cadence = t * tick + interval  # (seconds since the start)
+                elapsed = now - self._start
+                if cadence <= elapsed:
                     out[vid] = "cadence"
                     continue
                 left = is_quiet(vid, p)
                 if left <= 0:
                     out[vid] = "quiet"
                     continue
-                self._schedule(vid, max(now_s + 1, math.ceil(min(cadence, now - self._start + left))))
+                self._schedule(vid, max(now_s + 1, math.ceil(min(cadence, elapsed + left) / tick)))
         return out
