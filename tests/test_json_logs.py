@@ -53,7 +53,7 @@ def env_of(settings: Settings, endpoint: str, **extra: str) -> dict[str, str]:
             "LVP_CONSUMER_GROUP": settings.consumer_group,
             "LVP_TABLE_PROFILES": settings.table_profiles,
             "LVP_TABLE_HISTORY": settings.table_history,
-            "LVP_PSEUDONYM_KEY": "json-logs-test-key",
+            "LVP_PSEUDONYM_KEY": "json-logs-test-key-0123456789abcdef",
             "LVP_API_TOKENS": "json-logs-token",
             "AWS_ENDPOINT_URL": endpoint,
             **extra,
