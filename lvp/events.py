@@ -266,6 +266,7 @@ class _Contexts(msgspec.Struct):
 
 
 _decode_contexts = msgspec.json.Decoder(_Contexts).decode
+_STAT_NAMES = tuple(SESSION_STATS)  # the order of the tuple of _EntityData's stats below
 _FAST_FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
@@ -300,12 +301,16 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
             ev.quality = d.quality if d.quality is None else _intern(d.quality)
         elif kind == _SESSION:
             ev.media_session_id = d.mediaSessionId
-            stats = {}
-            for key in SESSION_STATS:
-                v = getattr(d, key)
-                if v is not None:
-                    stats[key] = v
-            ev.session_stats = stats
+            ev.session_stats = {
+                k: v
+                for k, v in zip(
+                    _STAT_NAMES,
+                    (d.timePlayed, d.timePaused, d.timeSpentAds, d.timeBuffering, d.adBreaks, d.ads,
+                     d.adsSkipped, d.adsClicked),
+                    strict=True,
+                )
+                if v is not None
+            }  # fmt: skip
         elif kind == _AD_BREAK:
             ev.ad_break_id = None if d.breakId is None else _intern(str(d.breakId))
         else:  # _AD
@@ -363,16 +368,10 @@ def _event(
             name = media_name
         if inner_data is not None:
             data = inner_data
-    ev = ViewerEvent(
-        event_id=str(event_id),
-        name=name,
-        viewer_id=str(viewer_id),
-        collector_ts=collector_ts,
-        derived_ts=derived_ts,
-        app_id=_intern(str(app_id or "")),
-        useragent=_intern(str(useragent or "")),
-        data=data,
-    )
+    ev = ViewerEvent(  # (positional: the hot path; the order of ViewerEvent's fields)
+        str(event_id), name, str(viewer_id), collector_ts, derived_ts,
+        _intern(str(app_id or "")), _intern(str(useragent or "")), data=data,
+    )  # fmt: skip
     if contexts and (type(contexts) is not str or not _apply_contexts_fast(ev, contexts)):
         co_obj = _json(contexts, "contexts")
         entities = co_obj.get("data") if isinstance(co_obj, dict) else co_obj
