@@ -83,7 +83,7 @@ from confluent_kafka import (
 )
 
 from lvp import badrows
-from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for, touch_patch
+from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.pseudonym import Pseudonymizer
@@ -147,6 +147,7 @@ _SIG_SCALARS: Final = tuple(
     f for f in PROFILE_FIELDS if f not in TOUCH_FIELDS and f not in ("active", "ad", "last_error")
 )
 _sig_values = operator.itemgetter(*_SIG_SCALARS)
+_touch_values = operator.itemgetter(*TOUCH_FIELDS)
 
 
 def _significant(profile: Mapping[str, Any]) -> int:
@@ -957,7 +958,7 @@ class ProfilesConsumer:
             packed = _pub_key(_significant(prof), prof)
             last = pub_sig.get(vid)
             if last == packed:
-                touch[vid] = [vid, *touch_patch(prof)]
+                touch[vid] = [vid, *_touch_values(prof)]  # (= touch_patch: every field is there)
                 st.settle()  # (engine: keep a packed viewer until its next event)
                 continue
             key = vid.encode()
