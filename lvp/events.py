@@ -223,18 +223,14 @@ def apply_entities(ev: ViewerEvent, entities: list[Any]) -> None:
 _JSON_INT = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # int64; the generic path takes the rest
 
 
-class _Entity(msgspec.Struct):
-    schema: str
-    data: msgspec.Raw
+class _EntityData(msgspec.Struct):
+    """The fields a ViewerEvent takes of any media entity, in one type: the media_player,
+    session, ad_break and ad entities have no field name in common with different types, so
+    one decoder reads them all (each entity's own fields are picked by its schema below)."""
 
-
-class _Contexts(msgspec.Struct):
-    data: list[_Entity]
-
-
-class _PlayerData(msgspec.Struct):
+    # media_player
     currentTime: float | None = None
-    duration: float | None = None
+    duration: float | None = None  # (also the ad's duration, not read)
     label: str | None = None
     paused: bool | None = None
     ended: bool | None = None
@@ -243,9 +239,7 @@ class _PlayerData(msgspec.Struct):
     muted: bool | None = None
     fullscreen: bool | None = None
     quality: str | None = None
-
-
-class _SessionData(msgspec.Struct):
+    # media session
     mediaSessionId: str | None = None
     timePlayed: float | None = None
     timePaused: float | None = None
@@ -255,42 +249,45 @@ class _SessionData(msgspec.Struct):
     ads: float | None = None
     adsSkipped: float | None = None
     adsClicked: float | None = None
-
-
-class _AdBreakData(msgspec.Struct):
+    # ad_break
     breakId: str | _JSON_INT | None = None
-
-
-class _AdData(msgspec.Struct):
+    # ad (name: also the ad break's, not read)
     adId: str | _JSON_INT | None = None
     name: str | None = None
 
 
+class _Entity(msgspec.Struct):
+    schema: str
+    data: _EntityData
+
+
+class _Contexts(msgspec.Struct):
+    data: list[_Entity]
+
+
 _decode_contexts = msgspec.json.Decoder(_Contexts).decode
-_ENTITY_DECODERS: dict[int, Any] = {
-    _PLAYER: msgspec.json.Decoder(_PlayerData).decode,
-    _SESSION: msgspec.json.Decoder(_SessionData).decode,
-    _AD_BREAK: msgspec.json.Decoder(_AdBreakData).decode,
-    _AD: msgspec.json.Decoder(_AdData).decode,
-}
+_STAT_NAMES = tuple(SESSION_STATS)  # the order of the tuple of _EntityData's stats below
 _FAST_FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
 def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
     """Fill the entity fields of ``ev`` from a contexts text, as ``apply_entities`` would from its
-    parsed entities; False (``ev`` untouched) when the text needs the generic path."""
+    parsed entities; False (``ev`` untouched) when the text needs the generic path.
+
+    One decode reads every entity's data into :class:`_EntityData`, so the data of an entity of
+    any other schema (web_page, ...) must fit it too: when it does not (a field of the same name
+    with another type, data that is not an object), the generic path reads the text instead."""
     try:
         entities = _decode_contexts(text).data
-        decoded = []
-        for ent in entities:
-            kind = _ENTITY_KIND.get(ent.schema)
-            if kind is None:
-                kind = _entity_kind(ent.schema)
-            if kind != _OTHER:
-                decoded.append((kind, _ENTITY_DECODERS[kind](ent.data)))
     except _FAST_FAILS:
         return False
-    for kind, d in decoded:
+    for ent in entities:
+        kind = _ENTITY_KIND.get(ent.schema)
+        if kind is None:
+            kind = _entity_kind(ent.schema)
+        if kind == _OTHER:
+            continue
+        d = ent.data
         if kind == _PLAYER:
             ev.position_s = d.currentTime
             ev.duration_s = d.duration
@@ -304,12 +301,16 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
             ev.quality = d.quality if d.quality is None else _intern(d.quality)
         elif kind == _SESSION:
             ev.media_session_id = d.mediaSessionId
-            stats = {}
-            for key in SESSION_STATS:
-                v = getattr(d, key)
-                if v is not None:
-                    stats[key] = v
-            ev.session_stats = stats
+            ev.session_stats = {
+                k: v
+                for k, v in zip(
+                    _STAT_NAMES,
+                    (d.timePlayed, d.timePaused, d.timeSpentAds, d.timeBuffering, d.adBreaks, d.ads,
+                     d.adsSkipped, d.adsClicked),
+                    strict=True,
+                )
+                if v is not None
+            }  # fmt: skip
         elif kind == _AD_BREAK:
             ev.ad_break_id = None if d.breakId is None else _intern(str(d.breakId))
         else:  # _AD
@@ -367,16 +368,10 @@ def _event(
             name = media_name
         if inner_data is not None:
             data = inner_data
-    ev = ViewerEvent(
-        event_id=str(event_id),
-        name=name,
-        viewer_id=str(viewer_id),
-        collector_ts=collector_ts,
-        derived_ts=derived_ts,
-        app_id=_intern(str(app_id or "")),
-        useragent=_intern(str(useragent or "")),
-        data=data,
-    )
+    ev = ViewerEvent(  # (positional: the hot path; the order of ViewerEvent's fields)
+        str(event_id), name, str(viewer_id), collector_ts, derived_ts,
+        _intern(str(app_id or "")), _intern(str(useragent or "")), data=data,
+    )  # fmt: skip
     if contexts and (type(contexts) is not str or not _apply_contexts_fast(ev, contexts)):
         co_obj = _json(contexts, "contexts")
         entities = co_obj.get("data") if isinstance(co_obj, dict) else co_obj

@@ -59,11 +59,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import operator
 import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -82,7 +83,7 @@ from confluent_kafka import (
 )
 
 from lvp import badrows
-from lvp.changes import TOUCH_KEY_PREFIX, encode_touches, partition_for, significant_signature, touch_patch
+from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.pseudonym import Pseudonymizer
@@ -90,6 +91,7 @@ from profiles.dirty import DirtyLedger
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder, InputError
 from profiles.metrics import ProfilesMetrics
+from profiles.profile import PROFILE_FIELDS
 from profiles.state import STATUSES
 from profiles.store import ProfileStore, ProfileWrite, StoreError, WriteFailed
 
@@ -132,11 +134,31 @@ _STATUS_MASK: Final = (1 << _STATUS_BITS) - 1
 _STATUS_INDEX: Final = {s: i for i, s in enumerate(STATUSES)}
 
 
-def _pub_key(signature: int, profile: dict[str, Any]) -> int:
+def _pub_key(signature: int, profile: Mapping[str, Any]) -> int:
     """One int for what was published of a viewer: its significant signature (60 bits) and its
     status (the low bits), so that a status change is told from other significant changes."""
     status = _STATUS_INDEX.get(profile.get("status"), _STATUS_MASK)  # type: ignore[arg-type]
     return ((signature & ((1 << 60) - 1)) << _STATUS_BITS) | status
+
+
+#: The profile fields significant_signature hashes: every one but the touch fields (and the two
+#: nested objects, hashed by their values).
+_SIG_SCALARS: Final = tuple(
+    f for f in PROFILE_FIELDS if f not in TOUCH_FIELDS and f not in ("active", "ad", "last_error")
+)
+_sig_values = operator.itemgetter(*_SIG_SCALARS)
+_touch_values = operator.itemgetter(*TOUCH_FIELDS)
+
+
+def _significant(profile: Mapping[str, Any]) -> int:
+    """What :func:`lvp.changes.significant_signature` tells apart (equal = only touch fields
+    changed), hashed from the values directly. Only ever compared with itself."""
+    ad, error = profile["ad"], profile["last_error"]
+    return hash((
+        _sig_values(profile),
+        None if ad is None else tuple(ad.values()),
+        None if error is None else tuple(error.values()),
+    ))  # fmt: skip
 
 
 class ErasureReaderError(ConfigError):
@@ -826,7 +848,7 @@ class ProfilesConsumer:
                     continue
                 # what is stored was published before: only what changes from here on is news
                 stored_profile = st.profile()
-                self._pub_sig[vid] = _pub_key(significant_signature(stored_profile), stored_profile)
+                self._pub_sig[vid] = _pub_key(_significant(stored_profile), stored_profile)
             self.states[vid] = st
             for _p, _off, ev in queue:
                 if st.apply(ev):
@@ -932,11 +954,11 @@ class ProfilesConsumer:
             st = states.get(vid)
             if st is None:
                 continue
-            prof = st.profile()
-            packed = _pub_key(significant_signature(prof), prof)
+            prof = st.profile_view()  # (read here only: no copy)
+            packed = _pub_key(_significant(prof), prof)
             last = pub_sig.get(vid)
             if last == packed:
-                touch[vid] = [vid, *touch_patch(prof)]
+                touch[vid] = [vid, *_touch_values(prof)]  # (= touch_patch: every field is there)
                 st.settle()  # (engine: keep a packed viewer until its next event)
                 continue
             key = vid.encode()

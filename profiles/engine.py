@@ -60,7 +60,7 @@ import bisect
 import marshal
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -582,6 +582,15 @@ class ViewerState:
         if out["last_error"] is not None:
             out["last_error"] = dict(out["last_error"])
         return out
+
+    def profile_view(self) -> Mapping[str, Any]:
+        """:meth:`profile` without the copy, for a caller that only reads it at once (the
+        consumer's publishing): the cached profile itself, valid until the next change, settle
+        or compact. Never change it."""
+        p = self._prof
+        if p is None:
+            p = self._prof = self._build_profile()
+        return p
 
     def _build_profile(self) -> dict[str, Any]:
         self._sync()

@@ -274,3 +274,17 @@ def test_contexts_of_real_lines_take_the_fast_path() -> None:
     assert len(contexts) > 10
     for text in contexts:
         assert events_module._apply_contexts_fast(ev, text), text[:200]
+
+
+def test_other_entity_with_a_media_field_name_of_another_type_reads_as_parsed() -> None:
+    """One typed decoder reads every entity's data: an entity of another schema whose field
+    shares a media field's name with another type (``label`` a number, ``volume`` a float) sends
+    the text to the generic path, and the event is still the one its parsed entities make."""
+    player = _entity_text(SCHEMAS[0], [("currentTime", "12.5"), ("label", '"Film"'), ("volume", "40")])
+    for pairs in ([("label", "5")], [("volume", "1.5")], [("duration", '"long"')]):
+        other = _entity_text("iglu:com.acme/thing/jsonschema/1-0-0", pairs)
+        text = _contexts_text([player, other])
+        assert not events_module._apply_contexts_fast(ViewerEvent("e", "play", "v", 0.0, 0.0), text)
+        check_contexts_text(text)
+        kind, ev = outcome(from_enriched, _with_contexts(text))
+        assert kind == "event" and ev["media_label"] == "Film" and ev["volume"] == 40
