@@ -85,7 +85,7 @@ def test_media_entities_get_the_generated_check(registry: Registry) -> None:
     assert _check(registry, AD_BREAK, {"breakId": "1", "startTime": 0, "breakType": "linear"})
 
 
-EDGE_CASES: list[tuple[dict[str, Any], bool]] = [
+EDGE_CASES: list[tuple[Any, bool]] = [
     ({"s": "ab"}, True),
     ({"s": "abc"}, True),
     ({"s": "a"}, False),
@@ -115,7 +115,7 @@ EDGE_CASES: list[tuple[dict[str, Any], bool]] = [
 
 
 @pytest.mark.parametrize(("instance", "valid"), EDGE_CASES)
-def test_edges(registry: Registry, instance: dict[str, Any], valid: bool) -> None:
+def test_edges(registry: Registry, instance: Any, valid: bool) -> None:
     """Accepted on its own exactly when expected (else the complete validators decide, NaN too:
     JSON has none, fastjsonschema lets it through)."""
     assert _check(registry, EDGES, instance) == valid
