@@ -180,6 +180,28 @@ def join_columns(cols: list[str]) -> str:
     return line
 
 
+def columns_holding(cols: list[str], raws: list[str]) -> list[int]:
+    """The indexes of the non-empty columns that contain one of ``raws`` as it is, and of the JSON
+    columns holding a backslash (a raw value may be escaped there), in order. Found by searching
+    the columns joined with tabs once (a raw value without a tab lies inside one column), not
+    every column for every raw value; when a column or a raw value holds a tab (or a raw value is
+    empty) the search goes column by column."""
+    joined = "\t".join(cols)
+    if joined.count("\t") != len(cols) - 1 or any(not raw or "\t" in raw for raw in raws):
+        return [
+            i
+            for i, c in enumerate(cols)
+            if c and (any(raw in c for raw in raws) or (i in _JSON_COLUMNS and "\\" in c))
+        ]
+    hits = {i for i in _JSON_COLUMNS if "\\" in cols[i]}
+    for raw in raws:
+        pos = joined.find(raw)
+        while pos >= 0:
+            hits.add(joined.count("\t", 0, pos))
+            pos = joined.find(raw, pos + 1)
+    return sorted(hits)
+
+
 # --- the enricher -------------------------------------------------------------------------------
 
 
@@ -279,10 +301,10 @@ class Enricher:
             # JSON syntax, so a scrub of the joined line could break the line or its JSON
             ids = self.identities
             raws = [raw for raw, _ in pairs]
-            for i, c in enumerate(cols):
+            for i in columns_holding(cols, raws):
                 # a column holding no raw value is left as it is (JSON without escapes included:
                 # its strings are then verbatim parts of its text)
-                if c and (any(raw in c for raw in raws) or (i in _JSON_COLUMNS and "\\" in c)):
-                    cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
+                c = cols[i]
+                cols[i] = ids.scrub_json_text(c, pairs) if i in _JSON_COLUMNS else ids.scrub(c, pairs)
             line = join_columns(cols)
         return viewer_id_of(uid, duid, nuid), line.encode()
