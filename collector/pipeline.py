@@ -68,9 +68,13 @@ class Pipeline:
         envelope schema (unknown parameters) become ``schema_violations``."""
         out = Outcome()
         check_items = envelope is not None and not envelope.is_valid(list(items))
+        # once per request, shared by its events
+        if not req.collector_tstamp:
+            req.collector_tstamp = tstamp(req.collector_ms)
+        useragent = req.useragent
         for item in items:
             try:
-                self._one(item, req, out, envelope if check_items else None)
+                self._one(item, req, out, envelope if check_items else None, useragent)
             except Exception as exc:  # a bug must not lose the rest of the request or crash it
                 log.error("event processing failed: %s", type(exc).__name__)
                 messages = [{"error": type(exc).__name__}]
@@ -80,7 +84,9 @@ class Pipeline:
                     self._bad(out, "generic_error", messages, {}, req)
         return out
 
-    def _one(self, item: Any, req: RequestInfo, out: Outcome, envelope: SchemaValidator | None) -> None:
+    def _one(
+        self, item: Any, req: RequestInfo, out: Outcome, envelope: SchemaValidator | None, useragent: str
+    ) -> None:
         if not isinstance(item, dict):
             msg = {"field": "event", "value": None, "expectation": "a JSON object of tracker parameters"}
             self._bad(out, "tracker_protocol_violations", [msg], {}, req)
@@ -96,9 +102,7 @@ class Pipeline:
         except Rejected as rej:
             self._bad(out, rej.kind, rej.messages, item, req)
             return
-        if not req.collector_tstamp:
-            req.collector_tstamp = tstamp(req.collector_ms)
-        key, line = self.enricher.enrich(ev, req.ident, req.collector_ms, req.useragent, req.collector_tstamp)
+        key, line = self.enricher.enrich(ev, req.ident, req.collector_ms, useragent, req.collector_tstamp)
         if len(line) > self.max_message_bytes:
             self._too_big(out, line, req, "enriched event")
             return

@@ -28,6 +28,7 @@ from collector.columns import (
     CHECK_DOUBLE,
     CHECK_INT,
     CHECK_MS,
+    CHECK_NONE,
     PARAMS,
     PUT_COPY,
     put,
@@ -62,6 +63,10 @@ _INT_RE = re.compile(r"^-?\d{1,10}\Z", re.ASCII)
 _MS_RE = re.compile(r"^\d{1,15}\Z", re.ASCII)
 _DOUBLE_RE = re.compile(r"^-?\d{1,30}(?:\.\d{1,30})?(?:[eE][+-]?\d{1,3})?\Z", re.ASCII)
 _B64_STD = str.maketrans("-_", "+/")
+#: the parameters copied to their column as they are (no check): parameter -> column index
+_COPIED_AS_IS: Final[dict[str, int]] = {
+    name: i for name, (check, how, i, _) in PARAMS.items() if check == CHECK_NONE and how == PUT_COPY
+}
 
 
 class Rejected(Exception):
@@ -180,9 +185,15 @@ def check_protocol(params: Mapping[str, Any], *, parse_ue: bool = True) -> tuple
     ev = DecodedEvent(params=params, event_type=e if isinstance(e, str) else "")
     cols = ev.cols = [""] * N_FIELDS
     specs = PARAMS
+    copied = _COPIED_AS_IS
     for name, value in params.items():
         if type(value) is not str:
             errors.append(_violation(name, None, f"a string (got {type(value).__name__})"))
+            continue
+        i = copied.get(name)  # the most common case first: copied without a check
+        if i is not None:
+            if value:
+                cols[i] = value
             continue
         spec = specs.get(name)
         if spec is None or not value:
@@ -190,6 +201,13 @@ def check_protocol(params: Mapping[str, Any], *, parse_ue: bool = True) -> tuple
         check, how, i, j = spec
         if check == CHECK_MS and len(value) < 15 and _MS_RE.match(value):
             setattr(ev, name, int(value))  # < 10**14 ms: before year 5138
+        elif check == CHECK_INT and len(value) < 10 and value.isascii() and value.isdigit():
+            pass  # below 10**9: a 32-bit integer
+        elif check == CHECK_DIM and _DIM_RE.match(value):
+            w, _, h = value.partition("x")
+            cols[i] = w
+            cols[j] = h
+            continue
         elif check and not _check_value(name, check, value, ev, errors):
             continue
         if how == PUT_COPY:

@@ -313,6 +313,127 @@ def _object_check(schema: Any) -> Callable[[Any], bool] | None:
     return None
 
 
+#: what a property of a flat object may say for :func:`_flat_object_accept` (annotations aside)
+_FLAT_PROPERTY_KEYWORDS = frozenset(
+    ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "enum")
+) | {"pattern", "format", "default"}
+_FLAT_TYPES = frozenset(("string", "number", "integer", "boolean", "null"))
+
+
+def _flat_property_code(name: str, spec: Any, ns: dict[str, Any]) -> list[str] | None:
+    """The lines checking one property of a flat object (``v`` its value), or None when the
+    property says something :func:`_flat_object_accept` does not handle."""
+    if not isinstance(spec, dict) or set(spec) - _ANNOTATIONS - _FLAT_PROPERTY_KEYWORDS:
+        return None
+    types = spec.get("type")
+    types = [types] if isinstance(types, str) else types
+    if not isinstance(types, list) or not types or set(types) - _FLAT_TYPES:
+        return None
+    n = len(ns)
+    fail = "return _fb(d)"
+    enum = spec.get("enum")
+    if enum is not None:  # strings and null only (JSON equality differs from Python's for numbers)
+        if not isinstance(enum, list) or not all(e is None or isinstance(e, str) for e in enum):
+            return None
+        ns[f"_e{n}"] = frozenset(e for e in enum if isinstance(e, str))
+        types = [t for t in types if t == "string" or (t == "null" and None in enum)]
+    branches: list[tuple[str, list[str]]] = []
+    if "string" in types:
+        body = []
+        lo, hi = spec.get("minLength"), spec.get("maxLength")
+        for bound, op in ((lo, "<"), (hi, ">")):
+            if bound is not None:
+                if type(bound) is not int:
+                    return None
+                body.append(f"if len(v) {op} {bound}: {fail}")
+        if enum is not None:
+            body.append(f"if v not in _e{n}: {fail}")
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                return None
+            try:  # as fastjsonschema compiles it (``$``: the end of the string)
+                ns[f"_p{n}"] = re.compile(DOLLAR_FINDER.sub(r"\\Z", pattern)).search
+            except re.error:
+                return None
+            body.append(f"if _p{n}(v) is None: {fail}")
+        fmt = spec.get("format")
+        if fmt is not None:
+            if fmt not in _FAST_FORMATS:
+                return None
+            ns[f"_f{n}"] = _FAST_FORMATS[fmt]
+            body.append(f"if not _f{n}(v): {fail}")
+        branches.append(("t is str", body))
+    numeric = "int" if "number" not in types and "integer" in types else "num" if "number" in types else ""
+    if numeric:
+        body = []
+        for key, exclusive, op, xop in (
+            ("minimum", "exclusiveMinimum", ">=", ">"),
+            ("maximum", "exclusiveMaximum", "<=", "<"),
+        ):  # written as what must hold, so that NaN fails
+            bound = spec.get(key)
+            flag = spec.get(exclusive, False)
+            if flag is not False and flag is not True:
+                return None
+            if bound is not None:
+                if type(bound) not in (int, float):
+                    return None
+                ns[f"_{key[:3]}{n}"] = bound
+                body.append(f"if not v {xop if flag else op} _{key[:3]}{n}: {fail}")
+        # draft 4: an integer is a JSON number without a fraction (orjson: int); bool is no number
+        branches.append(("t is int" if numeric == "int" else "t is int or t is float", body))
+    if "boolean" in types:
+        branches.append(("t is bool", []))
+    if "null" in types:
+        branches.append(("v is None", []))
+    lines = [f"v = d.get({name!r}, _M)", "if v is not _M:", "    t = type(v)"]
+    for k, (cond, body) in enumerate(branches):
+        lines.append(f"    {'if' if k == 0 else 'elif'} {cond}:")
+        lines += [f"        {b}" for b in body] or ["        pass"]
+    lines += ["    else:", f"        {fail}"] if branches else [f"    {fail}"]
+    return lines
+
+
+def _flat_object_accept(schema: Any, fallback: Callable[[Any], bool]) -> Callable[[Any], bool] | None:
+    """A generated check for objects of scalar properties (the media entities' shape): it accepts
+    only what the schema accepts (string, number, integer, boolean and null properties with
+    bounds, lengths, string enums, patterns and formats, as fastjsonschema checks them) and hands
+    everything else, a failure included, to ``fallback`` (the complete validator) for the verdict.
+    None for any other schema. Tests hold it to both validators' verdicts."""
+    if (
+        not isinstance(schema, dict)
+        or set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties"}
+        or schema.get("type") != "object"
+    ):
+        return None
+    props, required = schema.get("properties", {}), schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if (
+        not isinstance(props, dict)
+        or not isinstance(required, list)
+        or not all(isinstance(r, str) for r in required)
+        or (extra is not True and extra is not False)
+    ):
+        return None
+    ns: dict[str, Any] = {"_M": object(), "_fb": fallback}
+    lines = ["def accept(d):", "    if type(d) is not dict: return _fb(d)"]
+    if extra is False:
+        ns["_allowed"] = frozenset(props)
+        lines.append("    if not _allowed.issuperset(d): return _fb(d)")
+    if required:
+        ns["_required"] = frozenset(required)
+        lines.append("    if not _required.issubset(d): return _fb(d)")
+    for name, spec in props.items():
+        code = _flat_property_code(name, spec, ns)
+        if code is None:
+            return None
+        lines += [f"    {line}" for line in code]
+    lines.append("    return True")
+    exec("\n".join(lines), ns)  # from the schema's keywords only (names as repr literals)
+    accept: Callable[[Any], bool] = ns["accept"]
+    return accept
+
+
 def _fast_shape_check(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
     """A check equivalent to the schema for the envelope shapes every event goes through (flat
     string objects like payload_data's events, self-describing ``{schema, data}`` wrappers, and
@@ -365,8 +486,12 @@ class SchemaValidator:
             body, format_checker=FORMAT_CHECKER, registry=registry._ref_registry
         )
         shape = _fast_shape_check(body)
-        #: the cheapest equivalent check: a shape check for the envelopes, else the compiled one
-        self.fast_check: Callable[[Any], bool] = shape if shape is not None else self._compiled_check
+        flat = _flat_object_accept(body, self._compiled_check) if shape is None else None
+        #: the cheapest equivalent check: a shape check for the envelopes, a generated one for flat
+        #: objects of scalars (falling back to the compiled one), else the compiled one
+        self.fast_check: Callable[[Any], bool] = (
+            shape if shape is not None else flat if flat is not None else self._compiled_check
+        )
 
     def _compiled_check(self, instance: Any) -> bool:
         try:
