@@ -95,6 +95,14 @@ PAGE_HOOK_JS = """
           : p.last_event_name === "ping" ? "ping" : "other";
         window.__lvpLat.push([now / 1000, (now - Date.parse(p.last_seen)) / 1000, kind]);
       }
+      const f = d.touch_fields || [];  // pings arrive as touch rows: [viewer_id, ...touch fields]
+      const iSeen = f.indexOf("last_seen"), iName = f.indexOf("last_event_name");
+      for (const row of d.touch || []) {
+        const seenAt = iSeen >= 0 ? row[iSeen + 1] : null;
+        if (!seenAt) continue;
+        const kind = iName >= 0 && row[iName + 1] === "ping" ? "ping" : "other";
+        window.__lvpLat.push([now / 1000, (now - Date.parse(seenAt)) / 1000, kind]);
+      }
     });
     return es;
   }
@@ -245,7 +253,9 @@ class SSEProbe:
             add((now, now - _epoch(seen), kind))
             self.names.append(name)
         for key, value in doc.items():  # pings batched as touches, whatever the delta calls them
-            if key.startswith("touch"):
+            if key.startswith("touch") and key != "touch_fields":
+                if isinstance(value, list) and isinstance(doc.get("touch_fields"), list):
+                    value = {"fields": doc["touch_fields"], "touches": value}  # the viewer's rows
                 for patch in _touch_patches(value):
                     seen = patch.get("last_seen")
                     if seen:
@@ -680,7 +690,8 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
     for r in results:
         c, u = r["cpu_pct"], r["cpu_us_per_event"]
         page = (
-            f"{r['page_status_p99_s']:.2f} / {r['page_ping_p99_s']:.2f} s"
+            " / ".join("—" if v != v else f"{v:.2f}" for v in (r["page_status_p99_s"], r["page_ping_p99_s"]))
+            + " s"
             if "page_status_p99_s" in r
             else "—"
         )
