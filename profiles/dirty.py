@@ -88,7 +88,7 @@ class DirtyLedger:
         if x is None:
             t = self._second(now)
             self._entries[vid] = _pack(p, off, t)
-            self._schedule(vid, t + math.ceil(min(self.write_interval_s, self.quiet_s) / self._tick))
+            self._schedule(vid, t + 1)  # the next tick: due() then knows when it will be quiet
             return True
         p0, off0, t0 = _unpack(x)
         if (p, off) < (p0, off0):
