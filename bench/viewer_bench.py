@@ -161,7 +161,7 @@ class Load(threading.Thread):
         self.profiles_sent += 1
 
     def _ping(self, profile: dict[str, Any], now: float) -> None:
-        from viewer.live import iso
+        from lvp.enriched import iso
 
         profile["last_seen"] = iso(now)
         profile["events"] = int(profile["events"]) + 1
@@ -174,7 +174,7 @@ class Load(threading.Thread):
 
     def run(self) -> None:
         from lvp.changes import TOUCH_KEY_PREFIX, encode_touches, partition_for, touch_patch
-        from viewer.live import iso
+        from lvp.enriched import iso
 
         rng = random.Random(7)
         parts = [partition_for(str(p["viewer_id"]).encode(), self.partitions) for p in self.profiles]
@@ -504,7 +504,7 @@ def page_latency(base: str, settings: Any, profile: dict[str, Any], flips: int, 
     from playwright.sync_api import sync_playwright
 
     from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
-    from viewer.live import iso
+    from lvp.enriched import iso
 
     args = list(CHROMIUM_ARGS)
     vid = str(profile["viewer_id"])
@@ -631,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                 p["status"] = "watching"
         results["memory"] = view_memory(profiles, settings.active_timeout_s)
         load = Load(settings, profiles, args.ping_s, flips)
-        from viewer.live import iso
+        from lvp.enriched import iso
 
         for p in profiles:
             p["last_seen"] = iso(time.time())  # seen now: the preload itself takes a while

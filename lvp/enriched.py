@@ -5,13 +5,20 @@ reads lines from our collector or from a real Snowplow enrich / Snowbridge pipel
 :func:`from_tsv` (or, in its hot loop, a :class:`ColumnPicker`: the same, for a dozen columns).
 JSON columns (``contexts``, ``unstruct_event``, ``derived_contexts``) hold the self-describing
 JSON as Snowplow writes it. Timestamps are ``YYYY-MM-DD HH:MM:SS.mmm`` in UTC.
+
+This module is also the one home of the timestamp helpers every component uses: the TSV form
+(:func:`format_tstamp`), the profile's ISO-8601 form ``2024-11-16T13:33:22.625Z`` (:func:`iso`,
+:func:`iso_from_tstamp`), and epoch seconds from either form (:func:`parse_tstamp`, which raises,
+and :func:`epoch_of`, which answers None).
 """
 
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 FIELDS: tuple[str, ...] = (
@@ -136,6 +143,28 @@ def parse_tstamp(value: str) -> float:
 def iso_from_tstamp(value: str) -> str:
     """Snowplow TSV timestamp -> ISO-8601 UTC (``2024-11-16T13:33:22.625Z``)."""
     return value.replace(" ", "T") + "Z" if value else ""
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(secs: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds -> ``2024-11-16T13:33:22.625Z`` (UTC, milliseconds): the profile's form."""
+    secs, frac = divmod(round(ts * 1000), 1000)
+    return f"{_iso_second(secs)}.{frac:03d}Z"
+
+
+def epoch_of(value: object) -> float | None:
+    """A timestamp string in either form -> epoch seconds (:func:`parse_tstamp`); None for
+    anything else (not a string, empty, not a timestamp)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_tstamp(value)
+    except ValueError:  # (EnrichedFormatError is one)
+        return None
 
 
 def to_tsv(event: Mapping[str, Any]) -> str:

@@ -171,8 +171,8 @@ def _query(args: argparse.Namespace, action: Any, several: bool = False) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    from lvp.profile import with_active
     from profiles.fresh import LiveReadError, freshen
-    from profiles.profile import with_active
 
     def action(store: Any, settings: Settings, vid: str) -> int:
         profile = store.get_profile(vid)
@@ -208,7 +208,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from profiles.profile import is_active, with_active
+    from lvp.profile import is_active, with_active
 
     if not args.active:
         _err("only `lvp profile list --active` is supported: listing every profile would scan the table")

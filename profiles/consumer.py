@@ -86,12 +86,12 @@ from lvp import badrows
 from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
+from lvp.profile import PROFILE_FIELDS
 from lvp.pseudonym import Pseudonymizer
 from profiles.dirty import DirtyLedger
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder, InputError
 from profiles.metrics import ProfilesMetrics
-from profiles.profile import PROFILE_FIELDS
 from profiles.state import STATUSES
 from profiles.store import ProfileStore, ProfileWrite, StoreError, WriteFailed
 

@@ -66,10 +66,12 @@ from typing import Any, Final, cast
 
 import orjson
 
+from lvp.enriched import iso
 from lvp.events import MEDIA_EVENTS as _MEDIA_NAMES
 from lvp.events import ViewerEvent
 from lvp.tables import history_seq
 from profiles import state as sm
+from profiles.device import DEVICE_CLASSES, device_class
 from profiles.fold import (
     N_STATS,
     ROW_FIELDS,
@@ -87,7 +89,6 @@ from profiles.fold import (
     step,
     to_row,
 )
-from profiles.profile import DEVICE_CLASSES, device_class, iso
 
 __all__ = [
     "DUPLICATE_TOLERANCE_S",

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from lvp.events import MEDIA_EVENTS, SESSION_STATS, ViewerEvent
 from profiles import state as sm
-from profiles.profile import DEVICE_CLASSES, device_class
+from profiles.device import DEVICE_CLASSES, device_class
 
 __all__ = [
     "DATA_KEYS",
@@ -179,7 +179,7 @@ class Fold:
     eid: str
     name: str
     app_id: str
-    device: str  # profiles.profile.device_class of the latest user agent (never the user agent)
+    device: str  # profiles.device.device_class of the latest user agent (never the user agent)
     pos: float | None
     dur: float | None
     label: str | None

@@ -1,11 +1,6 @@
-"""DynamoDB persistence of profiles and their status history (layout: docs/contracts.md).
-
-``viewer_profiles`` holds one item per viewer: every API field of the profile as a top-level
-attribute (null values not stored), ``state`` (the engine's JSON state, for restarts and
-rebalances), ``ttl`` (epoch s: ``last_seen`` + retention), ``last_seen_ms`` and — only while the
-status is not ``ended`` — ``active_shard``, the hash key of the sparse ``active-index`` GSI
-(``crc32(viewer_id) % LVP_ACTIVE_SHARDS``). ``viewer_history`` holds the status changes, keyed
-``viewer_id`` + ``seq`` (time-ordered).
+"""DynamoDB persistence of profiles and their status history: the writer (`lvp profiles`) and
+the CLI's reader (`lvp profile`). The items' layout and their encoding and decoding are
+:mod:`lvp.profile_codec` (docs/contracts.md), shared with the viewer's reader.
 
 Writes are batched (BatchWriteItem, 25 requests) and several batches run concurrently on a small
 thread pool; a flush writes the history changes before the profiles whose state assumes them.
@@ -30,12 +25,9 @@ import os
 import random
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from decimal import Decimal
-from math import isfinite
 from typing import Any, Final, Protocol
 
 import boto3
@@ -45,10 +37,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lvp.config import ConfigError, Settings
 from lvp.dynamo import client_kwargs
-from lvp.enriched import EnrichedFormatError, parse_tstamp
-from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
+from lvp.profile_codec import erasure_marker, history_item, item_to_history, item_to_profile, profile_item
+from lvp.tables import ACTIVE_INDEX, ERASED_AT_ATTRIBUTE, is_erasure_marker
 from profiles.dynamo_http import DynamoError, DynamoHttp
-from profiles.profile import PROFILE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +47,6 @@ log = logging.getLogger(__name__)
 DYNAMODB_CLIENTS: Final = ("http", "botocore")
 BATCH_WRITE_MAX: Final = 25
 BATCH_GET_MAX: Final = 100
-#: Attributes of a profile item that are storage details, not API fields.
-INTERNAL_ATTRIBUTES: Final = frozenset(("state", "ttl", "last_seen_ms", "active_shard", ERASED_AT_ATTRIBUTE))
-_API_FIELDS: Final = tuple(f for f in PROFILE_FIELDS if f != "active")
 _THROTTLE_CODES: Final = frozenset(
     (
         "ProvisionedThroughputExceededException",
@@ -128,124 +116,6 @@ class ProfileWrite:
     profile: Mapping[str, Any]
     state: str
     erased_at_ms: int | None = None  # the viewer was erased before (its events up to then are dropped)
-
-
-# --- attribute values -------------------------------------------------------------------------
-
-
-def to_attr(v: Any) -> dict[str, Any] | None:
-    """A Python/JSON value as a DynamoDB attribute value (``None`` -> not stored)."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return {"BOOL": v}
-    if isinstance(v, str):
-        return {"S": v}
-    if isinstance(v, int):
-        return {"N": str(v)}
-    if isinstance(v, float):
-        if not isfinite(v):
-            return None
-        s = repr(v)
-        return {"N": format(Decimal(s), "f") if "e" in s else s}
-    if isinstance(v, Mapping):
-        return {"M": {str(k): a for k, x in v.items() if (a := to_attr(x)) is not None}}
-    if isinstance(v, (list, tuple)):
-        return {"L": [to_attr(x) or {"NULL": True} for x in v]}
-    raise TypeError(f"cannot store {type(v).__name__} in DynamoDB")
-
-
-def from_attr(a: Mapping[str, Any]) -> Any:
-    """A DynamoDB attribute value as a Python/JSON value (numbers: int when integral text)."""
-    if "S" in a:
-        return a["S"]
-    if "N" in a:
-        n = a["N"]
-        return float(n) if any(c in n for c in ".eE") else int(n)
-    if "BOOL" in a:
-        return bool(a["BOOL"])
-    if "NULL" in a:
-        return None
-    if "M" in a:
-        return {k: from_attr(x) for k, x in a["M"].items()}
-    if "L" in a:
-        return [from_attr(x) for x in a["L"]]
-    raise ValueError(f"unsupported attribute value {list(a)}")
-
-
-def shard_of(viewer_id: str, shards: int) -> str:
-    """Stable shard of the active-viewer index (same on every machine and Python run)."""
-    return str(zlib.crc32(viewer_id.encode("utf-8")) % max(1, shards))
-
-
-def _epoch(iso: Any, default: float) -> float:
-    if isinstance(iso, str) and iso:
-        try:
-            return parse_tstamp(iso)
-        except EnrichedFormatError:
-            pass
-    return default
-
-
-def profile_item(write: ProfileWrite, *, retention_s: int, shards: int, now: float) -> dict[str, Any]:
-    """The ``viewer_profiles`` item for one profile."""
-    item: dict[str, Any] = {}
-    for k, v in write.profile.items():
-        if k == "active" or k in INTERNAL_ATTRIBUTES:
-            continue
-        a = to_attr(v)
-        if a is not None:
-            item[k] = a
-    item["viewer_id"] = {"S": write.viewer_id}
-    item["state"] = {"S": write.state}
-    last_seen = _epoch(write.profile.get("last_seen"), now)
-    item["last_seen_ms"] = {"N": str(round(last_seen * 1000))}
-    item["ttl"] = {"N": str(int(last_seen) + retention_s)}
-    if write.profile.get("status") != "ended":
-        item["active_shard"] = {"S": shard_of(write.viewer_id, shards)}
-    if write.erased_at_ms is not None:
-        item[ERASED_AT_ATTRIBUTE] = {"N": str(write.erased_at_ms)}
-    return item
-
-
-def erasure_marker(viewer_id: str, erased_at_ms: int, *, retention_s: int) -> dict[str, Any]:
-    """The ``viewer_profiles`` item left of an erased viewer (layout: :mod:`lvp.tables`)."""
-    return {
-        "viewer_id": {"S": viewer_id},
-        ERASED_AT_ATTRIBUTE: {"N": str(erased_at_ms)},
-        "ttl": {"N": str(erased_at_ms // 1000 + retention_s)},
-    }
-
-
-def history_item(h: Any, *, retention_s: int, now: float) -> dict[str, Any]:
-    """The ``viewer_history`` item for one status change (an engine ``HistoryEntry``)."""
-    item = {
-        "viewer_id": {"S": h.viewer_id},
-        "seq": {"S": h.seq},
-        "at": {"S": h.at},
-        "status": {"S": h.status},
-        "prev_status": {"S": h.prev_status},
-        "event_name": {"S": h.event_name},
-        "event_id": {"S": h.event_id},
-        "ttl": {"N": str(int(_epoch(h.at, now)) + retention_s)},
-    }
-    return item
-
-
-def item_to_profile(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The API dict (without ``active``) of a ``viewer_profiles`` item; absent fields are null."""
-    out: dict[str, Any] = {f: None for f in _API_FIELDS}
-    for k, a in item.items():
-        if k not in INTERNAL_ATTRIBUTES:
-            out[k] = from_attr(a)
-    return out
-
-
-def item_to_history(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``viewer_history`` item as a dict (docs/contracts.md order, ``ttl`` left out)."""
-    out = {k: from_attr(item[k]) for k in HISTORY_ATTRIBUTES if k in item}
-    out.update((k, from_attr(a)) for k, a in item.items() if k not in out and k != "ttl")
-    return out
 
 
 def _requests(pending: Mapping[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -374,7 +244,15 @@ class ProfileStore:
         profile_reqs: list[tuple[str, dict[str, Any]]] = []
         rank: dict[str, int] = {}
         for w in profiles:
-            item = profile_item(w, retention_s=self.retention_s, shards=self.shards, now=now)
+            item = profile_item(
+                w.viewer_id,
+                w.profile,
+                w.state,
+                erased_at_ms=w.erased_at_ms,
+                retention_s=self.retention_s,
+                shards=self.shards,
+                now=now,
+            )
             rank[w.viewer_id] = len(profile_reqs)
             profile_reqs.append((self.profiles_table, {"PutRequest": {"Item": item}}))
         ranked: list[tuple[int, tuple[str, dict[str, Any]]]] = []

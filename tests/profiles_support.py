@@ -16,11 +16,12 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from lvp.config import Settings
 from lvp.dynamo import dynamodb_client
 from lvp.kafka import producer_config
+from lvp.profile_codec import item_to_history, item_to_profile
 from lvp.tables import is_erasure_marker
 from profiles.consumer import ProfilesConsumer
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder
-from profiles.store import ProfileStore, item_to_history, item_to_profile
+from profiles.store import ProfileStore
 
 #: Tansu joins a group in about half the session timeout: keep test joins short.
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 300}

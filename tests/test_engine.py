@@ -15,12 +15,11 @@ from enriched_factory import full_session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lvp.enriched import from_tsv
+from lvp.enriched import from_tsv, iso
 from lvp.events import ViewerEvent, from_enriched, from_tsv_line
 from profiles import state as sm
 from profiles.engine import DUPLICATE_TOLERANCE_S, HistoryEntry, ViewerState
 from profiles.fold import MAX_GAP_S
-from profiles.profile import iso
 
 SAMPLE = Path(__file__).resolve().parent / "fixtures" / "snowplow-enriched-sample.tsv"
 T0 = 1_731_764_000.0

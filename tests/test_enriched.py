@@ -16,8 +16,10 @@ from lvp.enriched import (
     TIMESTAMP_FIELDS,
     ColumnPicker,
     EnrichedFormatError,
+    epoch_of,
     format_tstamp,
     from_tsv,
+    iso,
     looks_like_tsv,
     parse_tstamp,
     to_tsv,
@@ -64,6 +66,31 @@ def test_timestamps() -> None:
     assert parse_tstamp("2023-11-14 22:13:20") == 1_700_000_000
     with pytest.raises(EnrichedFormatError):
         parse_tstamp("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("ts", "text"),
+    [
+        (1731764001.958, "2024-11-16T13:33:21.958Z"),
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1731764001.9996, "2024-11-16T13:33:22.000Z"),  # rounds to the millisecond
+        (1700000000, "2023-11-14T22:13:20.000Z"),
+    ],
+)
+def test_iso(ts: float, text: str) -> None:
+    assert iso(ts) == text
+    assert parse_tstamp(text) == pytest.approx(round(ts, 3), abs=1e-6)
+
+
+def test_a_timestamp_parse_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_tstamp("yesterday")
+
+
+def test_timestamps_round_trip() -> None:
+    assert epoch_of("2024-11-16T13:33:22.625Z") == pytest.approx(1731764002.625)
+    assert iso(1731764002.625) == "2024-11-16T13:33:22.625Z"
+    assert epoch_of("yesterday") is None and epoch_of(None) is None and epoch_of("") is None
 
 
 def test_wrong_width_is_an_error() -> None:

@@ -1,5 +1,5 @@
-"""The profile model: API field names (checked against docs/contracts.md), `active`, timestamps,
-device classes."""
+"""The profile model (lvp.profile): API field names (checked against docs/contracts.md), `active`,
+the dict shapes. Timestamps: tests/test_enriched.py; device classes: tests/test_device.py."""
 
 from __future__ import annotations
 
@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from lvp.enriched import iso
+from lvp.profile import PROFILE_FIELDS, STORED_FIELDS, api_profile, is_active, with_active
 from profiles.engine import ViewerState
-from profiles.profile import (
-    DEVICE_CLASSES,
-    PROFILE_FIELDS,
-    STATUSES,
-    device_class,
-    is_active,
-    iso,
-    parse_iso,
-    with_active,
-)
+from profiles.state import STATUSES
 
 CONTRACTS = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
 
@@ -35,25 +28,6 @@ def test_engine_profile_has_every_field_but_active_in_order() -> None:
     p = ViewerState.new("v").profile()
     assert tuple(p) == tuple(f for f in PROFILE_FIELDS if f != "active")
     assert p["status"] == "idle" and p["events"] == 0 and p["first_seen"] is None and p["ad"] is None
-
-
-@pytest.mark.parametrize(
-    ("ts", "text"),
-    [
-        (1731764001.958, "2024-11-16T13:33:21.958Z"),
-        (0.0, "1970-01-01T00:00:00.000Z"),
-        (1731764001.9996, "2024-11-16T13:33:22.000Z"),  # rounds to the millisecond
-        (1700000000, "2023-11-14T22:13:20.000Z"),
-    ],
-)
-def test_iso(ts: float, text: str) -> None:
-    assert iso(ts) == text
-    assert parse_iso(text) == pytest.approx(round(ts, 3), abs=1e-6)
-
-
-def test_parse_iso_rejects_garbage() -> None:
-    with pytest.raises(ValueError):
-        parse_iso("yesterday")
 
 
 NOW = 1_731_764_100.0
@@ -93,61 +67,15 @@ def test_with_active_orders_the_fields() -> None:
     assert out["active"] is True
 
 
-UAS = [
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
-        "desktop",
-    ),
-    (
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-        "desktop",
-    ),
-    (
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/130.0.0.0 Safari/537.36",
-        "desktop",
-    ),
-    (
-        "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
-        "desktop",
-    ),
-    (
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-        "mobile",
-    ),
-    (
-        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Mobile Safari/537.36",
-        "mobile",
-    ),
-    (
-        "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-        "tablet",
-    ),
-    (
-        "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
-        "tablet",
-    ),
-    (
-        "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/4.0 Chrome/76.0.3809.146 TV Safari/537.36",
-        "tv",
-    ),
-    (
-        "Mozilla/5.0 (Web0S; Linux/SmartTV) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/79.0.3945.79 Safari/537.36 WebAppManager",
-        "tv",
-    ),
-    (
-        "Mozilla/5.0 (Linux; Android 9; AFTMM Build/PS7233) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Mobile Safari/537.36",
-        "tv",
-    ),
-    ("Roku/DVP-12.0 (12.0.0.4182-88)", "tv"),
-    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "bot"),
-    ("curl/8.5.0", "bot"),
-    ("python-requests/2.32.3", "bot"),
-    ("", "unknown"),
-    ("SomethingElse/1.0", "unknown"),
-]
+def test_stored_fields_are_the_api_fields_but_active() -> None:
+    assert tuple(f for f in PROFILE_FIELDS if f != "active") == STORED_FIELDS
+    assert tuple(ViewerState.new("v").profile()) == STORED_FIELDS
 
 
-@pytest.mark.parametrize(("ua", "expected"), UAS)
-def test_device_class(ua: str, expected: str) -> None:
-    assert device_class(ua) == expected
-    assert expected in DEVICE_CLASSES
+def test_api_profile_keeps_only_api_fields_and_with_active_keeps_extras() -> None:
+    raw = {"status": "paused", "last_seen": iso(NOW), "state": "{}", "extra": 1}
+    api = api_profile(raw, "from-key", active=True)
+    assert tuple(api) == PROFILE_FIELDS and api["viewer_id"] == "from-key" and api["active"] is True
+    assert tuple(api_profile(raw)) == STORED_FIELDS  # no `active` unless given
+    out = with_active(raw, NOW, 75.0)
+    assert tuple(out) == (*PROFILE_FIELDS, "state", "extra") and out["active"] is True

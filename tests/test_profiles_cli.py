@@ -18,9 +18,9 @@ from lvp.cli import main
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from lvp.kafka import create_topics
+from lvp.profile import PROFILE_FIELDS
 from lvp.pseudonym import pseudonymize
 from profiles.engine import ViewerState
-from profiles.profile import PROFILE_FIELDS
 from profiles.store import ProfileStore, ProfileWrite
 
 ROOT = Path(__file__).resolve().parent.parent

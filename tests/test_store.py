@@ -15,18 +15,16 @@ from tcpproxy import TcpProxy
 
 from lvp.config import ConfigError, Settings
 from lvp.dynamo import create_tables, dynamodb_client
+from lvp.enriched import iso, parse_tstamp
+from lvp.profile_codec import shard_of
 from lvp.tables import ACTIVE_INDEX
 from profiles.engine import ViewerState
 from profiles.inputs import InputDecoder
-from profiles.profile import iso, parse_iso
 from profiles.store import (
     ProfileStore,
     ProfileWrite,
     StoreError,
     WriteFailed,
-    from_attr,
-    shard_of,
-    to_attr,
 )
 
 
@@ -57,21 +55,6 @@ def write_viewers(store: ProfileStore, states: list[ViewerState]) -> dict[str, A
     return profiles
 
 
-def test_attribute_values_round_trip() -> None:
-    values = ("x", "", 0, 7, -3, 1.5, 0.1 + 0.2, 1e-7, 1e21, True, False, {"a": 1, "b": None}, [1, "x", None])
-    for v in values:
-        a = to_attr(v)
-        assert a is not None
-        back = from_attr(a)
-        if isinstance(v, dict):
-            assert back == {"a": 1}
-        else:
-            assert back == v  # numbers: DynamoDB normalises 3.0 to 3, so only the value counts
-            assert type(back) is type(v) or isinstance(v, float)
-    assert to_attr(None) is None and to_attr(float("nan")) is None
-    assert shard_of("viewer-1", 8) == shard_of("viewer-1", 8) and 0 <= int(shard_of("viewer-1", 8)) < 8
-
-
 def test_item_layout_and_queries(settings: Settings) -> None:
     now_ms = int(time.time() * 1000)
     watching = MediaSessionBuilder("v-watching", now_ms - 20_000).page_view().ready().play().wait(10).ping()
@@ -89,7 +72,7 @@ def test_item_layout_and_queries(settings: Settings) -> None:
     assert "ad" not in item and "active" not in item  # null -> not stored; active is derived
     assert item["active_shard"] == {"S": shard_of("v-watching", 4)}
     last_seen = profiles["v-watching"]["last_seen"]
-    assert int(item["last_seen_ms"]["N"]) == round(parse_iso(last_seen) * 1000)
+    assert int(item["last_seen_ms"]["N"]) == round(parse_tstamp(last_seen) * 1000)
     assert int(item["ttl"]["N"]) == int(item["last_seen_ms"]["N"]) // 1000 + settings.retention_days * 86400
     assert ViewerState.load("v-watching", item["state"]["S"]).profile() == profiles["v-watching"]
     key = {"viewer_id": {"S": "v-ended"}}

@@ -13,8 +13,8 @@ import pytest
 from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
+from lvp.enriched import iso
 from viewer.app import create_app
-from viewer.live import iso
 from viewer.testing import demo_viewer, produce_changes, put_history_item, put_profile_item, serve_in_thread
 
 pytestmark = pytest.mark.browser

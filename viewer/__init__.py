@@ -25,7 +25,7 @@ Where the live view comes from
 
 The in-memory view (:mod:`viewer.live`)
     A map viewer id -> profile of the *active* viewers only (``active`` is derived with the
-    single rule :func:`profiles.profile.is_active`: status is not ``ended`` and the
+    single rule :func:`lvp.profile.is_active`: status is not ``ended`` and the
     collector-clock ``last_seen`` is within ``LVP_ACTIVE_TIMEOUT_S``). Counts by status and media are kept
     incrementally; a heap of expiry times finds viewers that time out without a new message.
     Memory is bounded by the number of active viewers, not by the size of the topic (~1.3 KB

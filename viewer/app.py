@@ -52,7 +52,7 @@ from viewer.auth import Authenticator, AuthMiddleware, ConnectionLimiter, LoginT
 from viewer.hub import RETRY_FRAME
 from viewer.live import DEFAULT_LIMIT, MAX_LIMIT, CursorError, Subscription, decode_cursor
 from viewer.metrics import ViewerMetrics
-from viewer.profiles_api import ProfileStore
+from viewer.profiles_api import ProfileReader
 from viewer.security import ForwardedMiddleware
 from viewer.service import LiveService
 
@@ -270,18 +270,18 @@ def create_app(
         client_queue_frames=client_queue_frames,
         ring_frames=ring_frames,
     )
-    store = ProfileStore(settings)
+    profile_reader = ProfileReader(settings)
     authenticator = Authenticator(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
+        await profile_reader.open()
         await service.start(read_changes=read_changes)
         try:
             yield
         finally:
             await service.stop()
-            await store.close()
+            await profile_reader.close()
 
     routes: list[Route | Mount] = [
         Route("/health", health),
@@ -326,7 +326,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.service = service
-    app.state.profiles = store
+    app.state.profiles = profile_reader
     app.state.auth = authenticator
     app.state.limiter = ConnectionLimiter(settings.sse_max_per_token)
     app.state.login_throttle = LoginThrottle()

@@ -18,14 +18,13 @@ from typing import Any
 
 import orjson
 
-# One definition of the profile fields, of `active` and of the timestamp format: the profiles
-# package's. `is_active` and `iso` are re-exported from here for the rest of the viewer.
-from profiles.profile import PROFILE_FIELDS, is_active, iso, parse_iso
+# One definition of the profile (fields, `active`, the API dict) and of the timestamp format,
+# shared with `lvp profiles`: lvp.profile and lvp.enriched.
+from lvp.enriched import epoch_of, iso
+from lvp.profile import api_profile, is_active
 
-__all__ = ["API_FIELDS", "LiveView", "Subscription", "SubscriptionError", "is_active", "iso", "parse_ts"]
+__all__ = ["LiveView", "Subscription", "SubscriptionError"]
 
-# The profile as the API shows it (docs/contracts.md), without the derived ``active``.
-API_FIELDS: tuple[str, ...] = tuple(f for f in PROFILE_FIELDS if f != "active")
 ACTIVE_STATUSES: tuple[str, ...] = ("watching", "watching_ad", "buffering", "paused", "idle")
 NO_MEDIA = "unknown"
 DEFAULT_LIMIT = 200
@@ -50,34 +49,6 @@ OTHER_RANK = len(ACTIVE_STATUSES)
 _INTERNED: tuple[str, ...] = (
     "status", "app_id", "media_label", "last_event_name", "device_class", "quality",
 )  # fmt: skip
-
-
-def parse_ts(value: object) -> float | None:
-    """ISO-8601 UTC timestamp -> epoch seconds (the same parser as :func:`is_active`); None for
-    anything else."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_iso(value)
-    except ValueError:
-        return None
-
-
-def api_profile(
-    raw: Mapping[str, Any], viewer_id: str | None = None, active: bool | None = None
-) -> dict[str, Any]:
-    """Only the API fields of ``raw`` (absent -> None), in contract order; ``active`` included
-    when given. Anything else in ``raw`` (engine state, TTLs, index keys) is left out."""
-    out: dict[str, Any] = {}
-    for name in PROFILE_FIELDS:
-        if name == "active":
-            if active is not None:
-                out["active"] = active
-        else:
-            out[name] = raw.get(name)
-    if viewer_id is not None:
-        out["viewer_id"] = viewer_id
-    return out
 
 
 def _as_int(value: object) -> int | None:
@@ -287,7 +258,7 @@ class LiveView:
             value = profile[name]
             if type(value) is str:
                 profile[name] = sys.intern(value)
-        last_seen = parse_ts(profile["last_seen"])
+        last_seen = epoch_of(profile["last_seen"])
         if last_seen is None:
             self.ignored += 1
             return 0
@@ -342,7 +313,7 @@ class LiveView:
         retired = self._retired.get(viewer_id)
         if retired is not None:
             return max(0, events - retired[0])
-        first_seen = parse_ts(profile["first_seen"])
+        first_seen = epoch_of(profile["first_seen"])
         if first_seen is not None and now - first_seen <= RETIRED_MEMORY_S:
             return events  # a new viewer: all its events are recent
         return 1
@@ -410,7 +381,7 @@ class LiveView:
             if entry is None:
                 increase += self._revive(viewer_id, patch, now)
                 continue
-            seen = parse_ts(patch.get("last_seen"))
+            seen = epoch_of(patch.get("last_seen"))
             if seen is None:
                 self.ignored += 1
                 continue

@@ -1,5 +1,6 @@
 """``GET /api/profiles/{viewer_id}`` and ``GET /api/profiles/{viewer_id}/history`` from DynamoDB
-(aioboto3). Only API fields leave: never ``state``, ``ttl``, ``active_shard`` or the raw keys.
+(aioboto3). Items are decoded by :mod:`lvp.profile_codec`, as `lvp profile` decodes them. Only
+API fields leave: never ``state``, ``ttl``, ``active_shard`` or the raw keys.
 
 A profile is answered from the live view first when the viewer is active there (its last
 profile message with the touches read since applied: what the live page shows), then from
@@ -17,58 +18,42 @@ import binascii
 import re
 import time
 from contextlib import AsyncExitStack
-from decimal import Decimal
 from typing import Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
+from lvp.profile import api_profile, is_active
+from lvp.profile_codec import item_to_history, item_to_profile
 from lvp.tables import ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
-from viewer.live import api_profile, is_active
 
 VIEWER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HISTORY_FIELDS = HISTORY_ATTRIBUTES[2:]  # the path names the viewer; seq is the cursor
 HISTORY_DEFAULT = 100
 HISTORY_MAX = 500
-_deser = TypeDeserializer()
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB values -> JSON values (Decimal -> int/float, sets -> lists)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | set | frozenset | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return None
-    return value
-
-
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_deser.deserialize(v)) for k, v in item.items()}
 
 
 def profile_view(item: dict[str, Any], timeout_s: float, now: float | None = None) -> dict[str, Any]:
     """A DynamoDB profile item -> the API dict (with the derived ``active``)."""
-    raw = from_item(item)
+    raw = item_to_profile(item)
     return api_profile(raw, active=is_active(raw, time.time() if now is None else now, timeout_s))
 
 
 def history_view(item: dict[str, Any]) -> dict[str, Any]:
-    raw = from_item(item)
+    """A DynamoDB history item -> one entry of the API's history (no ``viewer_id``, ``seq``)."""
+    raw = item_to_history(item)
     return {f: raw.get(f) for f in HISTORY_FIELDS}
 
 
-class ProfileStore:
-    """The aioboto3 DynamoDB client for the lifetime of the app."""
+class ProfileReader:
+    """Reads profiles and history for the API (the writer is `lvp profiles`'
+    :class:`profiles.store.ProfileStore`): the aioboto3 DynamoDB client for the lifetime of the
+    app."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -123,9 +108,9 @@ class ProfileStore:
         return items, nxt
 
 
-def _store(request: Request) -> ProfileStore:
-    store: ProfileStore = request.app.state.profiles
-    return store
+def _reader(request: Request) -> ProfileReader:
+    reader: ProfileReader = request.app.state.profiles
+    return reader
 
 
 def _not_found(viewer_id: str) -> Response:
@@ -168,7 +153,7 @@ async def get_profile(request: Request) -> Response:
     if live is not None:
         return JSONResponse(live)
     try:
-        profile = await _store(request).get_profile(viewer_id)
+        profile = await _reader(request).get_profile(viewer_id)
     except (BotoCoreError, ClientError):
         return _unavailable()
     if profile is None:
@@ -195,10 +180,10 @@ async def get_history(request: Request) -> Response:
         cursor = decode_history_cursor(q["cursor"])
         if cursor is None:
             return JSONResponse({"error": "invalid cursor"}, status_code=400)
-    store = _store(request)
+    reader = _reader(request)
     try:
-        items, nxt = await store.history(viewer_id, limit, cursor, order == "asc")
-        if not items and cursor is None and not await store.exists(viewer_id):
+        items, nxt = await reader.history(viewer_id, limit, cursor, order == "asc")
+        if not items and cursor is None and not await reader.exists(viewer_id):
             return _not_found(viewer_id)
     except (BotoCoreError, ClientError):
         return _unavailable()

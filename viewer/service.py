@@ -21,9 +21,10 @@ import orjson
 
 from lvp.changes import TOUCH_FIELDS, Change
 from lvp.config import Settings
+from lvp.enriched import iso
 from viewer.changes import ChangesReader
 from viewer.hub import Client, Hub, frame
-from viewer.live import DEFAULT_LIMIT, LiveView, Subscription, iso
+from viewer.live import DEFAULT_LIMIT, LiveView, Subscription
 from viewer.metrics import ViewerMetrics
 from viewer.stats import ActiveSeries, EventRate, ad_funnel, build_stats, qoe
 

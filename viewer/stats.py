@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from viewer.live import iso
+from lvp.enriched import iso
 
 WINDOWS_S: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900}
 SERIES_SPAN_S = 900

@@ -11,22 +11,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import uvicorn
-from boto3.dynamodb.types import TypeSerializer
 from confluent_kafka import Producer
 from starlette.applications import Starlette
 
 from lvp.broker import free_port
 from lvp.config import Settings
+from lvp.enriched import epoch_of, iso
 from lvp.kafka import producer_config
+from lvp.profile_codec import profile_item
 from lvp.tables import history_seq
 from viewer.cli import uvicorn_options
-from viewer.live import iso, parse_ts
 
 
 @contextmanager
@@ -137,23 +136,16 @@ def produce_changes(settings: Settings, changes: list[tuple[str, dict[str, objec
 
 
 def put_profile_item(client: Any, settings: Settings, profile: dict[str, object], shards: int = 8) -> None:
-    """Write ``profile`` into the profiles table in the contract layout (docs/contracts.md)."""
-    ser = TypeSerializer()
-
-    def conv(v: object) -> object:
-        if isinstance(v, float):
-            return Decimal(str(v))
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items() if x is not None}
-        return v
-
-    item = {k: ser.serialize(conv(v)) for k, v in profile.items() if v is not None and k != "active"}
-    seen = parse_ts(profile.get("last_seen")) or time.time()
-    item["state"] = {"S": '{"engine": "opaque"}'}
-    item["ttl"] = {"N": str(int(seen) + 30 * 86400)}
-    item["last_seen_ms"] = {"N": str(int(seen * 1000))}
-    if profile.get("status") != "ended":
-        item["active_shard"] = {"S": str(hash(profile["viewer_id"]) % shards)}
+    """Write ``profile`` into the profiles table as `lvp profiles` writes it
+    (:func:`lvp.profile_codec.profile_item`), with an opaque engine state."""
+    item = profile_item(
+        str(profile["viewer_id"]),
+        profile,
+        '{"engine": "opaque"}',
+        retention_s=30 * 86400,
+        shards=shards,
+        now=time.time(),
+    )
     client.put_item(TableName=settings.table_profiles, Item=item)
 
 
@@ -166,7 +158,7 @@ def put_history_item(
     prev_status: str | None,
     event_name: str,
 ) -> None:
-    ms = int((parse_ts(at) or 0) * 1000)
+    ms = int((epoch_of(at) or 0) * 1000)
     event_id = f"ev-{ms}-{status}"
     item = {
         "viewer_id": {"S": viewer_id},

@@ -76,11 +76,12 @@ from bench.baseline.fold import (
     Fold,
     step,
 )
+from lvp.enriched import iso
 from lvp.events import MEDIA_EVENTS as _MEDIA_NAMES
 from lvp.events import ViewerEvent
 from lvp.tables import history_seq
 from profiles import state as sm
-from profiles.profile import device_class, iso
+from profiles.device import device_class
 
 __all__ = [
     "DUPLICATE_TOLERANCE_S",
