@@ -364,18 +364,15 @@ class ViewerState:
             current = self._current
             if current is self._stable or current is self._checkpoint:
                 current = self._current = current.copy()
-            elif (
-                self._packed_fold_cache is not None and self._packed_fold_cache[0] is current
-            ):  # about to change in place
-                self._packed_fold_cache = None
+            elif self._packed_fold_cache is not None and self._packed_fold_cache[0] is current:
+                self._packed_fold_cache = None  # (current is about to change in place)
             n = len(pending)
             # pending[:k] left the window; if that ends among the events folded now, the fold
             # there is the new stable fold (one copy instead of folding those events again later)
             k = bisect.bisect_left(pending, limit, key=_entry_t)
             snap: Fold | None = None
-            if (
-                k == n_folded and n_folded > 0
-            ):  # exactly the events folded before left the window: current is stable
+            if k == n_folded and n_folded > 0:
+                # exactly the events folded before left the window: current is stable
                 self._finalise(k, limit)
                 del pending[:k]
                 self._stable = current
@@ -478,9 +475,8 @@ class ViewerState:
         never_handed_out = self._seqs_never_handed_out
         for seq in old:
             if seq not in new:
-                if (
-                    never_handed_out is not None and seq in never_handed_out
-                ):  # never handed out: nothing to delete
+                if never_handed_out is not None and seq in never_handed_out:
+                    # never handed out: nothing to delete
                     never_handed_out.discard(seq)
                     undrained.pop(seq, None)
                 else:
