@@ -10,7 +10,8 @@ import argparse
 import random
 import statistics
 
-from lvp.privacy import PRESETS, STATUS_KEYS, PublicStatsReleaser, TrueCounts
+from lvp.config import DP_EPSILON_PRESETS
+from lvp.privacy import STATUS_KEYS, PublicStatsReleaser, TrueCounts
 
 
 def population(rng: random.Random, size: int) -> TrueCounts:
@@ -56,7 +57,7 @@ def main() -> None:
     print(f"Public stats error per released count ({releases} releases, {args.viewers} active viewers)\n")
     print("| preset | ε | noise scale | mean abs error | p95 abs error | mean relative error |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, eps in PRESETS.items():
+    for name, eps in DP_EPSILON_PRESETS.items():
         m = measure(eps, releases, args.viewers)
         print(
             f"| {name} | {eps} | {3 / eps:.1f} | {m['mean_abs']:.2f} | {m['p95_abs']:.0f} | {m['mean_rel_pct']:.1f}% |"

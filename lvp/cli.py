@@ -14,9 +14,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_type_hints
 
-from lvp.config import ConfigError, Settings
+from lvp.config import SETTINGS, ConfigError, Settings
 from lvp.errors import Unavailable
 from lvp.logs import LOG_FORMATS, log_format_from_env, setup_logging
 
@@ -32,15 +32,18 @@ COMMAND_MODULES = (
 )
 
 _PREFIX = "setting__"
+_SETTING_FIELDS = {f.name: f for f in SETTINGS}
+_SETTING_TYPES: dict[str, Any] = get_type_hints(Settings)  # (the annotations are strings)
 
 
 def setting_flag(parser: argparse.ArgumentParser, flag: str, setting: str, **kwargs: Any) -> None:
     """Add ``flag`` that overrides the setting ``setting`` (type and help from Settings)."""
-    f = {fl.name: fl for fl in __import__("dataclasses").fields(Settings)}[setting]
-    if f.type in ("bool", bool):
+    f = _SETTING_FIELDS[setting]
+    type_ = _SETTING_TYPES[setting]
+    if type_ is bool:
         kwargs.setdefault("action", argparse.BooleanOptionalAction)
     else:
-        kwargs.setdefault("type", {"int": int, "float": float}.get(str(f.type), str))
+        kwargs.setdefault("type", type_ if type_ in (int, float) else str)
     kwargs.setdefault("help", f"{f.metadata['meaning']} [env {f.metadata['env']}, default {f.default!r}]")
     parser.add_argument(flag, dest=_PREFIX + setting, default=None, **kwargs)
 

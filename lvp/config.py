@@ -8,7 +8,12 @@ the two in step.
 librdkafka pass-through: every environment variable ``KAFKA_<KEY>`` other than
 ``KAFKA_BOOTSTRAP_SERVERS`` becomes the librdkafka property ``<key>`` lowercased with ``_``
 turned into ``.`` (``KAFKA_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``); a double
-underscore stands for a literal underscore.
+underscore stands for a literal underscore. :meth:`Settings.from_env` keeps them in
+:attr:`Settings.kafka_env_properties`.
+
+Values are checked when a :class:`Settings` is built (:meth:`Settings.from_env`, :meth:`Settings.with_`):
+a value of the wrong type or out of range raises :class:`ConfigError` naming the environment
+variable, which the ``lvp`` command prints as ``lvp: configuration error: ...`` (exit status 2).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from typing import Any, get_type_hints
 
 
 class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+    """A setting is missing or malformed; the message names its environment variable."""
 
 
 #: Shortest pseudonym key accepted outside dev mode (bytes): HMAC-SHA256 keys shorter than the
 #: hash are weaker than the pseudonyms they make.
 MIN_PSEUDONYM_KEY_BYTES = 32
+#: The named values of ``LVP_DP_EPSILON`` (ε per public release).
+DP_EPSILON_PRESETS: dict[str, float] = {"high_privacy": 0.1, "balanced": 1.0, "high_utility": 10.0}
 
 
 def _setting(default: Any, env: str, meaning: str, *, secret: bool = False) -> Any:
@@ -317,6 +324,14 @@ class Settings:
         "Client of the profiles consumer's bulk DynamoDB calls (BatchWriteItem, BatchGetItem): http "
         "(our keep-alive SigV4 client, profiles/dynamo_http.py) or botocore (boto3, as every other call).",
     )
+    # --- not a setting of its own ----------------------------------------------------------------
+    #: The librdkafka properties of the ``KAFKA_*`` environment variables (see the module
+    #: docstring), as :meth:`from_env` found them. May hold credentials (``KAFKA_SASL_PASSWORD``):
+    #: never shown by ``repr``; not compared.
+    kafka_env_properties: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -327,8 +342,8 @@ class Settings:
         """
         env = os.environ if env is None else env
         hints = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        values: dict[str, Any] = {"kafka_env_properties": kafka_passthrough(env)}
+        for f in SETTINGS:
             raw = env.get(f.metadata["env"])
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.metadata["env"], hints[f.name], raw)
@@ -338,14 +353,11 @@ class Settings:
             if name not in hints:
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = value
-        settings = cls(**values)
-        object.__setattr__(settings, "_env", dict(env))
-        return settings
+        return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:
-        new = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-        object.__setattr__(new, "_env", getattr(self, "_env", {}))
-        return new
+        """A copy with ``changes`` (``None`` ignored), checked like :meth:`from_env`."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     # --- derived values --------------------------------------------------------------------------
     @property
@@ -372,10 +384,15 @@ class Settings:
     def url_pseudonymize_param_list(self) -> list[str]:
         return [n.strip() for n in self.url_pseudonymize_params.split(",") if n.strip()]
 
+    @property
+    def dp_epsilon_value(self) -> float:
+        """``LVP_DP_EPSILON`` as a number (a preset's value)."""
+        return _dp_epsilon(self.dp_epsilon)
+
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka properties: bootstrap servers, ``KAFKA_*`` pass-through, then ``extra``."""
         conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
-        conf.update(kafka_passthrough(getattr(self, "_env", {})))
+        conf.update(self.kafka_env_properties)
         conf.update(extra)
         return conf
 
@@ -408,6 +425,36 @@ def dev_secret(state_dir: str, name: str) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
     return value
+
+
+# --- checks of values (every one names the environment variable) -------------------------------
+def _validate(s: Settings) -> None:
+    """Raise :class:`ConfigError` for the first setting whose value is out of range."""
+    if not s.freeze_after_s > 0:
+        raise ConfigError(f"LVP_FREEZE_AFTER_S must be > 0 seconds, got {s.freeze_after_s!r}")
+    _dp_epsilon(s.dp_epsilon)
+    if s.kafka_msk_iam:
+        # MSK IAM signs SASL/OAUTHBEARER tokens for the region (lvp.msk)
+        if not s.aws_region:
+            raise ConfigError("LVP_KAFKA_MSK_IAM is on but AWS_REGION is empty")
+        mechanism = s.kafka_env_properties.get("sasl.mechanism", "OAUTHBEARER")
+        if str(mechanism).upper() != "OAUTHBEARER":
+            raise ConfigError(f"LVP_KAFKA_MSK_IAM needs KAFKA_SASL_MECHANISM=OAUTHBEARER, not {mechanism!r}")
+
+
+def _dp_epsilon(value: str | float) -> float:
+    """A preset name or a positive number (``LVP_DP_EPSILON``)."""
+    if isinstance(value, str) and value in DP_EPSILON_PRESETS:
+        return DP_EPSILON_PRESETS[value]
+    try:
+        eps = float(value)
+    except ValueError:
+        raise ConfigError(
+            f"LVP_DP_EPSILON: ε must be a number or one of {', '.join(DP_EPSILON_PRESETS)}; got {value!r}"
+        ) from None
+    if not eps > 0:
+        raise ConfigError(f"LVP_DP_EPSILON: ε must be positive; got {eps}")
+    return eps
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -444,7 +491,11 @@ def kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
+#: The settings: the fields of :class:`Settings` set by an environment variable (all but
+#: ``kafka_env_properties``), with their ``env``, ``meaning`` and ``secret`` metadata.
+SETTINGS: tuple[dataclasses.Field[Any], ...] = tuple(
+    f for f in dataclasses.fields(Settings) if "env" in f.metadata
+)
 
 
 def settings_table() -> str:

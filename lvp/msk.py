@@ -5,7 +5,8 @@ MSK (Serverless and provisioned) accepts SASL/OAUTHBEARER tokens that are SigV4-
 credentials (the ECS task role in AWS). Turn it on with ``LVP_KAFKA_MSK_IAM=true``; the client
 configs of :mod:`lvp.kafka` then carry ``oauth_cb`` and default ``security.protocol=SASL_SSL`` and
 ``sasl.mechanism=OAUTHBEARER`` (``KAFKA_SECURITY_PROTOCOL`` / ``KAFKA_SASL_MECHANISM`` may set
-them explicitly; any mechanism other than OAUTHBEARER is a configuration error).
+them explicitly; :class:`lvp.config.Settings` refuses any mechanism other than OAUTHBEARER, and
+an empty ``AWS_REGION``, when MSK IAM is on).
 
 confluent-kafka calls ``oauth_cb`` while the client is constructed and again before the token
 expires (tokens live 15 minutes), on its background thread, so no extra ``poll()`` is needed.
@@ -65,8 +66,6 @@ def auth_token(region: str, credentials: Credentials) -> tuple[str, float]:
 def make_oauth_cb(region: str, credentials: Credentials | None = None) -> OAuthCallback:
     """An ``oauth_cb`` for confluent-kafka signing tokens for ``region``. Credentials are resolved
     now, so a missing role fails at start-up with a clear message rather than inside librdkafka."""
-    if not region:
-        raise ConfigError("LVP_KAFKA_MSK_IAM is on but AWS_REGION is empty")
     creds = credentials or resolve_credentials()
 
     def oauth_cb(_oauth_config: Any) -> tuple[str, float]:
@@ -84,9 +83,7 @@ def with_iam_auth(
 ) -> dict[str, Any]:
     """``conf`` plus MSK IAM authentication (explicit protocol/mechanism settings are kept)."""
     out = dict(conf)
-    mechanism = str(out.setdefault("sasl.mechanism", "OAUTHBEARER"))
-    if mechanism.upper() != "OAUTHBEARER":
-        raise ConfigError(f"LVP_KAFKA_MSK_IAM needs KAFKA_SASL_MECHANISM=OAUTHBEARER, not {mechanism!r}")
+    out.setdefault("sasl.mechanism", "OAUTHBEARER")
     out.pop("sasl.mechanisms", None)  # alias of sasl.mechanism; keep one
     out.setdefault("security.protocol", "SASL_SSL")
     out["oauth_cb"] = make_oauth_cb(region, credentials)

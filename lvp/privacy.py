@@ -36,7 +36,6 @@ import orjson
 
 log = logging.getLogger("lvp.privacy")
 
-PRESETS: dict[str, float] = {"high_privacy": 0.1, "balanced": 1.0, "high_utility": 10.0}
 STATUS_KEYS = ("idle", "watching", "paused", "watching_ad", "buffering", "ended")
 #: What one viewer id (the unit of privacy) adds to each part of the released vector.
 CONTRIBUTIONS: dict[str, int] = {"active": 1, "by_status": 1, "by_media": 1}
@@ -58,19 +57,6 @@ class BudgetUnavailable(RuntimeError):
     """The budget store cannot be reached and there is no release to serve again."""
 
     retry_in_s: float | None = 5.0
-
-
-def parse_epsilon(value: str | float) -> float:
-    """A preset name or a positive number."""
-    if isinstance(value, str) and value in PRESETS:
-        return PRESETS[value]
-    try:
-        eps = float(value)
-    except ValueError:
-        raise ValueError(f"ε must be a number or one of {', '.join(PRESETS)}; got {value!r}") from None
-    if not eps > 0:
-        raise ValueError(f"ε must be positive; got {eps}")
-    return eps
 
 
 def _laplace_vector(scale: float) -> Callable[[list[int]], list[int]]:
@@ -355,7 +341,7 @@ def releaser_from_settings(
 
         store = DynamoBudget(lambda: dynamodb_client(settings), settings.table_viewer_state)
     return PublicStatsReleaser(
-        epsilon=parse_epsilon(settings.dp_epsilon),
+        epsilon=settings.dp_epsilon_value,  # (checked by lvp.config.Settings)
         release_interval_s=settings.dp_release_interval_s,
         budget=settings.dp_budget,
         window_s=settings.dp_window_s,

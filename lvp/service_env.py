@@ -10,9 +10,7 @@ it (and so without setting it in both deployments).
 
 from __future__ import annotations
 
-import dataclasses
-
-from lvp.config import Settings
+from lvp.config import SETTINGS
 
 # Kafka connection: every Kafka client reads these (the region signs MSK IAM tokens); every
 # process reads the log format (lvp.cli sets up logging).
@@ -122,7 +120,7 @@ NOT_DEPLOYED: dict[str, tuple[str, ...]] = {"profiles": ("pseudonym_key",)}
 # Local stacks additionally point the DynamoDB users at the local endpoint (LocalStack).
 LOCAL_EXTRA: dict[str, tuple[str, ...]] = {"profiles": ("aws_endpoint_url",), "viewer": ("aws_endpoint_url",)}
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_FIELDS = {f.name: f for f in SETTINGS}
 
 
 def env_name(setting: str) -> str:

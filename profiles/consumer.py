@@ -231,8 +231,6 @@ class ProfilesConsumer:
     ) -> None:
         if freeze_after_s is None:
             freeze_after_s = settings.freeze_after_s
-        if not freeze_after_s > 0:
-            raise ConfigError(f"LVP_FREEZE_AFTER_S must be > 0 seconds, got {freeze_after_s!r}")
         if not settings.profile_write_interval_s > 0:
             raise ConfigError(
                 f"LVP_PROFILE_WRITE_INTERVAL_S must be > 0 seconds, got {settings.profile_write_interval_s!r}"

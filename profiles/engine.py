@@ -175,62 +175,70 @@ class ViewerState:
     """One viewer's engine state. See the module docstring for the ordering contract.
 
     Internals: ``_stable`` = fold of the stabilised events; ``_pending`` = the later events,
-    sorted; ``_cur`` = fold of stable + ``_pending[:_m]`` (``_m`` < 0: must be folded again);
-    ``_ck`` = a checkpoint, the fold of stable + ``_pending[:_ck_n]``, which becomes the stable
-    fold as soon as all its events are out of the window (so stabilising costs no second fold).
-    Folds are shared between these three until one of them must change (copy on write); a
-    stable fold is never changed. Pending events are rows (:data:`profiles.fold.Row`).
-    ``_prof`` caches the profile until the next change or settle. :meth:`settle` keeps nothing
-    but ``_blob`` (``_light``: a :mod:`marshal` pack of the current fold, the stable fold, the
-    rows and the history bookkeeping) and ``_newest``; unpacking it leaves the stable fold packed
-    (``_spack``) until something needs it, and ``_sbin`` remembers the packed form of a fold
-    unchanged since it was unpacked. :meth:`compact` with ``freeze=True`` keeps nothing but the
-    compressed :meth:`dump` (``_blob``, not ``_light``) and ``_newest`` until the viewer is used
-    again.
+    sorted; ``_current`` = fold of stable + ``_pending[:_n_folded]`` (``_n_folded`` < 0: must be
+    folded again); ``_checkpoint`` = the fold of stable + ``_pending[:_n_checkpointed]``, which
+    becomes the stable fold as soon as all its events are out of the window (so stabilising
+    costs no second fold). Folds are shared between these three until one of them must change
+    (copy on write); a stable fold is never changed. Pending events are rows
+    (:data:`profiles.fold.Row`). ``_profile_cache`` caches the profile until the next change or
+    settle. :meth:`settle` keeps nothing but ``_packed`` (``_packed_by_settle``: a
+    :mod:`marshal` pack of the current fold, the stable fold, the rows and the history
+    bookkeeping) and ``_newest_t``; unpacking it leaves the stable fold packed
+    (``_stable_packed``) until something needs it, and ``_packed_fold_cache`` remembers the
+    packed form of a fold unchanged since it was unpacked. :meth:`compact` with ``freeze=True``
+    keeps nothing but the compressed :meth:`dump` (``_packed``, not ``_packed_by_settle``) and
+    ``_newest_t`` until the viewer is used again.
     """
 
     __slots__ = (
-        "_base", "_blob", "_ck", "_ck_n", "_cur", "_events", "_first", "_fresh", "_last", "_light",
-        "_m", "_newest", "_out", "_pending", "_prof", "_ring", "_sbin", "_sjson", "_spack", "_stable",
-        "_tent", "viewer_id", "window",
+        "_base_values", "_checkpoint", "_current", "_event_count", "_first_seen", "_last_seen",
+        "_n_checkpointed", "_n_folded", "_newest_t", "_packed", "_packed_by_settle",
+        "_packed_fold_cache", "_pending", "_profile_cache", "_recent_stable_ids",
+        "_seqs_never_handed_out", "_stable", "_stable_json_cache", "_stable_packed",
+        "_tentative_history", "_undrained_history", "reorder_window_s", "viewer_id",
     )  # fmt: skip
 
     viewer_id: str
-    window: float
+    reorder_window_s: float
 
     @property
     def newest_ts(self) -> float | None:
         """Time (epoch s) of the newest event applied (derived time, capped at the collector's);
         None before any. Kept by frozen states too (the consumer's quiet check reads it)."""
-        return None if self._newest == _NEG_INF else self._newest
+        return None if self._newest_t == _NEG_INF else self._newest_t
 
     def __init__(self, viewer_id: str, reorder_window_s: float = 10.0) -> None:
         if not reorder_window_s >= 0.0:
             raise ValueError(f"reorder window must be >= 0, got {reorder_window_s!r}")
         self.viewer_id = viewer_id
-        self.window = float(reorder_window_s)
+        self.reorder_window_s = float(reorder_window_s)
         self._stable: Fold | None = None  # None = nothing stabilised yet (a blank fold)
-        self._sjson: tuple[Fold, orjson.Fragment] | None = None  # the stable fold's JSON, for dump()
+        # the stable fold's JSON, for dump()
+        self._stable_json_cache: tuple[Fold, orjson.Fragment] | None = None
         self._pending: list[_Entry] = []
-        self._cur = Fold()
-        self._m = 0
-        self._ck: Fold | None = None
-        self._ck_n = 0
-        self._ring: list[tuple[float, str]] | None = None  # (t, id) of recently stabilised events
-        self._newest = _NEG_INF
-        self._first: float | None = None
-        self._last: float | None = None
-        self._events = 0
+        self._current = Fold()
+        self._n_folded = 0  # pending events folded into _current (-1: fold them all again)
+        self._checkpoint: Fold | None = None
+        self._n_checkpointed = 0  # pending events folded into _checkpoint
+        # (t, id) of recently stabilised events (to recognise their copies)
+        self._recent_stable_ids: list[tuple[float, str]] | None = None
+        self._newest_t = _NEG_INF  # t of the newest event applied
+        self._first_seen: float | None = None  # collector times (the profile's first_seen, last_seen)
+        self._last_seen: float | None = None
+        self._event_count = 0
         # history entries of pending events: seq -> (t, event_id, entry)
-        self._tent: dict[str, tuple[float, str, HistoryEntry]] | None = None
-        self._out: dict[str, HistoryEntry | None] | None = None  # undrained puts (entry) / deletes (None)
-        self._fresh: set[str] | None = None  # seqs put since the last drain that were never handed out
-        self._base: list[str | None] = [None] * len(_BASE_FIELDS)  # see _encode
-        self._blob: bytes | None = None  # frozen: the compressed dump, nothing else
-        self._prof: dict[str, Any] | None = None  # profile() since the last change (until compact)
-        self._spack: tuple[Any, ...] | None = None  # the stable fold, packed (unpacked when needed)
-        self._sbin: tuple[Fold, tuple[Any, ...]] | None = None  # a fold unchanged since packed, packed
-        self._light = False  # _blob is settle()'s marshal pack, not a frozen (compressed) dump
+        self._tentative_history: dict[str, tuple[float, str, HistoryEntry]] | None = None
+        # what history_changes() hands out next: puts (seq -> entry) and deletes (seq -> None)
+        self._undrained_history: dict[str, HistoryEntry | None] | None = None
+        # seqs put since the last drain that were never handed out (dropping them deletes nothing)
+        self._seqs_never_handed_out: set[str] | None = None
+        self._base_values: list[str | None] = [None] * len(_BASE_FIELDS)  # see _encode
+        self._packed: bytes | None = None  # settled or frozen: the packed state, nothing else
+        self._profile_cache: dict[str, Any] | None = None  # profile() since the last change (until compact)
+        self._stable_packed: tuple[Any, ...] | None = None  # the stable fold, packed (unpacked when needed)
+        # a fold unchanged since it was unpacked, and its packed form
+        self._packed_fold_cache: tuple[Fold, tuple[Any, ...]] | None = None
+        self._packed_by_settle = False  # _packed is settle()'s marshal pack, not a frozen (compressed) dump
 
     @classmethod
     def new(cls, viewer_id: str, reorder_window_s: float = 10.0) -> ViewerState:
@@ -250,11 +258,11 @@ class ViewerState:
             return False
         # whole milliseconds, as the history's seq: equal ms then sort by event id in both
         t = round(t * 1000.0) / 1000.0
-        if t < self._newest - self.window:
+        if t < self._newest_t - self.reorder_window_s:
             return False  # too late (or a copy of an event already stabilised)
-        if self._blob is not None:
+        if self._packed is not None:
             self._thaw()
-        self._prof = None
+        self._profile_cache = None
         eid = ev.event_id
         pending = self._pending
         row = to_row(ev, t)
@@ -272,20 +280,20 @@ class ViewerState:
                 del pending[i]  # the new copy is earlier: it takes the old one's place
                 self._touch(i)
                 self._count_seen(c)
-                if t > self._newest:
-                    self._newest = t
+                if t > self._newest_t:
+                    self._newest_t = t
                 self._insert(row)
                 return True
             i -= 1
-        ring = self._ring
-        if ring is not None and (not pending or pending[0][0] >= lo):
-            for rt, rid in ring:
+        recent_ids = self._recent_stable_ids
+        if recent_ids is not None and (not pending or pending[0][0] >= lo):
+            for rt, rid in recent_ids:
                 if rid == eid and rt >= lo:
                     return self._seen(c, t)
         # a new event
-        if t > self._newest:
-            self._newest = t
-        self._events += 1
+        if t > self._newest_t:
+            self._newest_t = t
+        self._event_count += 1
         self._count_seen(c)
         if pending:
             last = pending[-1]
@@ -308,117 +316,118 @@ class ViewerState:
 
     def _touch(self, idx: int) -> None:
         """The pending buffer changed at ``idx``: folds that covered it are stale."""
-        if idx < self._m:
-            self._m = -1
-        if idx < self._ck_n:
-            self._ck = None
-            self._ck_n = 0
+        if idx < self._n_folded:
+            self._n_folded = -1
+        if idx < self._n_checkpointed:
+            self._checkpoint = None
+            self._n_checkpointed = 0
 
     def _seen(self, c: float, t: float) -> bool:
         """A copy of an applied event: it only extends first/last seen (and the newest time)."""
-        if t > self._newest:
-            self._newest = t
-        first, last = self._first, self._last
+        if t > self._newest_t:
+            self._newest_t = t
+        first, last = self._first_seen, self._last_seen
         self._count_seen(c)
-        return first != self._first or last != self._last
+        return first != self._first_seen or last != self._last_seen
 
     def _count_seen(self, c: float) -> None:
         if c - c != 0.0:
             return
-        if self._first is None or c < self._first:
-            self._first = c
-        if self._last is None or c > self._last:
-            self._last = c
+        if self._first_seen is None or c < self._first_seen:
+            self._first_seen = c
+        if self._last_seen is None or c > self._last_seen:
+            self._last_seen = c
 
     # -- folding -----------------------------------------------------------------------------------
     def _sync(self) -> None:
         """Stabilise at the checkpoint if the window allows, fold what is not folded yet — taking
         a copy of the fold where the events that left the window end, which becomes the stable
         fold — and leave a checkpoint for the next time."""
-        if self._blob is not None:
+        if self._packed is not None:
             self._thaw()
         pending = self._pending
-        limit = self._newest - self.window
-        ck = self._ck
-        if ck is not None:
-            n = self._ck_n
+        limit = self._newest_t - self.reorder_window_s
+        checkpoint = self._checkpoint
+        if checkpoint is not None:
+            n = self._n_checkpointed
             if pending[n - 1][0] < limit:
                 self._finalise(n, limit)
                 del pending[:n]
-                self._stable = ck
-                self._spack = None
-                self._ck = None
-                self._ck_n = 0
-                self._m = self._m - n if self._m >= n else -1
-        m = self._m
-        if m < 0:
+                self._stable = checkpoint
+                self._stable_packed = None
+                self._checkpoint = None
+                self._n_checkpointed = 0
+                self._n_folded = self._n_folded - n if self._n_folded >= n else -1
+        n_folded = self._n_folded
+        if n_folded < 0:
             self._refold()
-        elif m < len(pending):
-            cur = self._cur
-            if cur is self._stable or cur is self._ck:
-                cur = self._cur = cur.copy()
-            elif self._sbin is not None and self._sbin[0] is cur:  # about to change in place
-                self._sbin = None
+        elif n_folded < len(pending):
+            current = self._current
+            if current is self._stable or current is self._checkpoint:
+                current = self._current = current.copy()
+            elif self._packed_fold_cache is not None and self._packed_fold_cache[0] is current:
+                self._packed_fold_cache = None  # (current is about to change in place)
             n = len(pending)
             # pending[:k] left the window; if that ends among the events folded now, the fold
             # there is the new stable fold (one copy instead of folding those events again later)
             k = bisect.bisect_left(pending, limit, key=_entry_t)
             snap: Fold | None = None
-            if k == m and m > 0:  # exactly the events folded before left the window: cur is stable
+            if k == n_folded and n_folded > 0:
+                # exactly the events folded before left the window: current is stable
                 self._finalise(k, limit)
                 del pending[:k]
-                self._stable = cur
-                self._spack = None
-                if self._ck is not None:  # (it covered fewer events: superseded)
-                    self._ck = None
-                    self._ck_n = 0
-                cur = self._cur = cur.copy()
-                m = 0
+                self._stable = current
+                self._stable_packed = None
+                if self._checkpoint is not None:  # (it covered fewer events: superseded)
+                    self._checkpoint = None
+                    self._n_checkpointed = 0
+                current = self._current = current.copy()
+                n_folded = 0
                 n -= k
                 k = 0
-            for j in range(m, n):
+            for j in range(n_folded, n):
                 row = pending[j]
-                prev = step(cur, row)
+                prev = step(current, row)
                 if prev is not None:
-                    self._put(row, cur.status, prev)
+                    self._put(row, current.status, prev)
                 if j + 1 == k:
-                    snap = cur.copy()
-            self._m = n
-            if snap is not None:  # (no checkpoint is left: it was at or before m < k)
+                    snap = current.copy()
+            self._n_folded = n
+            if snap is not None:  # (no checkpoint is left: it was at or before n_folded < k)
                 self._finalise(k, limit)
                 del pending[:k]
                 self._stable = snap
-                self._spack = None
-                self._m = n - k
-        if self._ck is None and pending:
-            self._ck = self._cur
-            self._ck_n = self._m
+                self._stable_packed = None
+                self._n_folded = n - k
+        if self._checkpoint is None and pending:
+            self._checkpoint = self._current
+            self._n_checkpointed = self._n_folded
 
     def _unpack_stable(self) -> None:
         """The stable fold is needed (not only the current one): unpack it (see :meth:`settle`)."""
-        sp = self._spack
-        if sp is not None:
-            self._spack = None
-            self._stable = Fold.unpack(sp)
+        stable_packed = self._stable_packed
+        if stable_packed is not None:
+            self._stable_packed = None
+            self._stable = Fold.unpack(stable_packed)
 
     def _refold(self) -> None:
         """Fold the pending events again from the checkpoint (or the stable fold); emit the
         history differences."""
         self._unpack_stable()
         pending = self._pending
-        base, n0 = self._ck, self._ck_n
+        base, n0 = self._checkpoint, self._n_checkpointed
         if base is None:
             base, n0 = self._stable, 0
-        cur = base.copy() if base is not None else Fold()
+        current = base.copy() if base is not None else Fold()
         new: dict[str, tuple[float, str, HistoryEntry]] = {}
         for j in range(n0, len(pending)):
             row = pending[j]
-            prev = step(cur, row)
+            prev = step(current, row)
             if prev is not None:
-                h = self._entry(row, cur.status, prev)
+                h = self._entry(row, current.status, prev)
                 new[h.seq] = (row[0], row[1], h)
-        self._cur = cur
-        self._m = len(pending)
+        self._current = current
+        self._n_folded = len(pending)
         bound = (pending[n0 - 1][0], pending[n0 - 1][1]) if n0 > 0 else None
         self._diff_history(new, bound)
 
@@ -437,112 +446,113 @@ class ViewerState:
     def _put(self, row: Row, status: str, prev: str) -> None:
         t, eid = row[0], row[1]
         h = self._entry(row, status, prev)
-        tent = self._tent
-        if tent is None:
-            tent = self._tent = {}
-        tent[h.seq] = (t, eid, h)
-        out = self._out
-        if out is None:
-            out = self._out = {}
-        if h.seq not in out:
-            fresh = self._fresh
-            if fresh is None:
-                fresh = self._fresh = set()
-            fresh.add(h.seq)
-        out[h.seq] = h
+        tentative = self._tentative_history
+        if tentative is None:
+            tentative = self._tentative_history = {}
+        tentative[h.seq] = (t, eid, h)
+        undrained = self._undrained_history
+        if undrained is None:
+            undrained = self._undrained_history = {}
+        if h.seq not in undrained:
+            never_handed_out = self._seqs_never_handed_out
+            if never_handed_out is None:
+                never_handed_out = self._seqs_never_handed_out = set()
+            never_handed_out.add(h.seq)
+        undrained[h.seq] = h
 
     def _diff_history(
         self, new: dict[str, tuple[float, str, HistoryEntry]], bound: tuple[float, str] | None
     ) -> None:
         """Replace the tentative history after ``bound`` (an event key) by ``new``."""
-        tent = self._tent or {}
+        tentative = self._tentative_history or {}
         keep: dict[str, tuple[float, str, HistoryEntry]] = {}
         old: dict[str, HistoryEntry] = {}
-        for seq, v in tent.items():
+        for seq, v in tentative.items():
             if bound is not None and (v[0], v[1]) <= bound:
                 keep[seq] = v
             else:
                 old[seq] = v[2]
-        out = self._out if self._out is not None else {}
-        fresh = self._fresh
+        undrained = self._undrained_history if self._undrained_history is not None else {}
+        never_handed_out = self._seqs_never_handed_out
         for seq in old:
             if seq not in new:
-                if fresh is not None and seq in fresh:  # never handed out: nothing to delete
-                    fresh.discard(seq)
-                    out.pop(seq, None)
+                if never_handed_out is not None and seq in never_handed_out:
+                    # never handed out: nothing to delete
+                    never_handed_out.discard(seq)
+                    undrained.pop(seq, None)
                 else:
-                    out[seq] = None
+                    undrained[seq] = None
         for seq, v in new.items():
             h = v[2]
             if old.get(seq) != h:
-                if seq not in old and seq not in out:
-                    if fresh is None:
-                        fresh = self._fresh = set()
-                    fresh.add(seq)
-                out[seq] = h
+                if seq not in old and seq not in undrained:
+                    if never_handed_out is None:
+                        never_handed_out = self._seqs_never_handed_out = set()
+                    never_handed_out.add(seq)
+                undrained[seq] = h
         keep.update(new)
-        self._tent = keep or None
-        self._out = out or None
+        self._tentative_history = keep or None
+        self._undrained_history = undrained or None
 
     def _finalise(self, n: int, limit: float) -> None:
         """The first ``n`` pending events become stable: their history is final, their ids go to
         the duplicate ring."""
         pending = self._pending
-        tent = self._tent
-        ring = self._ring if self._ring is not None else []
+        tentative = self._tentative_history
+        recent_ids = self._recent_stable_ids if self._recent_stable_ids is not None else []
         keep_from = limit - DUPLICATE_TOLERANCE_S
-        if tent:
+        if tentative:
             last = pending[n - 1]
             bound = (last[0], last[1])
-            for seq in [s for s, v in tent.items() if (v[0], v[1]) <= bound]:
-                del tent[seq]
-            if not tent:
-                self._tent = None
+            for seq in [s for s, v in tentative.items() if (v[0], v[1]) <= bound]:
+                del tentative[seq]
+            if not tentative:
+                self._tentative_history = None
         for j in range(n):
             row = pending[j]
             if row[0] >= keep_from:
-                ring.append((row[0], row[1]))
+                recent_ids.append((row[0], row[1]))
         # a future event has t >= newest - window: only copies >= that - tolerance can match it
         k = 0
-        while k < len(ring) and ring[k][0] < keep_from:
+        while k < len(recent_ids) and recent_ids[k][0] < keep_from:
             k += 1
-        del ring[:k]
-        self._ring = ring or None
+        del recent_ids[:k]
+        self._recent_stable_ids = recent_ids or None
 
     def _stabilise_prefix(self) -> None:
         """Stabilise every event the window allows by folding it into the stable fold (used by
         compact(), and when the buffer grows faster than checkpoints stabilise)."""
         pending = self._pending
-        limit = self._newest - self.window
+        limit = self._newest_t - self.reorder_window_s
         k = 0
         while k < len(pending) and pending[k][0] < limit:
             k += 1
         if k == 0:
             return
-        ck, ck_n = self._ck, self._ck_n
+        checkpoint, n_checkpointed = self._checkpoint, self._n_checkpointed
         self._unpack_stable()
         base: Fold | None = self._stable
         start = 0
-        if ck is not None and ck_n <= k:
-            base, start = ck, ck_n
+        if checkpoint is not None and n_checkpointed <= k:
+            base, start = checkpoint, n_checkpointed
         stable = base.copy() if base is not None else Fold()
         for j in range(start, k):
             step(stable, pending[j])
         self._finalise(k, limit)
         del pending[:k]
         self._stable = stable
-        if ck is not None and ck_n > k:
-            self._ck_n = ck_n - k
+        if checkpoint is not None and n_checkpointed > k:
+            self._n_checkpointed = n_checkpointed - k
         else:
-            self._ck = None
-            self._ck_n = 0
-        self._m = self._m - k if self._m >= k else -1
+            self._checkpoint = None
+            self._n_checkpointed = 0
+        self._n_folded = self._n_folded - k if self._n_folded >= k else -1
 
     # -- pending rows ------------------------------------------------------------------------------
     def _encode(self, row: Row) -> orjson.Fragment:
         """A row as JSON (the stored state): long strings that equal the viewer's base values (the
         first app id / label / media session written; set once, never changed) written as 0."""
-        base = self._base
+        base = self._base_values
         vals = list(row)
         for b, i in enumerate(_BASE_INDEX):
             v = vals[3 + i]
@@ -555,7 +565,7 @@ class ViewerState:
 
     def _decode(self, r: list[Any]) -> Row:
         """A checked JSON row (see :func:`_check_row`) as a row."""
-        base = self._base
+        base = self._base_values
         for b, i in enumerate(_BASE_INDEX):
             if r[3 + i] == 0 and not isinstance(r[3 + i], bool):
                 r[3 + i] = base[b]
@@ -574,9 +584,9 @@ class ViewerState:
     def profile(self) -> dict[str, Any]:
         """The API profile (docs/contracts.md) without ``active``. Built once per change: the
         consumer reads it to publish and again to flush; each caller gets its own copy."""
-        p = self._prof
+        p = self._profile_cache
         if p is None:
-            p = self._prof = self._build_profile()
+            p = self._profile_cache = self._build_profile()
         out = dict(p)
         if out["ad"] is not None:
             out["ad"] = dict(out["ad"])
@@ -588,43 +598,42 @@ class ViewerState:
         """:meth:`profile` without the copy, for a caller that only reads it at once (the
         consumer's publishing): the cached profile itself, valid until the next change, settle
         or compact. Never change it."""
-        p = self._prof
+        p = self._profile_cache
         if p is None:
-            p = self._prof = self._build_profile()
+            p = self._profile_cache = self._build_profile()
         return p
 
     def _build_profile(self) -> dict[str, Any]:
         self._sync()
-        f = self._cur
-        sess = f.sess
+        f = self._current
         totals: Sequence[float]
-        if f.closed is None and sess is None:
-            totals = f.acc.vals if f.acc is not None else ZEROS
+        if f.closed_totals is None and f.older_totals is None:
+            totals = f.current_totals.vals if f.current_totals is not None else ZEROS
         else:
-            sums = list(f.closed) if f.closed is not None else [0.0] * N_STATS
-            for acc in f.sessions().values():
-                vals = acc.vals
+            sums = list(f.closed_totals) if f.closed_totals is not None else [0.0] * N_STATS
+            for session in f.sessions().values():
+                vals = session.vals
                 for i in range(N_STATS):
                     sums[i] += vals[i]
             totals = sums
-        pos, dur = f.pos, f.dur
-        if pos is not None and dur is not None and dur > 0:
-            percent: float | None = round(min(100.0, max(0.0, 100.0 * pos / dur)), 1)
+        position, duration = f.position_s, f.duration_s
+        if position is not None and duration is not None and duration > 0:
+            percent: float | None = round(min(100.0, max(0.0, 100.0 * position / duration)), 1)
         else:
-            percent = f.pct
+            percent = f.percent_progress
         ad = f.ad if f.status == sm.WATCHING_AD else None
         startup = None
-        if f.play_ts is not None and f.start_ts is not None:
-            startup = round(max(0.0, f.play_ts - f.start_ts), 3)
-        error = f.error
+        if f.first_play_t is not None and f.startup_start_t is not None:
+            startup = round(max(0.0, f.first_play_t - f.startup_start_t), 3)
+        error = f.last_error
         return {
             "viewer_id": self.viewer_id,
             "status": f.status,
             "app_id": f.app_id or None,
-            "media_label": f.label,
-            "media_session_id": f.sid,
-            "position_s": pos,
-            "duration_s": dur,
+            "media_label": f.media_label,
+            "media_session_id": f.media_session_id,
+            "position_s": position,
+            "duration_s": duration,
             "percent_progress": percent,
             "ad": {"ad_id": ad[0], "name": ad[1], "break_id": ad[2]} if ad is not None else None,
             "plays": f.plays,
@@ -632,24 +641,24 @@ class ViewerState:
             "seeks": f.seeks,
             "ad_breaks": round(totals[S_AD_BREAKS]),
             "ads_started": round(totals[S_ADS]),
-            "ads_completed": f.ads_done,
+            "ads_completed": f.ads_completed,
             "ads_skipped": round(totals[S_SKIPPED]),
             "ads_clicked": round(totals[S_CLICKED]),
-            "buffer_events": f.buffers,
+            "buffer_events": f.buffer_events,
             "errors": f.errors,
             "play_time_s": round(totals[S_PLAY], 3),
             "paused_time_s": round(totals[S_PAUSED], 3),
             "ad_time_s": round(totals[S_AD_TIME], 3),
             "buffering_time_s": round(totals[S_BUFFERING], 3),
             "startup_time_s": startup,
-            "first_seen": iso(self._first) if self._first is not None else None,
-            "last_seen": iso(self._last) if self._last is not None else None,
-            "last_event_id": f.eid or None,
-            "last_event_name": f.name or None,
-            "events": self._events,
-            "device_class": f.device,
+            "first_seen": iso(self._first_seen) if self._first_seen is not None else None,
+            "last_seen": iso(self._last_seen) if self._last_seen is not None else None,
+            "last_event_id": f.last_event_id or None,
+            "last_event_name": f.last_event_name or None,
+            "events": self._event_count,
+            "device_class": f.device_class,
             "last_error": {"code": error[0], "message": error[1]} if error is not None else None,
-            "playback_rate": f.rate,
+            "playback_rate": f.playback_rate,
             "volume": f.volume,
             "muted": f.muted,
             "fullscreen": f.fullscreen,
@@ -659,43 +668,43 @@ class ViewerState:
     @property
     def status(self) -> str:
         self._sync()
-        return self._cur.status
+        return self._current.status
 
     @property
     def last_seen(self) -> float | None:
         """Latest collector time seen (epoch seconds), for the consumer's bookkeeping."""
-        if self._blob is not None:
+        if self._packed is not None:
             self._thaw()
-        return self._last
+        return self._last_seen
 
     @property
     def events(self) -> int:
-        if self._blob is not None:
+        if self._packed is not None:
             self._thaw()
-        return self._events
+        return self._event_count
 
     @property
     def pending(self) -> int:
         """Events still inside the reorder window (diagnostics)."""
-        if self._blob is not None:
+        if self._packed is not None:
             self._thaw()
         return len(self._pending)
 
     @property
     def frozen(self) -> bool:
         """Kept compressed by ``compact(freeze=True)`` (not: packed by :meth:`settle`)."""
-        return self._blob is not None and not self._light
+        return self._packed is not None and not self._packed_by_settle
 
     def history_changes(self) -> tuple[list[HistoryEntry], list[str]]:
         """``(entries to put, seqs to delete)`` since the previous call (then cleared)."""
         self._sync()
-        out = self._out
-        self._out = None
-        self._fresh = None
-        if not out:
+        undrained = self._undrained_history
+        self._undrained_history = None
+        self._seqs_never_handed_out = None
+        if not undrained:
             return [], []
-        puts = sorted((h for h in out.values() if h is not None), key=lambda h: h.seq)
-        dels = sorted(seq for seq, h in out.items() if h is None)
+        puts = sorted((h for h in undrained.values() if h is not None), key=lambda h: h.seq)
+        dels = sorted(seq for seq, h in undrained.items() if h is None)
         return puts, dels
 
     def settle(self) -> None:
@@ -709,76 +718,83 @@ class ViewerState:
         written only every few minutes) that is about 1 KB instead of 4-5 KB, for a few µs per
         event (bench/memory_bench.py). :meth:`compact` does it too. A viewer with nothing
         stabilised yet (its first seconds) is kept as it is."""
-        if self._blob is not None or self._out:
+        if self._packed is not None or self._undrained_history:
             return  # (undrained history: the viewer is about to be written, then compacted)
-        self._prof = self._sjson = None
+        self._profile_cache = self._stable_json_cache = None
         self._sync()
         pending = self._pending
-        if pending and pending[0][0] < self._newest - self.window:
+        if pending and pending[0][0] < self._newest_t - self.reorder_window_s:
             self._stabilise_prefix()  # events the checkpoint held back (after a burst)
-        stable, sp, cur = self._stable, self._spack, self._cur
-        if sp is None:
+        stable, stable_packed, current = self._stable, self._stable_packed, self._current
+        if stable_packed is None:
             if stable is None:
                 return
-            sb = self._sbin
-            sp = sb[1] if sb is not None and sb[0] is stable else stable.pack()
-        tent, out, fresh, ring = self._tent, self._out, self._fresh, self._ring
-        self._blob = marshal.dumps(
+            cache = self._packed_fold_cache
+            stable_packed = cache[1] if cache is not None and cache[0] is stable else stable.pack()
+        tentative, undrained = self._tentative_history, self._undrained_history
+        never_handed_out, recent_ids = self._seqs_never_handed_out, self._recent_stable_ids
+        self._packed = marshal.dumps(
             (
-                sp,
-                cur.pack() if pending and cur is not stable else None,
+                stable_packed,
+                current.pack() if pending and current is not stable else None,
                 tuple(pending),
-                tuple(ring) if ring else None,
-                tuple((v[0], v[1], *_h_json(v[2])) for v in tent.values()) if tent else None,
-                tuple((seq, _h_json(h) if h is not None else None) for seq, h in out.items())
-                if out
+                tuple(recent_ids) if recent_ids else None,
+                tuple((v[0], v[1], *_h_json(v[2])) for v in tentative.values()) if tentative else None,
+                tuple((seq, _h_json(h) if h is not None else None) for seq, h in undrained.items())
+                if undrained
                 else None,
-                tuple(fresh) if fresh else None,
-                tuple(self._base),
-                self._first,
-                self._last,
-                self._events,
+                tuple(never_handed_out) if never_handed_out else None,
+                tuple(self._base_values),
+                self._first_seen,
+                self._last_seen,
+                self._event_count,
             )
         )
-        self._light = True
+        self._packed_by_settle = True
         self._drop()
 
     def _drop(self) -> None:
-        """Forget everything but ``_blob`` and ``_newest`` (packed or frozen)."""
-        self._stable = self._ck = self._ring = self._tent = self._out = self._fresh = self._sjson = None
-        self._prof = None
-        self._cur = _FROZEN
-        self._base = _NO_BASE
+        """Forget everything but ``_packed`` and ``_newest_t`` (packed or frozen)."""
+        self._stable = self._checkpoint = self._recent_stable_ids = None
+        self._tentative_history = self._undrained_history = self._seqs_never_handed_out = None
+        self._stable_json_cache = self._profile_cache = None
+        self._current = _FROZEN
+        self._base_values = _NO_BASE
         self._pending = _NO_PENDING
-        self._first = self._last = None
-        self._m = self._ck_n = self._events = 0
-        self._spack = self._sbin = None
+        self._first_seen = self._last_seen = None
+        self._n_folded = self._n_checkpointed = self._event_count = 0
+        self._stable_packed = self._packed_fold_cache = None
 
     def _unpack(self, blob: bytes) -> None:
-        stable, cur, pending, ring, tent, out, fresh, base, first, last, events = marshal.loads(blob)
+        (
+            stable, current, pending, recent_ids, tentative, undrained, never_handed_out,
+            base, first, last, events,
+        ) = marshal.loads(blob)  # fmt: skip
         vid = self.viewer_id
-        if cur is None:
-            self._stable = self._cur = Fold.unpack(stable)
-            self._sbin = (self._stable, stable)
+        if current is None:
+            self._stable = self._current = Fold.unpack(stable)
+            self._packed_fold_cache = (self._stable, stable)
         else:
-            self._spack = stable  # unpacked when needed (_unpack_stable)
+            self._stable_packed = stable  # unpacked when needed (_unpack_stable)
             # the current fold is a checkpoint too (never changed in place: it is likely the next
             # stable fold, whose packed form is at hand)
-            self._cur = self._ck = Fold.unpack(cur)
-            self._sbin = (self._cur, cur)
+            self._current = self._checkpoint = Fold.unpack(current)
+            self._packed_fold_cache = (self._current, current)
         self._pending = list(pending)
-        self._m = self._ck_n = len(pending)
-        self._ring = list(ring) if ring is not None else None
-        if tent is not None:
-            self._tent = {x[2]: (x[0], x[1], HistoryEntry(vid, *x[2:])) for x in tent}
-        if out is not None:
-            self._out = {seq: (HistoryEntry(vid, *h) if h is not None else None) for seq, h in out}
-        if fresh is not None:
-            self._fresh = set(fresh)
-        self._base = list(base)
-        self._first = first
-        self._last = last
-        self._events = events
+        self._n_folded = self._n_checkpointed = len(pending)
+        self._recent_stable_ids = list(recent_ids) if recent_ids is not None else None
+        if tentative is not None:
+            self._tentative_history = {x[2]: (x[0], x[1], HistoryEntry(vid, *x[2:])) for x in tentative}
+        if undrained is not None:
+            self._undrained_history = {
+                seq: (HistoryEntry(vid, *h) if h is not None else None) for seq, h in undrained
+            }
+        if never_handed_out is not None:
+            self._seqs_never_handed_out = set(never_handed_out)
+        self._base_values = list(base)
+        self._first_seen = first
+        self._last_seen = last
+        self._event_count = events
 
     def compact(self, freeze: bool = False) -> None:
         """Trim memory; results never change. Without ``freeze``: :meth:`settle` (call it after
@@ -787,58 +803,60 @@ class ViewerState:
         a compression now, a decompression and :meth:`load` when the viewer returns — keep only
         the compressed state (a few hundred bytes for a typical viewer) and the newest event time
         (for :meth:`apply`'s lateness check) until the viewer is used again."""
-        if self._blob is not None:
-            if not (freeze and self._light):
+        if self._packed is not None:
+            if not (freeze and self._packed_by_settle):
                 return
             self._thaw()
         if not freeze:
             self.settle()
             return
-        self._prof = self._sjson = None
+        self._profile_cache = self._stable_json_cache = None
         self._sync()
         self._stabilise_prefix()
         self._sync()
         blob = _freeze(self.dump().encode())
         self._drop()
-        self._light = False
-        self._blob = blob
+        self._packed_by_settle = False
+        self._packed = blob
 
     def _thaw(self) -> None:
-        blob = self._blob
+        blob = self._packed
         if blob is None:
             return
-        self._blob = None
-        if self._light:
-            self._light = False
+        self._packed = None
+        if self._packed_by_settle:
+            self._packed_by_settle = False
             self._unpack(blob)
             return
-        s = ViewerState.load(self.viewer_id, _unfreeze(blob), self.window)
+        s = ViewerState.load(self.viewer_id, _unfreeze(blob), self.reorder_window_s)
         for name in ViewerState.__slots__:
             setattr(self, name, getattr(s, name))
 
     # -- persistence -------------------------------------------------------------------------------
     def dump(self) -> str:
         """Compact JSON of the full engine state (DynamoDB attribute ``state``)."""
-        if self._blob is not None:
-            if not self._light:
-                return _unfreeze(self._blob).decode()
+        if self._packed is not None:
+            if not self._packed_by_settle:
+                return _unfreeze(self._packed).decode()
             self._thaw()
         self._sync()
+        recent_ids, tentative = self._recent_stable_ids, self._tentative_history
+        undrained, never_handed_out = self._undrained_history, self._seqs_never_handed_out
         doc = {
             "v": STATE_VERSION,
-            "n": self._newest if self._newest != _NEG_INF else None,
-            "f": self._first,
-            "l": self._last,
-            "e": self._events,
+            "n": self._newest_t if self._newest_t != _NEG_INF else None,
+            "f": self._first_seen,
+            "l": self._last_seen,
+            "e": self._event_count,
             "s": self._stable_json(),
-            "b": self._base,
+            "b": self._base_values,
             "p": [self._encode(row) for row in self._pending],
-            "r": [list(x) for x in self._ring] if self._ring else None,
-            "t": [[v[0], *_h_json(v[2])] for v in self._tent.values()] if self._tent else None,
-            "o": [[seq, _h_json(h) if h is not None else None] for seq, h in self._out.items()]
-            if self._out
+            "r": [list(x) for x in recent_ids] if recent_ids else None,
+            "t": [[v[0], *_h_json(v[2])] for v in tentative.values()] if tentative else None,
+            "o": [[seq, _h_json(h) if h is not None else None] for seq, h in undrained.items()]
+            if undrained
             else None,
-            "fr": sorted(self._fresh) if self._out and self._fresh else None,
+            "fr": sorted(never_handed_out) if undrained and never_handed_out else None,
         }
         return orjson.dumps(doc).decode()
 
@@ -847,9 +865,10 @@ class ViewerState:
         stable = self._stable
         if stable is None:
             return None
-        cached = self._sjson
+        cached = self._stable_json_cache
         if cached is None or cached[0] is not stable:  # folds are never changed once stable
-            cached = self._sjson = (stable, orjson.Fragment(orjson.dumps(stable.to_json()).decode()))
+            cached = (stable, orjson.Fragment(orjson.dumps(stable.to_json()).decode()))
+            self._stable_json_cache = cached
         return cached[1]
 
     @classmethod
@@ -873,16 +892,16 @@ class ViewerState:
             if version == 1:
                 doc = _from_v1(doc)
             s = cls(viewer_id, reorder_window_s)
-            s._newest = float(doc["n"]) if doc.get("n") is not None else _NEG_INF
-            s._first = float(doc["f"]) if doc.get("f") is not None else None
-            s._last = float(doc["l"]) if doc.get("l") is not None else None
-            s._events = int(doc.get("e") or 0)
+            s._newest_t = float(doc["n"]) if doc.get("n") is not None else _NEG_INF
+            s._first_seen = float(doc["f"]) if doc.get("f") is not None else None
+            s._last_seen = float(doc["l"]) if doc.get("l") is not None else None
+            s._event_count = int(doc.get("e") or 0)
             s._stable = Fold.from_json(doc["s"]) if doc.get("s") is not None else None
             base = doc.get("b")
             if base is not None:
                 if not isinstance(base, list) or len(base) != len(_BASE_FIELDS):
                     raise ValueError("bad base values")
-                s._base = [
+                s._base_values = [
                     None if v is None else sys.intern(str(v)) if f in _SHARED_ROW_FIELDS else str(v)
                     for f, v in zip(_BASE_FIELDS, base, strict=True)
                 ]
@@ -891,17 +910,19 @@ class ViewerState:
                 s._pending.append(s._decode(row))
             s._pending.sort(key=_entry_key)
             if doc.get("r"):
-                s._ring = [(float(rt), str(rid)) for rt, rid in doc["r"]]
+                s._recent_stable_ids = [(float(rt), str(rid)) for rt, rid in doc["r"]]
             if doc.get("t"):
-                s._tent = {}
+                s._tentative_history = {}
                 for x in doc["t"]:
                     h = _h_load(viewer_id, x[1:])
-                    s._tent[h.seq] = (float(x[0]), h.event_id, h)
+                    s._tentative_history[h.seq] = (float(x[0]), h.event_id, h)
             if doc.get("o"):
-                s._out = {str(seq): (_h_load(viewer_id, x) if x is not None else None) for seq, x in doc["o"]}
+                s._undrained_history = {
+                    str(seq): (_h_load(viewer_id, x) if x is not None else None) for seq, x in doc["o"]
+                }
                 if doc.get("fr"):
-                    s._fresh = {str(x) for x in doc["fr"]}
-            s._m = -1
+                    s._seqs_never_handed_out = {str(x) for x in doc["fr"]}
+            s._n_folded = -1
             s._sync()
         except UnreadableState:
             raise
@@ -910,7 +931,7 @@ class ViewerState:
         return s
 
 
-_I_FOLD_DEVICE: Final = Fold.__slots__.index("device")
+_I_FOLD_DEVICE: Final = Fold.__slots__.index("device_class")
 _V1_BASE: Final = ("app_id", "useragent", "media_label", "media_session_id")
 
 

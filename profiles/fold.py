@@ -141,190 +141,215 @@ class Acc:
         return Acc(self.mask, array("d", self.vals))
 
 
+#: The fields of :class:`Fold`, in the order the stored state writes them (docs/state-format.md:
+#: by position, so the names are free to change, the order is not). Where the profile has the
+#: same field, the fold uses the profile's name (docs/contracts.md).
 _FOLD_SLOTS: Final = (
-    "status", "resume", "in_break", "explicit",
-    "ts", "eid", "name",
-    "app_id", "device", "pos", "dur", "label", "rate", "volume", "muted", "fullscreen", "quality", "pct",
-    "sid", "sess", "closed", "acc",
-    "start_ts", "start_ready", "play_ts",
-    "plays", "pauses", "seeks", "buffers", "errors", "ads_done",
-    "error", "ad", "brk", "done_ad",
+    "status", "resume_status", "in_ad_break", "resume_is_explicit",
+    "last_event_t", "last_event_id", "last_event_name",
+    "app_id", "device_class", "position_s", "duration_s", "media_label", "playback_rate", "volume",
+    "muted", "fullscreen", "quality", "percent_progress",
+    "media_session_id", "older_totals", "closed_totals", "current_totals",
+    "startup_start_t", "startup_from_ready", "first_play_t",
+    "plays", "pauses", "seeks", "buffer_events", "errors", "ads_completed",
+    "last_error", "ad", "ad_break_id", "finished_ad_id",
 )  # fmt: skip
 
 
-_FOLD_INTS: Final = ("plays", "pauses", "seeks", "buffers", "errors", "ads_done")
-_FOLD_FLOATS: Final = ("ts", "pos", "dur", "rate", "pct", "start_ts", "play_ts")
-_FOLD_STRS: Final = ("eid", "name", "app_id", "device")
+_FOLD_INTS: Final = ("plays", "pauses", "seeks", "buffer_events", "errors", "ads_completed")
+_FOLD_FLOATS: Final = (
+    "last_event_t", "position_s", "duration_s", "playback_rate", "percent_progress", "startup_start_t",
+    "first_play_t",
+)  # fmt: skip
+_FOLD_STRS: Final = ("last_event_id", "last_event_name", "app_id", "device_class")
 #: String fields whose values many viewers share (one copy in memory: interned, as the events'
 #: strings are by lvp.events)
 _FOLD_SHARED: Final = (
-    "status", "resume", "name", "app_id", "device", "label", "quality", "brk", "done_ad",
+    "status", "resume_status", "last_event_name", "app_id", "device_class", "media_label", "quality",
+    "ad_break_id", "finished_ad_id",
 )  # fmt: skip
 _FOLD_GET: Final = operator.attrgetter(*_FOLD_SLOTS)
-_I_SESS: Final = _FOLD_SLOTS.index("sess")
-_I_CLOSED: Final = _FOLD_SLOTS.index("closed")
-_I_ACC: Final = _FOLD_SLOTS.index("acc")
+_I_OLDER_TOTALS: Final = _FOLD_SLOTS.index("older_totals")
+_I_CLOSED_TOTALS: Final = _FOLD_SLOTS.index("closed_totals")
+_I_CURRENT_TOTALS: Final = _FOLD_SLOTS.index("current_totals")
 
 
 class Fold:
-    """Everything the in-order fold of a viewer's events has produced so far."""
+    """Everything the in-order fold of a viewer's events has produced so far.
+
+    Fields named as in the profile (docs/contracts.md) hold what the profile shows, or what it is
+    computed from (``percent_progress``: the latest ``percent_progress`` event's value, shown
+    when position and duration cannot give it). The others: ``resume_status``, ``in_ad_break``
+    and ``resume_is_explicit`` are the rest of the state machine (:mod:`profiles.state`:
+    ``resume``, ``in_break``, ``explicit``); ``last_event_t`` is the ordering time ``t`` of the
+    latest event folded; the ``*_totals`` are the media sessions' running totals; startup time is
+    ``first_play_t - startup_start_t`` (``startup_from_ready``: that start was a ``ready``
+    event); ``ad_break_id`` is the ad break being shown and ``finished_ad_id`` the ad that last
+    completed or was skipped (a late event of it must not show it again).
+    """
 
     __slots__ = _FOLD_SLOTS
 
     status: str
-    resume: str | None
-    in_break: bool
-    explicit: bool
-    ts: float | None
-    eid: str
-    name: str
+    resume_status: str | None
+    in_ad_break: bool
+    resume_is_explicit: bool
+    last_event_t: float | None
+    last_event_id: str
+    last_event_name: str
     app_id: str
-    device: str  # profiles.device.device_class of the latest user agent (never the user agent)
-    pos: float | None
-    dur: float | None
-    label: str | None
-    rate: float | None
+    device_class: str  # profiles.device.device_class of the latest user agent (never the agent)
+    position_s: float | None
+    duration_s: float | None
+    media_label: str | None
+    playback_rate: float | None
     volume: int | None
     muted: bool | None
     fullscreen: bool | None
     quality: str | None
-    pct: float | None
-    sid: str | None
-    sess: dict[str, Acc] | None  # the older media sessions (least recently used first), if any
-    closed: array[float] | None
-    acc: Acc | None  # the current media session's totals (key: sid, or "" without one)
-    start_ts: float | None
-    start_ready: bool
-    play_ts: float | None
+    percent_progress: float | None
+    media_session_id: str | None
+    older_totals: dict[str, Acc] | None  # the older media sessions (least recently used first), if any
+    closed_totals: array[float] | None  # the sum of the sessions beyond MAX_SESSIONS, if any
+    current_totals: Acc | None  # the current media session's (key: media_session_id, or "" without one)
+    startup_start_t: float | None
+    startup_from_ready: bool
+    first_play_t: float | None
     plays: int
     pauses: int
     seeks: int
-    buffers: int
+    buffer_events: int
     errors: int
-    ads_done: int
-    error: tuple[str | None, str | None] | None
+    ads_completed: int
+    last_error: tuple[str | None, str | None] | None
     ad: tuple[str, str | None, str | None] | None
-    brk: str | None
-    done_ad: str | None
+    ad_break_id: str | None
+    finished_ad_id: str | None
 
     def __init__(self) -> None:
         self.status = sm.IDLE
-        self.resume = None
-        self.in_break = False
-        self.explicit = False
-        self.ts = None
-        self.eid = ""
-        self.name = ""
+        self.resume_status = None
+        self.in_ad_break = False
+        self.resume_is_explicit = False
+        self.last_event_t = None
+        self.last_event_id = ""
+        self.last_event_name = ""
         self.app_id = ""
-        self.device = "unknown"
-        self.pos = self.dur = None
-        self.label = None
-        self.rate = None
+        self.device_class = "unknown"
+        self.position_s = self.duration_s = None
+        self.media_label = None
+        self.playback_rate = None
         self.volume = None
         self.muted = self.fullscreen = None
         self.quality = None
-        self.pct = None
-        self.sid = None
-        self.sess = None
-        self.closed = None
-        self.acc = None
-        self.start_ts = None
-        self.start_ready = False
-        self.play_ts = None
-        self.plays = self.pauses = self.seeks = self.buffers = self.errors = self.ads_done = 0
-        self.error = None
+        self.percent_progress = None
+        self.media_session_id = None
+        self.older_totals = None
+        self.closed_totals = None
+        self.current_totals = None
+        self.startup_start_t = None
+        self.startup_from_ready = False
+        self.first_play_t = None
+        self.plays = self.pauses = self.seeks = self.errors = 0
+        self.buffer_events = self.ads_completed = 0
+        self.last_error = None
         self.ad = None
-        self.brk = None
-        self.done_ad = None
+        self.ad_break_id = None
+        self.finished_ad_id = None
 
     def copy(self) -> Fold:
         """An independent copy (written out: this runs on every checkpoint and re-fold)."""
         new = Fold.__new__(Fold)
         new.status = self.status
-        new.resume = self.resume
-        new.in_break = self.in_break
-        new.explicit = self.explicit
-        new.ts = self.ts
-        new.eid = self.eid
-        new.name = self.name
+        new.resume_status = self.resume_status
+        new.in_ad_break = self.in_ad_break
+        new.resume_is_explicit = self.resume_is_explicit
+        new.last_event_t = self.last_event_t
+        new.last_event_id = self.last_event_id
+        new.last_event_name = self.last_event_name
         new.app_id = self.app_id
-        new.device = self.device
-        new.pos = self.pos
-        new.dur = self.dur
-        new.label = self.label
-        new.rate = self.rate
+        new.device_class = self.device_class
+        new.position_s = self.position_s
+        new.duration_s = self.duration_s
+        new.media_label = self.media_label
+        new.playback_rate = self.playback_rate
         new.volume = self.volume
         new.muted = self.muted
         new.fullscreen = self.fullscreen
         new.quality = self.quality
-        new.pct = self.pct
-        new.sid = self.sid
-        sess = self.sess
-        new.sess = {k: a.copy() for k, a in sess.items()} if sess is not None else None
-        new.closed = array("d", self.closed) if self.closed is not None else None
-        acc = self.acc
-        new.acc = Acc(acc.mask, array("d", acc.vals)) if acc is not None else None
-        new.start_ts = self.start_ts
-        new.start_ready = self.start_ready
-        new.play_ts = self.play_ts
+        new.percent_progress = self.percent_progress
+        new.media_session_id = self.media_session_id
+        older = self.older_totals
+        new.older_totals = {k: a.copy() for k, a in older.items()} if older is not None else None
+        closed = self.closed_totals
+        new.closed_totals = array("d", closed) if closed is not None else None
+        current = self.current_totals
+        new.current_totals = Acc(current.mask, array("d", current.vals)) if current is not None else None
+        new.startup_start_t = self.startup_start_t
+        new.startup_from_ready = self.startup_from_ready
+        new.first_play_t = self.first_play_t
         new.plays = self.plays
         new.pauses = self.pauses
         new.seeks = self.seeks
-        new.buffers = self.buffers
+        new.buffer_events = self.buffer_events
         new.errors = self.errors
-        new.ads_done = self.ads_done
-        new.error = self.error
+        new.ads_completed = self.ads_completed
+        new.last_error = self.last_error
         new.ad = self.ad
-        new.brk = self.brk
-        new.done_ad = self.done_ad
+        new.ad_break_id = self.ad_break_id
+        new.finished_ad_id = self.finished_ad_id
         return new
 
-    def _acc_key(self) -> str:
-        return self.sid if self.sid is not None else ""
+    def _current_session_key(self) -> str:
+        return self.media_session_id if self.media_session_id is not None else ""
 
     def sessions(self) -> dict[str, Acc]:
         """Every media session's totals, least recently used first (the current one last)."""
-        out = dict(self.sess) if self.sess is not None else {}
-        if self.acc is not None:
-            out[self._acc_key()] = self.acc
+        out = dict(self.older_totals) if self.older_totals is not None else {}
+        if self.current_totals is not None:
+            out[self._current_session_key()] = self.current_totals
         return out
 
     # -- serialisation --------------------------------------------------------------------------
     def to_json(self) -> list[Any]:
         out = list(_FOLD_GET(self))
-        out[_I_SESS] = [[k, a.mask, a.vals.tolist()] for k, a in self.sessions().items()]
-        out[_I_CLOSED] = self.closed.tolist() if self.closed is not None else None
-        out[_I_ACC] = self._acc_key() if self.acc is not None else None
+        out[_I_OLDER_TOTALS] = [[k, a.mask, a.vals.tolist()] for k, a in self.sessions().items()]
+        out[_I_CLOSED_TOTALS] = self.closed_totals.tolist() if self.closed_totals is not None else None
+        out[_I_CURRENT_TOTALS] = self._current_session_key() if self.current_totals is not None else None
         return out
 
     def pack(self) -> tuple[Any, ...]:
         """The fold as plain values (for :mod:`marshal`; :meth:`unpack` reverses it exactly)."""
         vals = list(_FOLD_GET(self))
-        sess, closed, acc = self.sess, self.closed, self.acc
-        if sess is not None:
-            vals[_I_SESS] = tuple((k, a.mask, a.vals.tobytes()) for k, a in sess.items())
+        older, closed, current = self.older_totals, self.closed_totals, self.current_totals
+        if older is not None:
+            vals[_I_OLDER_TOTALS] = tuple((k, a.mask, a.vals.tobytes()) for k, a in older.items())
         if closed is not None:
-            vals[_I_CLOSED] = closed.tobytes()
-        if acc is not None:
-            vals[_I_ACC] = (acc.mask, acc.vals.tobytes())
+            vals[_I_CLOSED_TOTALS] = closed.tobytes()
+        if current is not None:
+            vals[_I_CURRENT_TOTALS] = (current.mask, current.vals.tobytes())
         return tuple(vals)
 
     @classmethod
     def unpack(cls, vals: tuple[Any, ...]) -> Fold:
         f = cls.__new__(cls)
         (
-            f.status, f.resume, f.in_break, f.explicit, f.ts, f.eid, f.name, f.app_id, f.device,
-            f.pos, f.dur, f.label, f.rate, f.volume, f.muted, f.fullscreen, f.quality, f.pct,
-            f.sid, f.sess, f.closed, f.acc, f.start_ts, f.start_ready, f.play_ts, f.plays,
-            f.pauses, f.seeks, f.buffers, f.errors, f.ads_done, f.error, f.ad, f.brk, f.done_ad,
+            f.status, f.resume_status, f.in_ad_break, f.resume_is_explicit,
+            f.last_event_t, f.last_event_id, f.last_event_name,
+            f.app_id, f.device_class, f.position_s, f.duration_s, f.media_label, f.playback_rate, f.volume,
+            f.muted, f.fullscreen, f.quality, f.percent_progress,
+            f.media_session_id, f.older_totals, f.closed_totals, f.current_totals,
+            f.startup_start_t, f.startup_from_ready, f.first_play_t,
+            f.plays, f.pauses, f.seeks, f.buffer_events, f.errors, f.ads_completed,
+            f.last_error, f.ad, f.ad_break_id, f.finished_ad_id,
         ) = vals  # fmt: skip
-        sess, closed, acc = vals[_I_SESS], vals[_I_CLOSED], vals[_I_ACC]
-        if sess is not None:
-            f.sess = {k: Acc(mask, _doubles(b)) for k, mask, b in sess}
+        older, closed, current = vals[_I_OLDER_TOTALS], vals[_I_CLOSED_TOTALS], vals[_I_CURRENT_TOTALS]
+        if older is not None:
+            f.older_totals = {k: Acc(mask, _doubles(b)) for k, mask, b in older}
         if closed is not None:
-            f.closed = _doubles(closed)
-        if acc is not None:
-            f.acc = Acc(acc[0], _doubles(acc[1]))
+            f.closed_totals = _doubles(closed)
+        if current is not None:
+            f.current_totals = Acc(current[0], _doubles(current[1]))
         return f
 
     @classmethod
@@ -334,18 +359,19 @@ class Fold:
         f = cls.__new__(cls)
         for name, v in zip(_FOLD_SLOTS, data, strict=True):
             setattr(f, name, v)
-        sess = {str(k): Acc(int(mask), array("d", vals)) for k, mask, vals in data[_FOLD_SLOTS.index("sess")]}
-        closed = data[_FOLD_SLOTS.index("closed")]
-        f.closed = array("d", closed) if closed is not None else None
-        key = data[_FOLD_SLOTS.index("acc")]
-        if key is not None and key != (f.sid if f.sid is not None else ""):
+        sessions = {str(k): Acc(int(mask), array("d", vals)) for k, mask, vals in data[_I_OLDER_TOTALS]}
+        closed = data[_I_CLOSED_TOTALS]
+        f.closed_totals = array("d", closed) if closed is not None else None
+        key = data[_I_CURRENT_TOTALS]
+        if key is not None and key != f._current_session_key():
             raise ValueError("the current session is not the fold's")
-        f.acc = sess.pop(key) if key is not None else None
-        f.sess = sess or None
-        f.error = tuple(f.error) if f.error is not None else None  # type: ignore[assignment]
+        f.current_totals = sessions.pop(key) if key is not None else None
+        f.older_totals = sessions or None
+        f.last_error = tuple(f.last_error) if f.last_error is not None else None  # type: ignore[assignment]
         f.ad = tuple(f.ad) if f.ad is not None else None  # type: ignore[assignment]
-        if f.status not in sm.STATUSES or (f.resume is not None and f.resume not in sm.STATUSES):
-            raise ValueError(f"unknown status {f.status!r} / {f.resume!r}")
+        resume = f.resume_status
+        if f.status not in sm.STATUSES or (resume is not None and resume not in sm.STATUSES):
+            raise ValueError(f"unknown status {f.status!r} / {resume!r}")
         for name in _FOLD_INTS:
             v = getattr(f, name)
             if not isinstance(v, int) or isinstance(v, bool):
@@ -357,8 +383,8 @@ class Fold:
         for name in _FOLD_STRS:
             if not isinstance(getattr(f, name), str):
                 raise ValueError(f"fold field {name} is not a string")
-        if f.device not in DEVICE_CLASSES:
-            raise ValueError(f"unknown device class {f.device!r}")
+        if f.device_class not in DEVICE_CLASSES:
+            raise ValueError(f"unknown device class {f.device_class!r}")
         for name in _FOLD_SHARED:
             v = getattr(f, name)
             if type(v) is str:
@@ -372,28 +398,28 @@ def _doubles(b: bytes) -> array[float]:
     return a
 
 
-def _switch_session(f: Fold, sid: str) -> None:
-    """``sid`` differs from the fold's media session: a fresh session starts (from ``idle``)."""
-    if f.sid is not None:
-        f.status, f.resume, f.in_break, f.explicit = sm.INITIAL
-        f.ad = f.brk = f.done_ad = None
-        f.start_ts = f.play_ts = None
-        f.start_ready = False
-        f.pct = None
-    sess = f.sessions()
-    f.sid = sid
-    acc = sess.pop(sid, None)
-    if acc is None:
-        acc = Acc()
-        if len(sess) >= MAX_SESSIONS:  # fold the least recently used session into the closed total
-            old_key = next(iter(sess))
-            old = sess.pop(old_key)
-            closed = f.closed if f.closed is not None else array("d", ZEROS)
+def _switch_session(f: Fold, session_id: str) -> None:
+    """``session_id`` differs from the fold's media session: a fresh session starts (from ``idle``)."""
+    if f.media_session_id is not None:
+        f.status, f.resume_status, f.in_ad_break, f.resume_is_explicit = sm.INITIAL
+        f.ad = f.ad_break_id = f.finished_ad_id = None
+        f.startup_start_t = f.first_play_t = None
+        f.startup_from_ready = False
+        f.percent_progress = None
+    sessions = f.sessions()
+    f.media_session_id = session_id
+    current = sessions.pop(session_id, None)
+    if current is None:
+        current = Acc()
+        if len(sessions) >= MAX_SESSIONS:  # fold the least recently used session into the closed total
+            old_key = next(iter(sessions))
+            old = sessions.pop(old_key)
+            closed = f.closed_totals if f.closed_totals is not None else array("d", ZEROS)
             for i in range(N_STATS):
                 closed[i] += old.vals[i]
-            f.closed = closed
-    f.sess = sess or None  # (the older ones; the current one is f.acc)
-    f.acc = acc
+            f.closed_totals = closed
+    f.older_totals = sessions or None  # (the older ones; the current one is f.current_totals)
+    f.current_totals = current
 
 
 # --- rows: events as the fold reads them ---------------------------------------------------------
@@ -439,50 +465,50 @@ def step(f: Fold, ev: Row) -> str | None:
     t: float = ev[R_T]
     name = ev[R_NAME]
     status = orig = f.status
-    prev_ts = f.ts
-    acc = f.acc
+    prev_ts = f.last_event_t
+    acc = f.current_totals
     # time since the previous event, spent in the status it left us in (fallback totals only)
     if prev_ts is not None and acc is not None:
         slot = _TIME_SLOT.get(status)
         if slot is not None and not (acc.mask >> slot) & 1:
             dt = t - prev_ts
             acc.vals[slot] += dt if dt < MAX_GAP_S else MAX_GAP_S
-    f.ts = t
-    f.eid = ev[R_EID]
-    f.name = name
+    f.last_event_t = t
+    f.last_event_id = ev[R_EID]
+    f.last_event_name = name
     v: Any = ev[R_APP]
     if v:
         f.app_id = v
     v = ev[R_DEVICE]
     if v:
-        f.device = v
+        f.device_class = v
 
-    sid = ev[R_SID]
-    if sid is not None:
-        if sid != f.sid:
-            _switch_session(f, sid)
+    session_id = ev[R_SID]
+    if session_id is not None:
+        if session_id != f.media_session_id:
+            _switch_session(f, session_id)
             status = f.status
-        acc = f.acc
+        acc = f.current_totals
     elif acc is None:
         if name not in _MEDIA:
             return None  # a page view / page ping / other event before any media: nothing more
-        acc = f.acc = Acc()  # the session without an id: key ""
-    if name in _MEDIA and f.start_ts is None:
-        f.start_ts = t
+        acc = f.current_totals = Acc()  # the session without an id: key ""
+    if name in _MEDIA and f.startup_start_t is None:
+        f.startup_start_t = t
 
     # media player entity (latest non-null wins)
     v = ev[R_POS]
     if v is not None:
-        f.pos = v
+        f.position_s = v
     v = ev[R_DUR]
     if v is not None:
-        f.dur = v
+        f.duration_s = v
     v = ev[R_LABEL]
     if v is not None:
-        f.label = v
+        f.media_label = v
     v = ev[R_RATE]
     if v is not None:
-        f.rate = v
+        f.playback_rate = v
     v = ev[R_VOLUME]
     if v is not None:
         f.volume = v
@@ -518,8 +544,8 @@ def step(f: Fold, ev: Row) -> str | None:
 
     # the state machine
     if name not in _PASSIVE and _TRANSITIONS.get((status, name), _SAME) != _SAME:
-        f.status, f.resume, f.in_break, f.explicit = sm.transition(
-            (status, f.resume, f.in_break, f.explicit), name, ev[R_PAUSED], ev[R_ENDED]
+        f.status, f.resume_status, f.in_ad_break, f.resume_is_explicit = sm.transition(
+            (status, f.resume_status, f.in_ad_break, f.resume_is_explicit), name, ev[R_PAUSED], ev[R_ENDED]
         )
     new = f.status
     # the current ad: shown while watching_ad; an ad event that missed its ad_start sets it
@@ -528,10 +554,10 @@ def step(f: Fold, ev: Row) -> str | None:
             f.ad = None
     else:
         ad_id = ev[R_AD_ID]
-        if ad_id is not None and f.ad is None and kind not in _AD_CLEARING and ad_id != f.done_ad:
-            f.ad = (ad_id, ev[R_AD_NAME], ev[R_BREAK] or f.brk)
+        if ad_id is not None and f.ad is None and kind not in _AD_CLEARING and ad_id != f.finished_ad_id:
+            f.ad = (ad_id, ev[R_AD_NAME], ev[R_BREAK] or f.ad_break_id)
         elif ev[R_BREAK] is not None and kind not in _AD_CLEARING:
-            f.brk = ev[R_BREAK]
+            f.ad_break_id = ev[R_BREAK]
     return None if new == orig else orig
 
 
@@ -546,50 +572,50 @@ def _effects(f: Fold, ev: Row, kind: int, t: float, acc: Acc | None) -> None:
             acc.vals[slot] += 1.0
     if kind == _K_PLAY:
         f.plays += 1
-        if f.play_ts is None:
-            f.play_ts = t
+        if f.first_play_t is None:
+            f.first_play_t = t
     elif kind == _K_PAUSE:
         f.pauses += 1
     elif kind == _K_SEEK_END:
         f.seeks += 1
     elif kind == _K_BUFFER_START:
-        f.buffers += 1
+        f.buffer_events += 1
     elif kind == _K_ERROR:
         f.errors += 1
         data = ev[R_DATA]
         code = _str(data.get("errorCode"))
         name = _str(data.get("errorName"))
         message = _str(data.get("errorDescription"))
-        f.error = (code or name, message or name)
+        f.last_error = (code or name, message or name)
     elif kind in (_K_AD_COMPLETE, _K_AD_SKIP):
         if kind == _K_AD_COMPLETE:
-            f.ads_done += 1
+            f.ads_completed += 1
         ad = f.ad
         if ad is not None and (ev[R_AD_ID] is None or ev[R_AD_ID] == ad[0]):
             f.ad = None
-        f.done_ad = ev[R_AD_ID]
+        f.finished_ad_id = ev[R_AD_ID]
     elif kind == _K_AD_START:
-        f.ad = (ev[R_AD_ID], ev[R_AD_NAME], ev[R_BREAK] or f.brk) if ev[R_AD_ID] is not None else None
-        f.done_ad = None
+        f.ad = (ev[R_AD_ID], ev[R_AD_NAME], ev[R_BREAK] or f.ad_break_id) if ev[R_AD_ID] is not None else None
+        f.finished_ad_id = None
     elif kind == _K_BREAK_START:
-        f.brk = ev[R_BREAK]
+        f.ad_break_id = ev[R_BREAK]
         f.ad = None
-        f.done_ad = None
+        f.finished_ad_id = None
     elif kind == _K_BREAK_END:
-        f.brk = None
+        f.ad_break_id = None
         f.ad = None
     elif kind == _K_READY:
-        if f.play_ts is None and not f.start_ready:
-            f.start_ts = t
-            f.start_ready = True
+        if f.first_play_t is None and not f.startup_from_ready:
+            f.startup_start_t = t
+            f.startup_from_ready = True
     elif kind == _K_PERCENT:
         p = _num(ev[R_DATA].get("percentProgress"))
         if p is not None:
-            f.pct = p
+            f.percent_progress = p
     elif kind == _K_RATE:
         r = _num(ev[R_DATA].get("newRate"))
         if r is not None:
-            f.rate = r
+            f.playback_rate = r
     elif kind == _K_VOLUME:
         vol = ev[R_DATA].get("newVolume")
         if isinstance(vol, int) and not isinstance(vol, bool):

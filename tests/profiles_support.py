@@ -3,7 +3,6 @@ and compute what an in-order run of the engine gives (the reference every delive
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from lvp.config import Settings
+from lvp.config import SETTINGS, Settings
 from lvp.dynamo import dynamodb_client
 from lvp.kafka import producer_config
 from lvp.profile_codec import item_to_history, item_to_profile
@@ -174,7 +173,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment variables that reproduce ``settings`` in a subprocess."""
 
     env = dict(os.environ)
-    for f in dataclasses.fields(Settings):
+    for f in SETTINGS:
         v = getattr(settings, f.name)
         env[f.metadata["env"]] = ("1" if v else "0") if isinstance(v, bool) else str(v)
     env.update({"KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "300"})

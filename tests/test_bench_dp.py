@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lvp.privacy import PRESETS
+from lvp.config import DP_EPSILON_PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,11 +26,11 @@ def test_dp_tradeoff_quick() -> None:
     rows = {}
     for line in proc.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[0] in PRESETS:
+        if len(cells) == 6 and cells[0] in DP_EPSILON_PRESETS:
             print(f"FIGURE dp_tradeoff {line.strip()}")
             rows[cells[0]] = (float(cells[1]), float(cells[2]), float(cells[3]))
-    assert set(rows) == set(PRESETS)
+    assert set(rows) == set(DP_EPSILON_PRESETS)
     for name, (eps, scale, _err) in rows.items():
-        assert eps == PRESETS[name] and scale == round(3 / eps, 1)
+        assert eps == DP_EPSILON_PRESETS[name] and scale == round(3 / eps, 1)
     errors = [err for _eps, _scale, err in sorted(rows.values())]  # by ε, ascending
     assert errors == sorted(errors, reverse=True) and errors[0] > errors[-1]

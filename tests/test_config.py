@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lvp.cli import build_parser, settings_from_args
-from lvp.config import SETTINGS, ConfigError, Settings, kafka_passthrough
+from lvp.config import DP_EPSILON_PRESETS, SETTINGS, ConfigError, Settings, kafka_passthrough
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,3 +107,94 @@ def test_readme_settings_table_lists_every_setting() -> None:
     for f in SETTINGS:
         assert f.metadata["env"] in documented, f"{f.metadata['env']} missing from README"
     assert "KAFKA_<KEY>" in documented
+
+
+# --- values checked when Settings is built (one place for every service) ------------------------
+INVALID = [
+    # (environment, overrides, the error: it names the variable)
+    ({"LVP_FREEZE_AFTER_S": "0"}, {}, "LVP_FREEZE_AFTER_S must be > 0 seconds, got 0.0"),
+    ({"LVP_FREEZE_AFTER_S": "-1"}, {}, "LVP_FREEZE_AFTER_S must be > 0 seconds, got -1.0"),
+    ({"LVP_FREEZE_AFTER_S": "nan"}, {}, "LVP_FREEZE_AFTER_S must be > 0 seconds, got nan"),
+    ({}, {"freeze_after_s": 0.0}, "LVP_FREEZE_AFTER_S must be > 0 seconds, got 0.0"),
+    ({"LVP_DP_EPSILON": "0"}, {}, "LVP_DP_EPSILON: ε must be positive; got 0.0"),
+    ({"LVP_DP_EPSILON": "-1"}, {}, "LVP_DP_EPSILON: ε must be positive; got -1.0"),
+    (
+        {"LVP_DP_EPSILON": "lots"},
+        {},
+        "LVP_DP_EPSILON: ε must be a number or one of high_privacy, balanced, high_utility; got 'lots'",
+    ),
+    ({}, {"dp_epsilon": "Balanced"}, "LVP_DP_EPSILON: ε must be a number or one of"),
+    ({"LVP_KAFKA_MSK_IAM": "true"}, {"aws_region": ""}, "LVP_KAFKA_MSK_IAM is on but AWS_REGION is empty"),
+    (
+        {"LVP_KAFKA_MSK_IAM": "true", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+        {},
+        "LVP_KAFKA_MSK_IAM needs KAFKA_SASL_MECHANISM=OAUTHBEARER, not 'SCRAM-SHA-512'",
+    ),
+    (
+        {"LVP_KAFKA_MSK_IAM": "true", "KAFKA_SASL_MECHANISM": "PLAIN"},
+        {},
+        "LVP_KAFKA_MSK_IAM needs KAFKA_SASL_MECHANISM=OAUTHBEARER, not 'PLAIN'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "overrides", "message"), INVALID)
+def test_invalid_value_is_refused_naming_the_variable(
+    env: dict[str, str], overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env(env, **overrides)
+    if overrides:  # a copy is checked too
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            Settings.from_env(env, **{k: None for k in overrides}).with_(**overrides)
+
+
+@pytest.mark.parametrize(("env", "overrides", "message"), [row for row in INVALID if not row[1]])
+def test_cli_reports_an_invalid_value_as_a_configuration_error(
+    env: dict[str, str],
+    overrides: dict[str, object],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lvp.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["topics", "create"]) == 2  # refused before any client is made
+    assert capsys.readouterr().err == f"lvp: configuration error: {message}\n"
+
+
+def test_valid_values_are_accepted() -> None:
+    presets = [Settings.from_env({"LVP_DP_EPSILON": p}).dp_epsilon_value for p in DP_EPSILON_PRESETS]
+    assert presets == [0.1, 1.0, 10.0]
+    assert set(DP_EPSILON_PRESETS) == {"high_privacy", "balanced", "high_utility"}
+    assert Settings.from_env({}).dp_epsilon_value == 1.0  # balanced
+    assert Settings.from_env({"LVP_DP_EPSILON": "2.5"}).dp_epsilon_value == 2.5
+    assert Settings.from_env({"LVP_FREEZE_AFTER_S": "0.1"}).freeze_after_s == 0.1
+    msk = {"LVP_KAFKA_MSK_IAM": "true", "AWS_REGION": "eu-west-1"}
+    assert Settings.from_env(msk).kafka_msk_iam
+    assert Settings.from_env({**msk, "KAFKA_SASL_MECHANISM": "oauthbearer"}).kafka_msk_iam
+    # without MSK IAM the mechanism is librdkafka's business
+    assert Settings.from_env({"KAFKA_SASL_MECHANISM": "PLAIN"}).kafka_config()["sasl.mechanism"] == "PLAIN"
+
+
+def test_kafka_passthrough_is_a_field_kept_by_copies_and_out_of_the_repr() -> None:
+    env = {"KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD": "kafka-password-5e6f7a8b"}
+    s = Settings.from_env(env)
+    assert s.kafka_env_properties == {"sasl.username": "alice", "sasl.password": "kafka-password-5e6f7a8b"}
+    copy = s.with_(topic_good="x")
+    assert copy.kafka_config()["sasl.password"] == "kafka-password-5e6f7a8b"
+    assert "kafka-password-5e6f7a8b" not in repr(s) + repr(copy)
+    assert s == Settings.from_env({})  # not a setting: not compared
+    assert "kafka_env_properties" not in {f.name for f in SETTINGS}
+    assert Settings().kafka_config() == {"bootstrap.servers": "127.0.0.1:9092"}
+
+
+def test_setting_flags_have_the_settings_types() -> None:
+    args = build_parser().parse_args(["collector", "--port", "9999", "--request-timeout", "2.5", "--dev"])
+    s = settings_from_args(args)
+    assert (s.collector_port, s.request_timeout_s, s.dev) == (9999, 2.5, True)
+    assert settings_from_args(build_parser().parse_args(["collector", "--no-dev"])).dev is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["collector", "--port", "many"])

@@ -510,7 +510,7 @@ def test_frozen_viewer_is_small_and_thaws_unchanged() -> None:
     assert ViewerState.load(SAMPLE_VIEWER, state).dump() == state
     assert not s.apply(events[0])  # too late: rejected without thawing
     assert s.frozen
-    blob = s._blob
+    blob = s._packed
     assert blob is not None and len(blob) < 1000
     for e in events[60:]:
         s.apply(e)
@@ -537,7 +537,8 @@ def test_viewers_share_the_strings_their_events_share() -> None:
     assert all(thawed[k] is a[k] for k in shared)
     folds = [s._stable for s in viewers]  # the stabilised fold, read back from JSON by the thaw
     assert folds[0] is not None and folds[1] is not None
-    assert all(getattr(folds[1], f) is getattr(folds[0], f) for f in ("app_id", "device", "label", "quality"))
+    shared_fields = ("app_id", "device_class", "media_label", "quality")
+    assert all(getattr(folds[1], f) is getattr(folds[0], f) for f in shared_fields)
 
 
 def test_settled_viewer_is_small_and_answers_like_an_unsettled_one() -> None:
@@ -562,7 +563,7 @@ def test_settled_viewer_is_small_and_answers_like_an_unsettled_one() -> None:
         ha.drain(a)
         assert a.profile() == b.profile()
         a.settle()
-        assert (a._blob is not None and not a.frozen) == (e.derived_ts > T0 + 20)  # packed once stable
+        assert (a._packed is not None and not a.frozen) == (e.derived_ts > T0 + 20)  # packed once stable
         if e.name == "ping" and e.derived_ts > T0 + 100:
             shared: set[int] = set()  # the engine's constants every packed viewer refers to
             _deep_size([engine._FROZEN, engine._NO_BASE, engine._NO_PENDING, a.viewer_id], shared)

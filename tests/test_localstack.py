@@ -5,7 +5,6 @@ everything that can be checked without one is checked statically."""
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import importlib.util
 import os
@@ -25,7 +24,7 @@ import pytest
 import yaml
 
 from lvp.cli import build_parser
-from lvp.config import Settings
+from lvp.config import SETTINGS, Settings
 from lvp.service_env import LOCAL_ONLY_ENV, SERVICE_ENV, service_env
 from lvp.tables import TTL_ATTRIBUTE, table_definitions
 
@@ -304,7 +303,7 @@ def test_no_public_default_secrets_and_only_loopback_ports(compose: dict[str, An
     """Secrets have no default in the file (compose refuses to start without them; `make
     compose-env` generates them), and every published port is bound to 127.0.0.1."""
     text = COMPOSE.read_text()
-    secret_envs = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+    secret_envs = {f.metadata["env"] for f in SETTINGS if f.metadata["secret"]}
     secret_envs.add("GF_SECURITY_ADMIN_PASSWORD")
     for name, s in compose["services"].items():
         for port in s.get("ports", []):

@@ -9,13 +9,11 @@ import pytest
 
 from lvp.config import Settings
 from lvp.privacy import (
-    PRESETS,
     SENSITIVITY,
     STATUS_KEYS,
     BudgetExhausted,
     PublicStatsReleaser,
     TrueCounts,
-    parse_epsilon,
     releaser_from_settings,
 )
 
@@ -39,15 +37,6 @@ def make(
 ) -> tuple[PublicStatsReleaser, Clock]:
     clock = Clock()
     return PublicStatsReleaser(eps, interval, budget, window, media_labels=("News",), clock=clock), clock
-
-
-def test_presets_and_validation() -> None:
-    assert [parse_epsilon(p) for p in ("high_privacy", "balanced", "high_utility")] == [0.1, 1.0, 10.0]
-    assert parse_epsilon("2.5") == 2.5
-    for bad in ("0", "-1", "lots"):
-        with pytest.raises(ValueError):
-            parse_epsilon(bad)
-    assert set(PRESETS) == {"high_privacy", "balanced", "high_utility"}
 
 
 def test_release_shape_hides_labels_outside_the_catalogue() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from enriched_factory import MediaSessionBuilder, full_session, interleave
 from profiles_support import committed_total, dump_tables, produce, read_topic, run_consumer, settings_env
 
 from lvp.cli import main
-from lvp.config import Settings
+from lvp.config import SETTINGS, Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from lvp.kafka import create_topics
 from lvp.profile import PROFILE_FIELDS
@@ -36,7 +35,7 @@ def loaded(
     s = make_settings(aws_endpoint_url=dynamodb_local, flush_interval_s=0.1, profiles_metrics_port=0)
     create_topics(s)
     create_tables(s)
-    for f in dataclasses.fields(Settings):
+    for f in SETTINGS:
         monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
     now = int(time.time() * 1000)
     builders = [
@@ -186,7 +185,7 @@ def test_get_is_as_fresh_as_the_live_view_while_dynamodb_lags(
     )
     create_topics(s)
     create_tables(s)
-    for f in dataclasses.fields(Settings):
+    for f in SETTINGS:
         monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
     b = MediaSessionBuilder("fresh-1", int(time.time() * 1000) - 40_000).ready().play()
     produce(s, b.lines())

@@ -36,6 +36,7 @@ DERIVED: dict[str, tuple[str, ...]] = {
     "url_pseudonymize_param_list": ("url_pseudonymize_params",),
     "kafka_config": ("kafka_bootstrap_servers",),
     "require_pseudonym_key": ("pseudonym_key", "dev", "state_dir"),
+    "dp_epsilon_value": ("dp_epsilon",),
 }
 NOT_READING = {"from_env", "with_"}
 

@@ -97,7 +97,7 @@ def test_no_user_agent_is_stored_only_its_device_class() -> None:
         s.apply(from_tsv_line(line))
     s.history_changes()
     s.compact()
-    assert s._blob is not None and b"Mozilla" not in s._blob  # compact() packed it: settle()
+    assert s._packed is not None and b"Mozilla" not in s._packed  # compact() packed it: settle()
     state = s.dump()
     assert "Mozilla" not in state and "iPhone" not in state
     assert s.profile()["device_class"] == "mobile"

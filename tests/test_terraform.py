@@ -7,7 +7,6 @@ checkov passes (scripts/checkov.sh, from its own tools venv)."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 import subprocess
@@ -19,7 +18,7 @@ import hcl2
 import pytest
 
 from lvp.cli import build_parser
-from lvp.config import Settings
+from lvp.config import SETTINGS, Settings
 from lvp.service_env import LOCAL_ONLY_ENV, SERVICE_ENV, SERVICE_SETTINGS, secret_env
 from lvp.tables import TTL_ATTRIBUTE, table_definitions
 
@@ -440,7 +439,7 @@ DYNAMODB_OPERATIONS = {
 # the settings that name a topic (LVP_TOPIC_GOOD, ...; not the partition count)
 TOPIC_NAME_ENVS = {
     f.metadata["env"]
-    for f in Settings.__dataclass_fields__.values()
+    for f in SETTINGS
     if f.metadata["env"].startswith("LVP_TOPIC_") and isinstance(f.default, str)
 }
 KNOWN_LOCALS = {"msk_cluster_arn", "topic_arns", "msk_group_arn_prefix", "msk_topic_arn_prefix"}
@@ -596,7 +595,7 @@ def needed(service: str, variables: dict[str, Any]) -> set[tuple[str, str]]:
     env = locals_of(TF)["service_environment"][service]
     by_setting = {
         f.name: re.findall(r"aws_dynamodb_table\.(\w+)\.", str(env.get(f.metadata["env"], "")))
-        for f in dataclasses.fields(Settings)
+        for f in SETTINGS
         if f.name.startswith("table_")
     }
     tables = {t for v in env.values() for t in re.findall(r"aws_dynamodb_table\.(\w+)\.", str(v))}

@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lvp.config import ConfigError, Settings
+from lvp.config import Settings
 from lvp.privacy import (
     BudgetExhausted,
     BudgetUnavailable,
@@ -330,8 +330,5 @@ def create_app(
     app.state.auth = authenticator
     app.state.limiter = ConnectionLimiter(settings.sse_max_per_token)
     app.state.login_throttle = LoginThrottle()
-    try:
-        app.state.public_releaser = releaser_from_settings(settings)
-    except ValueError as exc:
-        raise ConfigError(f"LVP_DP_EPSILON: {exc}") from None
+    app.state.public_releaser = releaser_from_settings(settings)
     return app
