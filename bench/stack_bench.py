@@ -14,6 +14,15 @@ reported separately for
 * **new** viewers: the first push of a viewer the client did not hold (its first events; the
   consumer first looks the viewer up in DynamoDB).
 
+A push counts only when it carries news: a profile whose ``last_seen`` is the one the client
+already held (a row re-sent) is not a sample. The SSE client and the page follow a **search
+window** (``q``: viewer ids holding a short hex string, ~20 % of the audience up to 15,000
+viewers, ~1.5 % above, at most ``MAX_LIMIT`` rows; no search up to 2,000 viewers, who all fit): its members stay in it whatever their
+status, so every push of a member is a change of that member. (The default window, the first
+rows in page order, shifts: a viewer moving into it is re-sent with an older ``last_seen``,
+which is no latency.) The search costs the viewer a scan of the live view on each push that
+concerns the window, which the figures include.
+
 The events carried by pushes slower than 1 s are counted by name (``sse_slow_by_event``).
 
 For each level of N viewers, `lvp simulate` (realistic media-plugin traffic: 30 s pings, ads,
@@ -24,9 +33,15 @@ events/s accepted, latencies, CPU of every component per event (simulator, colle
 viewer, broker, DynamoDB; from /proc), DynamoDB write requests (the profiles consumer's
 ``lvp_profiles_flush_size`` sum) per viewer-hour next to the events per viewer-hour (what one
 write per event would cost), and memory per viewer (RSS over the idle stack's, per viewer held).
-After the load stopped: the time until the consumer group's committed offsets reach the good
-topic's end (lag 0), and lost events (accepted per the simulator minus counted good by the
-collector). The baseline, in the same run, is the idle stack (N = 0). With ``--runs K`` the stack is started K
+After the load stopped: the time until the consumer has **processed** every event on the good
+topic (its lag, ``lvp_profiles_consumer_lag``, back to 0), then the time until the group's
+**committed** offsets reach the topic's end too — with lazy writes an offset is committed once
+every viewer with an event before it is written, i.e. when the viewers still playing at the stop
+have gone quiet (``LVP_ACTIVE_TIMEOUT_S``) and were flushed, so that second time is mostly that
+timeout —, and lost events (accepted per the simulator minus counted good by the collector).
+DynamoDB Local runs in memory (``lvp up --in-memory``): its SQLite file on disk costs it ~3x the
+CPU per write and would measure DynamoDB Local's disk, not this stack (AWS DynamoDB is the
+deploy). The baseline, in the same run, is the idle stack (N = 0). With ``--runs K`` the stack is started K
 times and every figure is the median over the runs.
 
     python -m bench.stack_bench [--levels 3000,10000,30000,100000] [--seconds 60] [--settle 30] [--runs 3]
@@ -61,6 +76,7 @@ from lvp.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # the viewer's API, stream and /metrics
 PING_INTERVAL_S = 30.0  # the media plugin's default
 QUICK_PING_INTERVAL_S = 4.0  # --quick: short windows still see pings
 COMPONENTS = {
@@ -72,16 +88,21 @@ COMPONENTS = {
     "dynamodb": re.compile(r"DynamoDBLocal|moto"),
 }
 TICK = os.sysconf("SC_CLK_TCK")
+MAX_LIMIT = 5000  # viewer.live.MAX_LIMIT: the most rows a window holds
+COMMIT_WAIT_S = 240.0  # LVP_ACTIVE_TIMEOUT_S and a flush, with room
 PAGE_HOOK_JS = """
 (() => {
   const Orig = window.EventSource;
   if (!Orig || window.__lvpLat) return;
   window.__lvpLat = [];
   const seen = new Map();
+  const at = new Map();  // the last_seen held per viewer: a row re-sent is no sample
   function Hooked(url, opts) {
     const es = new Orig(url, opts);
     es.addEventListener("snapshot", (e) => {
-      try { for (const p of JSON.parse(e.data).viewers || []) seen.set(p.viewer_id, p.status); } catch (_) {}
+      try {
+        for (const p of JSON.parse(e.data).viewers || []) { seen.set(p.viewer_id, p.status); at.set(p.viewer_id, p.last_seen); }
+      } catch (_) {}
     });
     es.addEventListener("delta", (e) => {
       const now = Date.now();  // the page's own receive time of this push
@@ -90,7 +111,8 @@ PAGE_HOOK_JS = """
       for (const p of d.upsert || []) {
         const prev = seen.get(p.viewer_id);
         seen.set(p.viewer_id, p.status);
-        if (!p.last_seen) continue;
+        if (!p.last_seen || at.get(p.viewer_id) === p.last_seen) continue;
+        at.set(p.viewer_id, p.last_seen);
         const kind = prev === undefined ? "new" : prev !== p.status ? "status"
           : p.last_event_name === "ping" ? "ping" : "other";
         window.__lvpLat.push([now / 1000, (now - Date.parse(p.last_seen)) / 1000, kind]);
@@ -99,7 +121,8 @@ PAGE_HOOK_JS = """
       const iSeen = f.indexOf("last_seen"), iName = f.indexOf("last_event_name");
       for (const row of d.touch || []) {
         const seenAt = iSeen >= 0 ? row[iSeen + 1] : null;
-        if (!seenAt) continue;
+        if (!seenAt || at.get(row[0]) === seenAt) continue;
+        at.set(row[0], seenAt);
         const kind = iName >= 0 && row[iName + 1] === "ping" ? "ping" : "other";
         window.__lvpLat.push([now / 1000, (now - Date.parse(seenAt)) / 1000, kind]);
       }
@@ -177,7 +200,7 @@ def rss_by_component(pids: dict[str, list[int]]) -> dict[str, float]:
 # --- Prometheus text --------------------------------------------------------------------------------
 def scrape(url: str) -> str:
     try:
-        return httpx.get(url, timeout=5).text
+        return httpx.get(url, timeout=5, headers=AUTH).text
     except httpx.HTTPError:
         return ""
 
@@ -201,6 +224,7 @@ class SSEProbe:
     names: list[str] = field(default_factory=list)  # the newest event's name, per sample
     deltas: int = 0
     statuses: dict[str, str] = field(default_factory=dict)
+    seen: dict[str, str] = field(default_factory=dict)  # the last_seen held, per viewer
     stop: threading.Event = field(default_factory=threading.Event)
     connected: threading.Event = field(default_factory=threading.Event)
 
@@ -225,6 +249,7 @@ class SSEProbe:
         if event == "snapshot":
             for p in doc.get("viewers", []):
                 self.statuses[p["viewer_id"]] = p.get("status", "")
+                self.seen[p["viewer_id"]] = p.get("last_seen") or ""
             self.connected.set()
             return
         if event.startswith("touch"):  # touches as an SSE event of their own
@@ -232,14 +257,15 @@ class SSEProbe:
         elif event != "delta":
             return
         self.deltas += 1
-        statuses, add = self.statuses, self.samples.append
+        statuses, held, add = self.statuses, self.seen, self.samples.append
         for p in doc.get("upsert", []):
             vid, status = p.get("viewer_id"), p.get("status")
             prev = statuses.get(vid)
             statuses[vid] = status
             seen = p.get("last_seen")
-            if not seen:
-                continue
+            if not seen or held.get(vid) == seen:
+                continue  # no new event: the row re-sent
+            held[vid] = seen
             name = p.get("last_event_name") or ""
             kind = (
                 "new"
@@ -258,7 +284,9 @@ class SSEProbe:
                     value = {"fields": doc["touch_fields"], "touches": value}  # the viewer's rows
                 for patch in _touch_patches(value):
                     seen = patch.get("last_seen")
-                    if seen:
+                    vid = str(patch.get("viewer_id"))
+                    if seen and held.get(vid) != seen:
+                        held[vid] = seen
                         name = patch.get("last_event_name") or ""
                         add((now, now - _epoch(seen), "ping" if name == "ping" else "other"))
                         self.names.append(name)
@@ -272,9 +300,9 @@ def _touch_patches(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, dict) and isinstance(value.get("fields"), list):  # the changes topic's shape
         names = value["fields"]
         return [
-            dict(zip(names, row[1:], strict=False))
+            {"viewer_id": row[0], **dict(zip(names, row[1:], strict=False))}
             for row in value.get("touches", [])
-            if isinstance(row, list)
+            if isinstance(row, list) and row
         ]
     if isinstance(value, dict):
         return [v for v in value.values() if isinstance(v, dict)]
@@ -286,8 +314,9 @@ def _touch_patches(value: Any) -> list[dict[str, Any]]:
 class PageProbe:
     """The live page in Chromium, its EventSource hooked to note its own receive time of each push."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, q: str) -> None:
         self.base = base
+        self.q = q
         self.samples: list[tuple[float, float, str]] = []
         self.stop = threading.Event()
         self.ready = threading.Event()
@@ -308,6 +337,8 @@ class PageProbe:
                 page.goto(self.base + "/")
                 page.fill("#token", TOKEN)
                 page.click("#login-btn")
+                if self.q:
+                    page.fill("#search", self.q)  # the search window (see the module's docstring)
                 page.wait_for_function("() => window.__lvpLat !== undefined", timeout=30000)
                 self.ready.set()
                 while not self.stop.wait(1.0):
@@ -397,10 +428,11 @@ def run_level(
     ping_interval: float,
     settle: float = 0.0,
 ) -> dict[str, Any]:
-    probe = SSEProbe(stack.viewer + "/api/viewers/stream")
+    q = window_q(n)
+    probe = SSEProbe(f"{stack.viewer}/api/viewers/stream?limit={MAX_LIMIT}&q={q}")
     threading.Thread(target=probe.run, daemon=True).start()
     probe.connected.wait(30)
-    page_probe = PageProbe(stack.viewer) if page else None
+    page_probe = PageProbe(stack.viewer, q) if page else None
     if page_probe is not None:
         page_probe.ready.wait(60)
     summary = stack.state / f"sim-{n}-{time.time_ns()}.json"
@@ -442,19 +474,34 @@ def run_level(
         with contextlib.suppress(OSError, ValueError):
             sim_summary = json.loads(summary.read_text())
     stopped_at = time.monotonic()
-    # the load has stopped: time until the consumer has committed every event on the good topic
+    # the load has stopped: time until the consumer has processed every event on the good topic
+    # (its lag gauge, refreshed every few seconds, back to 0 and the applied count still)
+    lag: float | None = None
+    drain_deadline = stopped_at + max(120.0, 3 * seconds)
+    applied = -1.0
+    while time.monotonic() < drain_deadline:
+        text = scrape(stack.metrics)
+        lag = metric_sum(text, "lvp_profiles_consumer_lag") if text else None
+        now_applied = metric_sum(text, "lvp_profiles_events_applied_total")
+        if lag == 0 and now_applied == applied:
+            break
+        applied = now_applied
+        time.sleep(1.0)
+    drain_s = time.monotonic() - stopped_at
+    time.sleep(1.5)  # the last publications reach the client
+    # then until the group's committed offsets reach the end too (lazy writes: the viewers still
+    # playing at the stop are written once quiet, LVP_ACTIVE_TIMEOUT_S)
     bootstrap = f"127.0.0.1:{stack.ports['broker']}"
     topic = stack.env.get("LVP_TOPIC_GOOD", "snowplow-enriched-good")
     group = stack.env.get("LVP_CONSUMER_GROUP", "lvp-profiles")
-    lag: int | None = None
-    drain_deadline = stopped_at + max(120.0, 3 * seconds)
-    while time.monotonic() < drain_deadline:
-        lag = committed_lag(bootstrap, topic, group)
-        if lag == 0:
+    committed: int | None = None
+    commit_deadline = time.monotonic() + COMMIT_WAIT_S
+    while time.monotonic() < commit_deadline:
+        committed = committed_lag(bootstrap, topic, group)
+        if committed == 0:
             break
-        time.sleep(0.5)
-    drain_s = time.monotonic() - stopped_at
-    time.sleep(1.5)  # the last publications reach the client
+        time.sleep(1.0)
+    commit_s = time.monotonic() - stopped_at
     end = stack.counters()
     probe.stop.set()
     page_samples: list[tuple[float, float, str]] = []
@@ -491,6 +538,10 @@ def run_level(
         "sim_flush_s": round(stopped_at - window_end, 1),
         "lag_after": lag,
         "drain_s": round(drain_s, 1),
+        "committed_lag_after": committed,
+        "commit_s": round(commit_s, 1),
+        "window_q": q,
+        "window_viewers": len(probe.seen),  # distinct viewers the SSE client was sent
         "cpu_pct": {k: 100 * v / elapsed for k, v in cpu_s.items()},
         "cpu_us_per_event": {k: (1e6 * v / events if events else 0.0) for k, v in cpu_s.items()},
         "dynamodb_writes": c1["writes"] - c0["writes"],
@@ -530,10 +581,12 @@ def run_level(
 
 
 # --- the stack ------------------------------------------------------------------------------------
-def start_stack() -> Stack:
+def start_stack(quick: bool = False) -> Stack:
     ports = {n: free_port() for n in ("collector", "viewer", "tracker", "broker", "dynamodb", "metrics")}
     state = Path(tempfile.mkdtemp(prefix="lvp-bench-"))
     env = {**os.environ, "LVP_STATE_DIR": str(state), "LVP_API_TOKENS": TOKEN, "LVP_DEV": "1"}
+    if quick:  # 4 s pings: viewers go quiet (and are written, and committed) sooner
+        env["LVP_ACTIVE_TIMEOUT_S"] = "15"
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "AWS_ENDPOINT_URL", "LVP_PSEUDONYM_KEY"):
         env.pop(var, None)
     log = open(state / "lvp-up.log", "wb")  # noqa: SIM115
@@ -541,7 +594,7 @@ def start_stack() -> Stack:
         [sys.executable, "-m", "lvp.cli", "up",
          "--collector-port", str(ports["collector"]), "--viewer-port", str(ports["viewer"]),
          "--tracker-port", str(ports["tracker"]), "--broker-port", str(ports["broker"]),
-         "--dynamodb-port", str(ports["dynamodb"]), "--metrics-port", str(ports["metrics"])],
+         "--dynamodb-port", str(ports["dynamodb"]), "--metrics-port", str(ports["metrics"]), "--in-memory"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
     stack = Stack(up, ports, env, state)
@@ -562,6 +615,13 @@ def stop_stack(stack: Stack) -> None:
         stack.up.kill()
 
 
+def window_q(n: int) -> str:
+    """The SSE client's search text: none while the whole audience fits in one window; ids (hex)
+    holding "ab" (~22 % of them) up to 15,000 viewers, "abc" (~1.5 %) above, so that the window
+    holds its members well under MAX_LIMIT rows."""
+    return "" if n <= 2_000 else "ab" if n <= 15_000 else "abc"
+
+
 def ramp_for(n: int, quick: bool) -> float:
     """Viewers join over this long: ~400 a second (each join is a burst of ~12 events)."""
     return 2.0 if quick else max(10.0, n / 400)
@@ -575,7 +635,7 @@ def one_run(
     ping_interval: float,
     settle: float,
 ) -> list[dict[str, Any]]:
-    stack = start_stack()
+    stack = start_stack(quick)
     results: list[dict[str, Any]] = []
     try:
         idle_rss: dict[str, float] = {}
@@ -653,19 +713,23 @@ def main(argv: list[str] | None = None) -> int:
     name = "quick" if args.quick else "full"
     (out / f"stack-{name}.json").write_text(json.dumps({"median": results, "runs": all_runs}, indent=2))
     (out / f"stack-{name}.md").write_text(report(results, seconds, runs, ping) + "\n")
-    ok = all(r["sse_any_n"] > 0 and r["lost"] == 0 and r["lag_after"] == 0 for r in results[1:])
+    ok = all(
+        r["sse_any_n"] > 0 and r["lost"] == 0 and r["lag_after"] == 0 and r["committed_lag_after"] == 0
+        for r in results[1:]
+    )
     return 0 if ok else 1
 
 
 def held(r: dict[str, Any]) -> bool:
-    """A level holds: status and ping pushes p99 < 1 s, lag back to 0, and the simulator's events
-    all delivered without a backlog."""
+    """A level holds: status and ping pushes p99 < 1 s, lag back to 0 (processed, then committed),
+    and the simulator's events all delivered without a backlog."""
     p99s = [r[f"sse_{k}_p99_s"] for k in ("status", "ping") if r.get(f"sse_{k}_n")]
     return (
         r["viewers"] > 0
         and bool(p99s)
         and all(x < 1.0 for x in p99s)
         and r["lag_after"] == 0
+        and r.get("committed_lag_after", 0) == 0
         and not r.get("sim_backlog_killed")
     )
 
@@ -698,7 +762,8 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
         lines.append(
             f"| {r['viewers']:,.0f} | {r['events_per_s']:,.0f} | {_pair(r, 'sse_status')} | {_pair(r, 'sse_ping')} | "
             f"{_pair(r, 'sse_new')} | {page} | "
-            f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s) | "
+            f"{'yes' if r['lag_after'] == 0 else 'NO'} ({r['drain_s']:.0f} s; committed "
+            f"{'' if r.get('committed_lag_after') == 0 else 'NOT '}{r.get('commit_s', 0):.0f} s) | "
             f"{'backlog' if r.get('sim_backlog_killed') else format(r['lost'], '.0f')} | "
             + " / ".join(f"{c.get(k, 0):.0f}" for k in comps)
             + " | "

@@ -235,10 +235,11 @@ class Settings:
         "How often significant profile changes (status, counters, ads) are published to LVP_TOPIC_CHANGES.",
     )
     touch_interval_s: float = _setting(
-        1.0,
+        0.5,
         "LVP_TOUCH_INTERVAL_S",
         "How often touches (changes of position, last_seen and play time only) are published, "
-        "batched into one message per changes-topic partition.",
+        "batched into one message per changes-topic partition (with LVP_PUSH_INTERVAL_S, what a "
+        "ping waits before the page shows it).",
     )
     freeze_after_s: float = _setting(
         45.0,

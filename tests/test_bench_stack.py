@@ -41,6 +41,10 @@ def test_stack_bench_quick() -> None:
     assert loaded["sim_sent"] == loaded["sim_accepted"] == loaded["collector_good"]
     assert loaded["lost"] == 0 and loaded["bad_rows"] == 0
     assert loaded["lag_after"] == 0 and loaded["drain_s"] >= 0  # measured after the load stopped
+    # lazy writes: the offsets are committed too, once the viewers went quiet and were written
+    assert loaded["committed_lag_after"] == 0 and loaded["commit_s"] >= loaded["drain_s"]
+    # the viewer's metrics were read (they need the token) and its window held the audience
+    assert loaded["active_viewers"] > 0 and loaded["window_viewers"] > 0
     # event -> SSE latency, status changes and pings apart, at the SSE client and in the page
     for kind in ("status", "ping"):
         assert loaded[f"sse_{kind}_n"] > 0, kind

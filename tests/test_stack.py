@@ -226,8 +226,8 @@ def test_profiles_survive_a_restart_unless_fresh(tmp_path: Path) -> None:
     settings = Settings.from_env({}, table_profiles="viewer_profiles", table_history="viewer_history")
     key = {"viewer_id": {"S": "3f9a0c2e" * 8}}
 
-    def run(fresh: bool, check: Callable[[Any], None]) -> None:
-        proc, url, kind = start_local_dynamodb(state, free_port(), fresh=fresh)
+    def run(fresh: bool, check: Callable[[Any], None], in_memory: bool = False) -> None:
+        proc, url, kind = start_local_dynamodb(state, free_port(), fresh=fresh, in_memory=in_memory)
         try:
             assert kind == "dynamodb-local"
             s = settings.with_(aws_endpoint_url=url)
@@ -253,6 +253,14 @@ def test_profiles_survive_a_restart_unless_fresh(tmp_path: Path) -> None:
     run(False, kept)
     run(True, gone)
     run(False, gone)
+    run(False, write)
+    # --in-memory: DynamoDB Local neither reads nor writes the state folder
+    files_before = sorted(p.stat().st_mtime_ns for p in (state / DB_DIR).iterdir())
+    run(False, gone, in_memory=True)
+    run(False, write, in_memory=True)
+    run(False, gone, in_memory=True)
+    assert sorted(p.stat().st_mtime_ns for p in (state / DB_DIR).iterdir()) == files_before
+    run(False, kept)  # what was kept on disk is still there
 
 
 def test_up_has_a_fresh_flag() -> None:
@@ -261,3 +269,5 @@ def test_up_has_a_fresh_flag() -> None:
     args = build_parser().parse_args(["up", "--fresh"])
     assert args.fresh is True
     assert build_parser().parse_args(["up"]).fresh is False
+    assert build_parser().parse_args(["up", "--in-memory"]).in_memory is True
+    assert build_parser().parse_args(["up"]).in_memory is False
