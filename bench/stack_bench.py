@@ -21,7 +21,8 @@ viewers, ~1.5 % above, at most ``MAX_LIMIT`` rows; no search up to 2,000 viewers
 status, so every push of a member is a change of that member. (The default window, the first
 rows in page order, shifts: a viewer moving into it is re-sent with an older ``last_seen``,
 which is no latency.) The search costs the viewer a scan of the live view on each push that
-concerns the window, which the figures include.
+concerns the window, which the figures include. The page's window is smaller (``PAGE_ROWS``),
+so it searches for a longer string (``page_q``).
 
 The events carried by pushes slower than 1 s are counted by name (``sse_slow_by_event``).
 
@@ -89,6 +90,7 @@ COMPONENTS = {
 }
 TICK = os.sysconf("SC_CLK_TCK")
 MAX_LIMIT = 5000  # viewer.live.MAX_LIMIT: the most rows a window holds
+PAGE_ROWS = 200  # the live page's window (MAX_ROWS in viewer-frontend/app.js)
 COMMIT_WAIT_S = 240.0  # LVP_ACTIVE_TIMEOUT_S and a flush, with room
 PAGE_HOOK_JS = """
 (() => {
@@ -432,7 +434,7 @@ def run_level(
     probe = SSEProbe(f"{stack.viewer}/api/viewers/stream?limit={MAX_LIMIT}&q={q}")
     threading.Thread(target=probe.run, daemon=True).start()
     probe.connected.wait(30)
-    page_probe = PageProbe(stack.viewer, q) if page else None
+    page_probe = PageProbe(stack.viewer, page_q(n)) if page else None
     if page_probe is not None:
         page_probe.ready.wait(60)
     summary = stack.state / f"sim-{n}-{time.time_ns()}.json"
@@ -620,6 +622,12 @@ def window_q(n: int) -> str:
     holding "ab" (~22 % of them) up to 15,000 viewers, "abc" (~1.5 %) above, so that the window
     holds its members well under MAX_LIMIT rows."""
     return "" if n <= 2_000 else "ab" if n <= 15_000 else "abc"
+
+
+def page_q(n: int) -> str:
+    """The live page's search text: its window shows PAGE_ROWS rows, so fewer members than that
+    (ids holding "abc": ~1.5 % of them; "abcd": ~0.09 %)."""
+    return "" if n <= 150 else "abc" if n <= 7_900 else "abcd"
 
 
 def ramp_for(n: int, quick: bool) -> float:
