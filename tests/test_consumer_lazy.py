@@ -34,7 +34,8 @@ from lvp.changes import TOUCH_KEY_PREFIX, parse_message, partition_for
 from lvp.config import ConfigError, Settings
 from lvp.dynamo import create_tables
 from lvp.kafka import create_topics
-from profiles.consumer import ErasureReaderError, ProfilesConsumer
+from profiles.consumer import ProfilesConsumer
+from profiles.erasure import ErasureReaderError
 from profiles.store import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
