@@ -40,15 +40,7 @@ application = exact final state*:
   frozen — only its compressed state is kept (:meth:`~profiles.engine.ViewerState.compact`)
   until its next event, which thaws it (a few tens of µs). Viewers untouched for
   ``evict_after_s`` are dropped altogether (their state is in DynamoDB).
-* Erasure (docs/contracts.md): `lvp profile delete` publishes a tombstone stamped with the
-  erasure time ``T`` on ``LVP_TOPIC_CHANGES``, then replaces the viewer by an erasure marker in
-  DynamoDB. A reader of that topic tells this consumer, which forgets the viewer; a consumer that
-  loads the marker learns ``T`` too. Events collected at or before ``T`` are past data: dropped,
-  also when they are read later (lag, replays, rebuilds). Events collected after ``T`` start a
-  new profile. One may already have been folded into the erased state before the tombstone was
-  read (the two topics are not ordered): the consumer then seeks the viewer's partition back to
-  where it was before ``T`` and reads it again (other viewers' copies are duplicates to the
-  engine), so the new event lands in a fresh profile.
+* Erasure: see docs/contracts.md#erasure (profiles/erasure.py).
 
 Input messages must be keyed so that all events of a viewer land in one partition (our collector
 keys by viewer id; configure a Snowbridge partition key accordingly).
@@ -80,7 +72,7 @@ from confluent_kafka import (
 )
 
 from lvp import badrows
-from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for
+from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for, significant_signer
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.pseudonym import Pseudonymizer
@@ -131,24 +123,9 @@ def _pub_key(signature: int, profile: Mapping[str, Any]) -> int:
     return ((signature & ((1 << 60) - 1)) << _STATUS_BITS) | status
 
 
-#: The profile fields significant_signature hashes: every one but the touch fields (and the two
-#: nested objects, hashed by their values).
-_SIG_SCALARS: Final = tuple(
-    f for f in PROFILE_FIELDS if f not in TOUCH_FIELDS and f not in ("active", "ad", "last_error")
-)
-_sig_values = operator.itemgetter(*_SIG_SCALARS)
+#: Equal for two profiles = only touch fields differ (lvp.changes.significant_signer).
+_significant: Final = significant_signer(PROFILE_FIELDS)
 _touch_values = operator.itemgetter(*TOUCH_FIELDS)
-
-
-def _significant(profile: Mapping[str, Any]) -> int:
-    """What :func:`lvp.changes.significant_signature` tells apart (equal = only touch fields
-    changed), hashed from the values directly. Only ever compared with itself."""
-    ad, error = profile["ad"], profile["last_error"]
-    return hash((
-        _sig_values(profile),
-        None if ad is None else tuple(ad.values()),
-        None if error is None else tuple(error.values()),
-    ))  # fmt: skip
 
 
 @dataclass(slots=True)
