@@ -704,16 +704,17 @@ class ProfilesConsumer:
         viewer or a status change (and so a history entry) makes the viewer's write urgent; other
         significant changes (counters, ads) are on the live view at once and in DynamoDB with the
         viewer's next write."""
-        if not self.tracked.changed or self._producer is None:
+        tracked = self.tracked
+        if not tracked.changed or self._producer is None:
             return
         topic = self.settings.topic_changes
-        states = self.tracked.states
+        states = tracked.states
         dumps = orjson.dumps
-        pub_sig = self.tracked.pub_sig
-        dirty, urgent, touch = self.tracked.dirty, self.tracked.urgent, self.tracked.touch_pending
+        pub_sig = tracked.pub_sig
+        dirty, urgent, touch = tracked.dirty, tracked.urgent, tracked.touch_pending
         parts = self._changes_partitions
         n = 0
-        for vid in self.tracked.changed:
+        for vid in tracked.changed:
             st = states.get(vid)
             if st is None:
                 continue
@@ -732,7 +733,7 @@ class ProfilesConsumer:
             if vid in dirty and (last is None or last & _STATUS_MASK != packed & _STATUS_MASK):
                 urgent.add(vid)  # a new viewer or a status change: its history too, at the next flush
             n += 1
-        self.tracked.changed.clear()
+        tracked.changed.clear()
         self.stats.published += n
         if n:
             self.metrics.published.labels("profile").inc(n)
@@ -741,12 +742,13 @@ class ProfilesConsumer:
     def _publish_touches(self) -> None:
         """One touches message per changes-topic partition for the viewers whose changes since
         their last publication are touch fields only (position, last_seen, play time)."""
-        if not self.tracked.touch_pending or self._producer is None:
+        tracked = self.tracked
+        if not tracked.touch_pending or self._producer is None:
             return
-        pending = self.tracked.touch_pending
-        self.tracked.touch_pending = {}
+        pending = tracked.touch_pending
+        tracked.touch_pending = {}
         parts = self._changes_partitions
-        states = self.tracked.states
+        states = tracked.states
         topic = self.settings.topic_changes
         if not parts:  # partitions unknown: full profiles, as before touches existed
             for vid in pending:
@@ -776,11 +778,12 @@ class ProfilesConsumer:
         """The dirty viewers to write now, with why (WRITE_REASONS): every one after the end of
         input or before a revocation/shutdown; else those with significant changes, those dirty
         for ``write_interval_s`` and those quiet for ``quiet_s``."""
-        dirty = self.tracked.dirty
+        tracked = self.tracked
+        dirty = tracked.dirty
         if self._flush_all:
             self._flush_all = False
             return dict.fromkeys(dirty, "final")
-        due: dict[str, str] = {v: "change" for v in self.tracked.urgent if v in dirty}
+        due: dict[str, str] = {v: "change" for v in tracked.urgent if v in dirty}
         for vid, why in dirty.due(now, self._quiet_left).items():
             due.setdefault(vid, why)
         return due
@@ -788,26 +791,27 @@ class ProfilesConsumer:
     def _snapshot(self, due: dict[str, str] | None = None) -> _Flush:
         """Take the viewers in ``due`` (default: every dirty viewer) out of the dirty set, with
         their profiles, states and history changes, and submit their write."""
+        tracked = self.tracked
         if due is None:
-            due = dict.fromkeys(self.tracked.dirty, "final")
+            due = dict.fromkeys(tracked.dirty, "final")
         vids = set(due)
         since: dict[str, tuple[int, int]] = {}
         for v in vids:
-            first = self.tracked.dirty.pop(v)
+            first = tracked.dirty.pop(v)
             if first is not None:
                 since[v] = first
-        self.tracked.urgent -= vids
+        tracked.urgent -= vids
         written = self.stats.written
         for why in due.values():
             written[why] += 1
         for why, n in Tally(due.values()).items():
             self.metrics.writes.labels(why).inc(n)
         writes: list[ProfileWrite] = []
-        hist = self.tracked.pending_hist
+        hist = tracked.pending_hist
         erased = self.erasure.erased
         # earliest unstored events first: a flush that fails part-way still advances the commits
         for vid in sorted(vids, key=lambda v: since[v][1] if v in since else -1):
-            st = self.tracked.states.get(vid)
+            st = tracked.states.get(vid)
             if st is None:
                 continue
             puts, deletes = st.history_changes()  # before dump(): the stored state knows them
@@ -820,9 +824,9 @@ class ProfilesConsumer:
                 ProfileWrite(vid, st.profile(), st.dump(), None if cut is None else int(cut * 1000))
             )
             st.compact()
-        self.tracked.unfrozen |= vids
-        self.tracked.flushed |= vids
-        self.tracked.pending_hist = {}
+        tracked.unfrozen |= vids
+        tracked.flushed |= vids
+        tracked.pending_hist = {}
         offsets = self._committable()
         flush = _Flush(vids, hist, offsets, since, time.monotonic(), len(writes) + len(hist))
         if writes or hist:
@@ -889,21 +893,22 @@ class ProfilesConsumer:
     def _restore_unwritten(self, f: _Flush, exc: BaseException) -> None:
         """After a failed flush: what was not written becomes dirty / pending again (with its
         first unstored offsets); the rest stays written. Commits what is stored."""
+        tracked = self.tracked
         if isinstance(exc, WriteFailed):  # the store says exactly what was not written
             hist = {k: v for k, v in f.hist.items() if k in exc.unwritten_history}
             failed = {v for v in exc.unwritten_profiles if v in f.vids} | {vid for vid, _seq in hist}
             written = exc.written
         else:
             hist, failed, written = f.hist, f.vids, 0
-        states, vp = self.tracked.states, self.tracked.partition
+        states, vp = tracked.states, tracked.partition
         for vid in failed:
             if vid not in states:  # its partition was revoked meanwhile
                 continue
             # (no first offset known: hold its whole partition back); retried at the next flush
             first = f.since.get(vid) or (vp.get(vid, -1), -1)
-            self.tracked.mark_dirty(vid, *first, time.monotonic(), urgent=True)
+            tracked.mark_dirty(vid, *first, time.monotonic(), urgent=True)
         for k, v in hist.items():
-            self.tracked.pending_hist.setdefault(k, v)
+            tracked.pending_hist.setdefault(k, v)
         # what is stored: each partition up to its first event whose write failed
         committable = self._committable()
         self._commit({p: min(o, committable.get(p, o)) for p, o in f.offsets.items()})
