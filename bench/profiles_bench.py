@@ -271,7 +271,7 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
         "apply_seconds": marks.get("all_applied", end) - marks.get("first", end),
         "apply_cpu": marks.get("cpu1", cpu_end) - marks.get("cpu0", cpu_end),
         "end_seconds": end - marks.get("first", end),
-        "tracked": len(consumer.states),
+        "tracked": len(consumer.tracked.states),
         "freeze_after_s": consumer.freeze_after_s,
         "others_busy": _others_busy(ticks[0], ticks[1]) if len(ticks) == 2 else None,
     }
@@ -297,7 +297,7 @@ def _memory(consumer: Any) -> dict[str, float]:
     the stored ``state``."""
     from profiles.engine import ViewerState
 
-    states = consumer.states
+    states = consumer.tracked.states
     tracked = len(states)
     if not tracked:
         return {"allocated": 0.0, "heap": 0.0, "state_bytes": 0.0, "frozen": 0.0}
@@ -319,8 +319,8 @@ def _memory(consumer: Any) -> dict[str, float]:
     book = sum(
         sys.getsizeof(x)
         for x in (
-            states, consumer.viewer_partition, consumer._touched, consumer._touched_prev,
-            consumer._unfrozen, consumer._flushed,
+            states, consumer.tracked.partition, consumer.tracked.touched, consumer.tracked.touched_prev,
+            consumer.tracked.unfrozen, consumer.tracked.flushed,
         )
     )  # fmt: skip
     return {

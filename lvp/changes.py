@@ -22,8 +22,9 @@ Pure code: no Kafka client here.
 
 from __future__ import annotations
 
+import operator
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,7 +37,7 @@ __all__ = [
     "encode_touches",
     "parse_message",
     "partition_for",
-    "significant_signature",
+    "significant_signer",
     "touch_patch",
 ]
 
@@ -58,16 +59,29 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (zlib.crc32(key) & 0xFFFFFFFF) % partitions
 
 
-def significant_signature(profile: Mapping[str, Any]) -> int:
-    """A hash of every field that is not a touch field: equal signatures = only touches changed."""
-    values: list[Any] = []
-    for name, value in profile.items():
-        if name in _TOUCH_SET:
-            continue
-        if isinstance(value, dict):
-            value = tuple(value.items())
-        values.append((name, value))
-    return hash(tuple(values))
+#: The two profile fields whose values are objects (or null): hashed by their values.
+_NESTED: Final = ("ad", "last_error")
+
+
+def significant_signer(fields: Iterable[str]) -> Callable[[Mapping[str, Any]], int]:
+    """A hash of every significant field of a profile whose fields are ``fields`` (every
+    field but :data:`TOUCH_FIELDS` and ``active``): equal hashes = only touch fields changed.
+    Built once for the field list (``lvp/`` does not know the profile's: the caller passes
+    ``lvp.profile.PROFILE_FIELDS``), it reads the values directly — the consumer calls it for
+    every changed viewer. A hash is only ever compared with another of the same signer."""
+    scalars = tuple(f for f in fields if f not in _TOUCH_SET and f != "active" and f not in _NESTED)
+    values = operator.itemgetter(*scalars)
+    ad_field, error_field = _NESTED
+
+    def significant_signature(profile: Mapping[str, Any]) -> int:
+        ad, error = profile[ad_field], profile[error_field]
+        return hash((
+            values(profile),
+            None if ad is None else tuple(ad.values()),
+            None if error is None else tuple(error.values()),
+        ))  # fmt: skip
+
+    return significant_signature
 
 
 def touch_patch(profile: Mapping[str, Any]) -> list[Any]:

@@ -431,8 +431,12 @@ def dev_secret(state_dir: str, name: str) -> str:
 # --- checks of values (every one names the environment variable) -------------------------------
 def _validate(s: Settings) -> None:
     """Raise :class:`ConfigError` for the first setting whose value is out of range."""
-    if not s.freeze_after_s > 0:
-        raise ConfigError(f"LVP_FREEZE_AFTER_S must be > 0 seconds, got {s.freeze_after_s!r}")
+    for env, value in (
+        ("LVP_FREEZE_AFTER_S", s.freeze_after_s),
+        ("LVP_PROFILE_WRITE_INTERVAL_S", s.profile_write_interval_s),
+    ):
+        if not value > 0:
+            raise ConfigError(f"{env} must be > 0 seconds, got {value!r}")
     _dp_epsilon(s.dp_epsilon)
     if s.kafka_msk_iam:
         # MSK IAM signs SASL/OAUTHBEARER tokens for the region (lvp.msk)

@@ -225,61 +225,27 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    """Erase viewers: see docs/contracts.md#erasure (profiles/erasure.py)."""
+    from profiles.erasure import erase
+
     def action(store: Any, settings: Settings, vids: list[str]) -> int:
-        # The erasure time: consumers drop these viewers' events collected up to it (past data).
-        # The tombstones go first: a running consumer that holds a viewer forgets it (and deletes
-        # it again itself), so after the grace period nothing writes the old state back. What is
-        # erased is what is stored at that time (a consumer may delete it first).
-        erased_at_ms = int(time.time() * 1000)
-        found = {
-            vid: (store.get_profile(vid) is not None, sum(1 for _ in store.history(vid))) for vid in vids
-        }
-        sent = {vid: _send_tombstone(settings, vid, erased_at_ms) for vid in vids}
-        if any(sent.values()) and args.grace > 0:
-            time.sleep(args.grace)
         code = 0
-        for vid in vids:
-            store.delete_viewer(vid, erased_at_ms)  # leaves the erasure marker
-            existed, history = found[vid]
-            _out(
-                {
-                    "viewer_id": vid,
-                    "profile_deleted": existed,
-                    "history_deleted": history,
-                    "tombstone": sent[vid],
-                }
-            )
-            if not sent[vid]:
+        results = []
+        for result in erase(settings, store, vids, args.grace):
+            results.append(result)
+            _out(result)
+            if not result["tombstone"]:
                 _err(
-                    f"could not publish the tombstone of {vid} to {settings.topic_changes}; "
+                    f"could not publish the tombstone of {result['viewer_id']} to {settings.topic_changes}; "
                     "run the delete again"
                 )
                 code = 1
-        if not any(existed or history for existed, history in found.values()):
+        if not any(r["profile_deleted"] or r["history_deleted"] for r in results):
             _err("no profile for viewer " + ", ".join(vids))
             code = 1
         return code
 
     return _query(args, action, several=True)
-
-
-def _send_tombstone(settings: Settings, viewer_id: str, erased_at_ms: int, timeout_s: float = 15.0) -> bool:
-    """A tombstone (null value) keyed by the viewer, its timestamp the erasure time."""
-    from confluent_kafka import Producer
-
-    from lvp.kafka import producer_config
-
-    delivered: list[bool] = []
-    producer = Producer(producer_config(settings, **{"message.timeout.ms": int(timeout_s * 1000)}))
-    producer.produce(
-        settings.topic_changes,
-        key=viewer_id.encode(),
-        value=None,
-        timestamp=erased_at_ms,
-        on_delivery=lambda err, _msg: delivered.append(err is None),
-    )
-    producer.flush(timeout_s + 1)
-    return bool(delivered and delivered[0])
 
 
 def _run(args: argparse.Namespace) -> int:

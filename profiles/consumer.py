@@ -40,15 +40,7 @@ application = exact final state*:
   frozen — only its compressed state is kept (:meth:`~profiles.engine.ViewerState.compact`)
   until its next event, which thaws it (a few tens of µs). Viewers untouched for
   ``evict_after_s`` are dropped altogether (their state is in DynamoDB).
-* Erasure (docs/contracts.md): `lvp profile delete` publishes a tombstone stamped with the
-  erasure time ``T`` on ``LVP_TOPIC_CHANGES``, then replaces the viewer by an erasure marker in
-  DynamoDB. A reader of that topic tells this consumer, which forgets the viewer; a consumer that
-  loads the marker learns ``T`` too. Events collected at or before ``T`` are past data: dropped,
-  also when they are read later (lag, replays, rebuilds). Events collected after ``T`` start a
-  new profile. One may already have been folded into the erased state before the tombstone was
-  read (the two topics are not ordered): the consumer then seeks the viewer's partition back to
-  where it was before ``T`` and reads it again (other viewers' copies are duplicates to the
-  engine), so the new event lands in a fresh profile.
+* Erasure: see docs/contracts.md#erasure (profiles/erasure.py).
 
 Input messages must be keyed so that all events of a viewer land in one partition (our collector
 keys by viewer id; configure a Snowbridge partition key accordingly).
@@ -63,7 +55,6 @@ import operator
 import threading
 import time
 from collections import Counter as Tally
-from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,8 +63,6 @@ from typing import Any, Final
 import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_END,
-    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -83,17 +72,20 @@ from confluent_kafka import (
 )
 
 from lvp import badrows
-from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for
+from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for, significant_signer
 from lvp.config import ConfigError, Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.profile import PROFILE_FIELDS
 from lvp.pseudonym import Pseudonymizer
 from profiles.dirty import DirtyLedger
 from profiles.engine import ViewerState
+from profiles.erasure import ERASURE_POLL_S, ErasureReaderError, Erasures
 from profiles.inputs import InputDecoder, InputError
 from profiles.metrics import ProfilesMetrics
+from profiles.offsets import OffsetLedger
 from profiles.state import STATUSES
 from profiles.store import ProfileStore, ProfileWrite, StoreError, WriteFailed
+from profiles.tracked import HistKey, Queued, TrackedViewers
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +102,6 @@ _MAX_WAITING: Final = 200_000
 #: are walked again and again, for garbage that reference counting frees anyway (measured: ~15%
 #: of the consumer's CPU time).
 GC_THRESHOLDS: Final = (50_000, 50, 100)
-#: Erasure: how far the clock of `lvp profile delete` may be ahead of the collectors' clocks
-#: (partitions are read again from this long before the erasure time).
-_ERASURE_CLOCK_SKEW_S: Final = 5.0
-#: How often the erasure reader is polled (`lvp profile delete` waits 2 s by default).
-_ERASURE_POLL_S: Final = 0.05
-#: How long events collected before an erasure are still recognised (and dropped).
-_ERASED_KEEP_S: Final = 3600.0
-#: Read-position checkpoints per partition: one per this much wall time, kept this long.
-_CHECKPOINT_EVERY_S: Final = 0.5
-_CHECKPOINT_KEEP_S: Final = 900.0
 #: The health check fails once the poll loop has not turned for this long (s).
 STALL_S: Final = 60.0
 #: Most viewers in one touches message (a message stays well below Kafka's 1 MB default).
@@ -141,32 +123,9 @@ def _pub_key(signature: int, profile: Mapping[str, Any]) -> int:
     return ((signature & ((1 << 60) - 1)) << _STATUS_BITS) | status
 
 
-#: The profile fields significant_signature hashes: every one but the touch fields (and the two
-#: nested objects, hashed by their values).
-_SIG_SCALARS: Final = tuple(
-    f for f in PROFILE_FIELDS if f not in TOUCH_FIELDS and f not in ("active", "ad", "last_error")
-)
-_sig_values = operator.itemgetter(*_SIG_SCALARS)
+#: Equal for two profiles = only touch fields differ (lvp.changes.significant_signer).
+_significant: Final = significant_signer(PROFILE_FIELDS)
 _touch_values = operator.itemgetter(*TOUCH_FIELDS)
-
-
-def _significant(profile: Mapping[str, Any]) -> int:
-    """What :func:`lvp.changes.significant_signature` tells apart (equal = only touch fields
-    changed), hashed from the values directly. Only ever compared with itself."""
-    ad, error = profile["ad"], profile["last_error"]
-    return hash((
-        _sig_values(profile),
-        None if ad is None else tuple(ad.values()),
-        None if error is None else tuple(error.values()),
-    ))  # fmt: skip
-
-
-class ErasureReaderError(ConfigError):
-    """The changes topic cannot be read: erasures would not reach this consumer, so it must not
-    run (it would write erased viewers back)."""
-
-
-HistKey = tuple[str, str]
 
 
 @dataclass(slots=True)
@@ -231,10 +190,6 @@ class ProfilesConsumer:
     ) -> None:
         if freeze_after_s is None:
             freeze_after_s = settings.freeze_after_s
-        if not settings.profile_write_interval_s > 0:
-            raise ConfigError(
-                f"LVP_PROFILE_WRITE_INTERVAL_S must be > 0 seconds, got {settings.profile_write_interval_s!r}"
-            )
         self.settings = settings
         self.topic = settings.topic_good
         self.rebuild = rebuild
@@ -255,56 +210,39 @@ class ProfilesConsumer:
         self.stats = Stats()
         self._consumer_overrides = consumer_overrides or {}
 
-        self.states: dict[str, ViewerState] = {}
-        self.viewer_partition: dict[str, int] = {}
-        # the viewers with changes not stored yet, each with the (partition, offset) of its first
-        # unstored event (commits of its partition stop there until it is written) and when it
-        # became dirty (profiles/dirty.py)
-        self.dirty = DirtyLedger(
-            settings.profile_write_interval_s, settings.active_timeout_s, time.monotonic()
+        # every per-viewer collection, with the one way to drop a viewer (profiles/tracked.py);
+        # the dirty ledger: each viewer with changes not stored yet, with the (partition, offset)
+        # of its first unstored event (commits of its partition stop there until it is written)
+        # and when it became dirty (profiles/dirty.py)
+        self.tracked = TrackedViewers(
+            DirtyLedger(settings.profile_write_interval_s, settings.active_timeout_s, time.monotonic())
         )
-        self.changed: set[str] = set()
-        self.pending_hist: dict[HistKey, Any] = {}
-        self.assigned: set[int] = set()
-        self.next_offsets: dict[int, int] = {}
-        self.committed: dict[int, int] = {}
-        self.eof: set[int] = set()
+        # per partition: read position, commits, checkpoints (profiles/offsets.py)
+        self.offsets = OffsetLedger()
         self._reset_done: set[int] = set()
-        self._touched: set[str] = set()
-        self._touched_prev: set[str] = set()
-        self._unfrozen: set[str] = set()  # viewers flushed since they were last frozen
-        self._flushed: set[str] = set()  # viewers flushed since the last freeze pass
 
         # Lazy writes (docs/lazy-writes.md). A dirty viewer is written at the next flush when it
-        # is new or its status changed (``_urgent``), else once it has been dirty for
+        # is new or its status changed (``tracked.urgent``), else once it has been dirty for
         # ``write_interval_s`` or quiet for ``quiet_s`` of event time (``_event_clock``: the
         # newest collector time read per partition, so a lagging consumer sees no false quiet).
         self.write_interval_s = settings.profile_write_interval_s
         self.quiet_s = settings.active_timeout_s
-        self._urgent: set[str] = set()
         self._event_clock: dict[int, float] = {}
         self._flush_all = False  # the next flush writes every dirty viewer (end of input)
         # Publication: per viewer, the significant signature and status last published, packed
-        # into one int (_pub_key); viewers whose changes since then are touches only wait in
-        # _touch_pending for the next touches message.
-        self._pub_sig: dict[str, int] = {}
-        self._touch_pending: dict[str, list[Any]] = {}  # viewer -> its touches row
+        # into one int (_pub_key, in ``tracked.pub_sig``); viewers whose changes since then are
+        # touches only wait in ``tracked.touch_pending`` for the next touches message.
         self._changes_partitions = 0  # partitions of the changes topic (0: unknown)
-        # viewers whose stored state this version cannot read: their events wait (holding the
-        # partition's commits) and the partition is paused, never overwritten (viewer -> partition)
-        self._unreadable: dict[str, int] = {}
-        self._erasure_errors = 0
         self.heartbeat = time.monotonic()  # last turn of the poll loop (the health check reads it)
         self.stall_after_s = stall_after_s
 
-        # viewers seen for the first time wait here (events in arrival order) while their stored
-        # state is loaded in the background; their offsets are held back from commits
-        self._loading: dict[str, list[tuple[int, int, Any]]] = {}
-        self._to_load: set[str] = set()
+        # viewers seen for the first time wait in ``tracked.loading`` (events in arrival order)
+        # while their stored state is loaded in the background; their offsets are held back from
+        # commits. A stored state this version cannot read: its viewer's events stay there
+        # (``tracked.unreadable``), its partition is paused, and it is never overwritten.
         self._load_job: tuple[Future[tuple[dict[str, str], dict[str, int]]], set[str], int] | None = None
         self._load_failures = 0
         self._load_retry_at = 0.0
-        self._waiting = 0
         self._generation = 0  # bumped on every revocation: older loads are stale
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvp-load")
 
@@ -316,11 +254,15 @@ class ProfilesConsumer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvp-flush")
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._erasures: Consumer | None = None
-        # viewer -> erasure time T (collector clock, s): their events collected up to T are dropped
-        self.erased: dict[str, float] = {}
-        # partition -> (wall time, offset): from that time on, every message read has offset >= it
-        self._checkpoints: dict[int, deque[tuple[float, int]]] = {}
+        # erasures (docs/contracts.md#erasure): the tombstone reader, erasure times, forgetting
+        self.erasure = Erasures(
+            settings,
+            topic=self.topic,
+            metrics=self.metrics,
+            store=self.store,
+            tracked=self.tracked,
+            offsets=self.offsets,
+        )
         self._bad_in_flight = 0
         self._caught_up_reported = False
         self.metrics_port = 0
@@ -334,11 +276,12 @@ class ProfilesConsumer:
         """Consume until :meth:`stop` (or, with ``exit_at_end``, until every assigned partition is
         consumed, flushed and committed). Returns 0, or 1 if the final flush failed."""
         s = self.settings
+        tracked = self.tracked
         self.metrics_port = self.metrics.serve(s.profiles_metrics_port, health=self.health_problem)
         if self.rebuild:
             self._clear_tables()
         try:
-            self._erasures = self._erasure_reader()  # ErasureReaderError: refuse to run
+            self._changes_partitions = self.erasure.open()  # ErasureReaderError: refuse to run
         except ErasureReaderError:
             self._pool.shutdown(wait=False)
             self._loader.shutdown(wait=False)
@@ -366,31 +309,32 @@ class ProfilesConsumer:
         gc.set_threshold(*GC_THRESHOLDS)
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(self.batch_size, 0.05 if (self._urgent or self.changed) else 0.2)
+                busy = tracked.urgent or tracked.changed
+                msgs = consumer.consume(self.batch_size, 0.05 if busy else 0.2)
                 if msgs:
                     self._handle(msgs)
                 now = self.heartbeat = time.monotonic()
                 self._poll_load()
-                if self._to_load and self._load_job is None and now >= self._load_retry_at:
+                if self.tracked.to_load and self._load_job is None and now >= self._load_retry_at:
                     self._start_load()
                 self._poll_flush()
                 if now >= next_erasures:
                     if not self._poll_erasures():
                         ok = False
                         break  # the erasure reader is refused: stop rather than write erased viewers
-                    next_erasures = now + _ERASURE_POLL_S
+                    next_erasures = now + ERASURE_POLL_S
                 if now >= next_publish:
                     self._publish()
                     next_publish = now + s.publish_interval_s
                 if now >= next_touches:
                     self._publish_touches()
                     next_touches = now + s.touch_interval_s
-                if self.exit_at_end and self.dirty and self._caught_up():
+                if self.exit_at_end and self.tracked.dirty and self._caught_up():
                     self._flush_all = True  # end of input: write everything now
                 if (
                     self._inflight is None
                     and now >= self._retry_at
-                    and (now >= next_flush or len(self._urgent) >= s.flush_max_dirty or self._flush_all)
+                    and (now >= next_flush or len(tracked.urgent) >= s.flush_max_dirty or self._flush_all)
                 ):
                     self._start_flush(now)
                     next_flush = now + s.flush_interval_s
@@ -409,15 +353,15 @@ class ProfilesConsumer:
                     self.freeze_quiet()
                     next_freeze = now + self.freeze_after_s
                 self._producer.poll(0)
-                if self._caught_up() and self._inflight is None and not self._urgent:
+                if self._caught_up() and self._inflight is None and not self.tracked.urgent:
                     if self.progress is not None and not self._caught_up_reported:
                         self._caught_up_reported = True
                         self._report_progress("caught up")
-                    if self.exit_at_end and (self._at_end() or self._unreadable):
+                    if self.exit_at_end and (self._at_end() or self.tracked.unreadable):
                         break
         finally:
             gc.set_threshold(*gc_thresholds)
-            ok = self._shutdown() and ok and not self._unreadable
+            ok = self._shutdown() and ok and not self.tracked.unreadable
         return 0 if ok else 1
 
     def _shutdown(self) -> bool:
@@ -431,9 +375,7 @@ class ProfilesConsumer:
             ok = False
         if self._producer is not None:
             self._producer.flush(_PRODUCER_FLUSH_S)
-        if self._erasures is not None:
-            with contextlib.suppress(KafkaException, RuntimeError):
-                self._erasures.close()
+        self.erasure.close()
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -471,8 +413,7 @@ class ProfilesConsumer:
             if self.rebuild and tp.partition not in self._reset_done:
                 tp.offset = OFFSET_BEGINNING  # rebuild: recompute from the earliest retained offset
                 self._reset_done.add(tp.partition)
-            self.assigned.add(tp.partition)
-            self.eof.discard(tp.partition)
+            self.offsets.assign(tp.partition)
         consumer.assign(partitions)
         if self._paused:
             consumer.pause(partitions)
@@ -496,239 +437,70 @@ class ProfilesConsumer:
         self._finish_inflight(commit=False)
         self._drop_partitions(lost)
 
-    # --- erasure ------------------------------------------------------------------------------------
-    def _erasure_reader(self) -> Consumer:
-        """A reader of the changes topic from its end: `lvp profile delete` publishes a tombstone
-        there after erasing a viewer, and this consumer must then forget the viewer too — else
-        the state it holds in memory would bring the erased data back with the next event.
-
-        Without a working reader the consumer refuses to run (:class:`ErasureReaderError`): the
-        topic missing, no partitions, or this consumer not allowed to read it."""
-        topic = self.settings.topic_changes
-        reader = Consumer(
-            consumer_config(self.settings, group_id=f"{self.settings.consumer_group}-erasures",
-                            **{"enable.partition.eof": False, "fetch.wait.max.ms": 100})
-        )  # fmt: skip
-        try:
-            meta = reader.list_topics(topic, timeout=10).topics.get(topic)
-        except KafkaException as exc:
-            reader.close()
-            self.metrics.erasure_reader_errors.inc()
-            raise ErasureReaderError(f"cannot read the changes topic {topic!r} for erasures: {exc}") from None
-        if meta is None or meta.error is not None or not meta.partitions:
-            reader.close()
-            self.metrics.erasure_reader_errors.inc()
-            why = "it does not exist" if meta is None or not meta.partitions else str(meta.error)
-            raise ErasureReaderError(
-                f"cannot read the changes topic {topic!r} for erasures: {why} "
-                f"(create it with `lvp topics create`; on MSK grant kafka-cluster:ReadData on it)"
-            )
-        self._changes_partitions = len(meta.partitions)
-        reader.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.partitions])
-        return reader
-
+    # --- erasure (docs/contracts.md#erasure; profiles/erasure.py) -------------------------------------
     def _poll_erasures(self) -> bool:
-        """Act on new erasure tombstones. Reader errors are logged and counted
-        (lvp_profiles_erasure_reader_errors_total); False when the reader was refused for good
-        (authorization, a fatal error): the consumer then stops instead of going on blind."""
-        if self._erasures is None:
-            return True
-        erased: dict[str, float] = {}
-        try:
-            msgs = self._erasures.consume(500, 0)
-        except KafkaException as exc:
-            msgs = []
-            self._erasure_reader_failed(exc.args[0] if exc.args else exc)
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if not self._erasure_reader_failed(err):
-                    return False
-                continue
-            key = m.key()
-            if m.value() is None and key:
-                kind, ms = m.timestamp()
-                at = ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and ms > 0 else time.time()
-                vid = key.decode("utf-8", "replace")
-                erased[vid] = max(at, erased.get(vid, 0.0))
-        # a tombstone seen before (this consumer republishes the ones it acts on) is done
-        erased = {v: at for v, at in erased.items() if at > self.erased.get(v, 0.0)}
+        """Act on new erasure tombstones; False when the erasure reader was refused for good (the
+        consumer then stops instead of going on blind)."""
+        erased = self.erasure.read()
+        if erased is None:
+            return False
         if erased:
             self.forget(erased)
         return True
 
-    def _erasure_reader_failed(self, err: Any) -> bool:
-        """Log and count an error of the erasure reader; False if it is final."""
-        self.metrics.erasure_reader_errors.inc()
-        self._erasure_errors += 1
-        code = err.code() if isinstance(err, KafkaError) else None
-        final = isinstance(err, KafkaError) and (
-            err.fatal()
-            or code
-            in (
-                KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                KafkaError.GROUP_AUTHORIZATION_FAILED,
-                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-                KafkaError._UNKNOWN_TOPIC,
-                KafkaError.UNKNOWN_TOPIC_OR_PART,
-            )
-        )
-        if final:
-            log.error(
-                "the erasure reader of %s was refused (%s): stopping — erased viewers could be "
-                "written back otherwise",
-                self.settings.topic_changes,
-                err,
-            )
-            return False
-        if self._erasure_errors == 1 or self._erasure_errors % 100 == 0:
-            log.warning(
-                "erasure reader error #%d on %s: %s", self._erasure_errors, self.settings.topic_changes, err
-            )
-        return True
-
     def forget(self, erased: dict[str, float]) -> None:
-        """Drop erased viewers (viewer id -> erasure time T): their state, unflushed changes and
-        queued events, then delete them again in case a flush wrote them back. From now on
-        their events collected up to T are dropped; a later one starts a new profile. If this
-        consumer read the viewer's partition after about T, an event of the new profile may
-        already be in the dropped state: the partition is read again from before T."""
+        """Forget erased viewers (viewer id -> erasure time T): :meth:`Erasures.forget
+        <profiles.erasure.Erasures.forget>`, after the flush in flight, and loads in flight made
+        stale (they may hold pre-erasure state)."""
         self._finish_inflight()
-        self._generation += 1  # a load in flight may hold pre-erasure state
-        vids = set(erased)
-        held = {v for v in vids if v in self.states or v in self._loading}
-        replay: dict[int, int] = {}
-        for vid, at in erased.items():
-            queue = self._loading.get(vid)
-            p = self.viewer_partition.get(vid, queue[0][0] if queue else None)
-            if vid in held and p is not None and p in self.assigned:
-                off = self._replay_offset(p, at - _ERASURE_CLOCK_SKEW_S)
-                if off is not None:
-                    replay[p] = min(off, replay.get(p, off))
-            self.erased[vid] = max(at, self.erased.get(vid, 0.0))
-        for vid in vids:
-            queued = self._loading.pop(vid, None)
-            if queued:
-                self._waiting -= len(queued)
-            self._to_load.discard(vid)
-            self._untrack(vid)
-        self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in vids}
-        for vid in held:  # what this consumer held may have been written or published since T
-            try:
-                self.store.delete_viewer(vid, int(self.erased[vid] * 1000))
-            except StoreError as exc:
-                log.warning("re-deleting an erased viewer failed: %s", exc)
-            # again a tombstone, stamped with the same erasure time (not a later one: that
-            # would make the readers drop the new profile's first events)
-            self._produce(self.settings.topic_changes, vid.encode(), None, int(self.erased[vid] * 1000))
-        self.metrics.tracked_viewers.set(len(self.states))
-        for p, off in replay.items():
-            self._seek(p, off)
-        log.info(
-            "forgot %d erased viewer(s), %d of them held here%s",
-            len(vids),
-            len(held),
-            f"; re-reading partitions {sorted(replay)}" * bool(replay),
-        )
+        self._generation += 1
+        self.stats.replays += self.erasure.forget(erased, self._consumer, self._produce)
 
-    def _replay_offset(self, p: int, since: float) -> int | None:
-        """The offset from which partition ``p`` holds every message this consumer read at or
-        after wall time ``since``; None if it read none since then."""
-        cps = self._checkpoints.get(p)
-        if not cps or cps[-1][0] < since:
-            return None
-        if since < cps[0][0] and time.time() - since > _CHECKPOINT_KEEP_S:
-            log.warning("erasure notice older than %.0fs: re-reading partition %d from %.0fs ago only",
-                        _CHECKPOINT_KEEP_S, p, time.time() - cps[0][0])  # fmt: skip
-        before = [off for at, off in cps if at <= since]
-        return before[-1] if before else cps[0][1]
-
-    def _seek(self, p: int, offset: int) -> None:
-        """Read partition ``p`` again from ``offset`` (what was applied since is applied again:
-        duplicates to the engine) and hold its commits there until it is read again."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        try:
-            consumer.seek(TopicPartition(self.topic, p, offset))
-        except KafkaException as exc:
-            log.warning("could not re-read partition %d from %d: %s", p, offset, exc)
-            return
-        if self.next_offsets.get(p, offset) > offset:
-            self.next_offsets[p] = offset
-        self.eof.discard(p)
-        wall = time.time()
-        cps = self._checkpoints.setdefault(p, deque())
-        for i, (at, off) in enumerate(cps):
-            cps[i] = (at, min(off, offset))
-        cps.append((wall, offset))
-        self.stats.replays += 1
-
-    def _untrack(self, vid: str) -> None:
-        """Drop everything held about ``vid`` but what erasure and loading keep."""
-        self.states.pop(vid, None)
-        self.viewer_partition.pop(vid, None)
-        self.dirty.pop(vid)
-        self.changed.discard(vid)
-        self._urgent.discard(vid)
-        self._pub_sig.pop(vid, None)
-        self._touch_pending.pop(vid, None)
-        self._unreadable.pop(vid, None)
-
+    # --- dropping partitions ------------------------------------------------------------------------
     def _drop_partitions(self, parts: set[int]) -> None:
         self._generation += 1  # loads in flight may predate a new owner's writes
-        for vid in [v for v, waiting in self._loading.items() if waiting[0][0] in parts]:
-            self._waiting -= len(self._loading.pop(vid))
-            self._to_load.discard(vid)
-            self._unreadable.pop(vid, None)
-        self.metrics.stopped_partitions.set(len(set(self._unreadable.values())))
-        gone = [v for v, p in self.viewer_partition.items() if p in parts]
-        for vid in gone:
-            self._untrack(vid)
-        if gone:
-            gone_set = set(gone)
-            self.pending_hist = {k: v for k, v in self.pending_hist.items() if k[0] not in gone_set}
+        tracked = self.tracked
+        tracked.remove_many(tracked.in_partitions(parts))
+        self.metrics.stopped_partitions.set(len(tracked.stopped_partitions()))
         for p in parts:
-            self.assigned.discard(p)
-            self._checkpoints.pop(p, None)
-            self.next_offsets.pop(p, None)
-            self.committed.pop(p, None)
-            self.eof.discard(p)
+            self.offsets.revoke(p)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(str(p))
-        self.metrics.tracked_viewers.set(len(self.states))
+        self.metrics.tracked_viewers.set(len(tracked.states))
 
     # --- the hot path ------------------------------------------------------------------------------
     def _handle(self, msgs: list[Message]) -> None:
         decode = self.decoder.decode
-        states = self.states
-        loading = self._loading
-        mark = self.dirty.mark
+        tracked = self.tracked
+        states = tracked.states
+        loading = tracked.loading
+        mark = tracked.dirty.mark
         clock = self._event_clock
         mono = time.monotonic()
-        changed_add = self.changed.add
-        touched_add = self._touched.add
-        vp = self.viewer_partition
+        changed_add = tracked.changed.add
+        touched_add = tracked.touched.add
+        vp = tracked.partition
+        eof = self.offsets.eof
         bad: list[tuple[bytes | None, InputError]] = []
         last_offset: dict[int, int] = {}
         tally: Tally[str] = Tally()
         ages: list[float] = []
         wall = time.time()
         applied = seen = waiting = 0
-        erased = self.erased
+        erased = self.erasure.erased
         first_offset: dict[int, int] = {}
         for m in msgs:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self.eof.add(m.partition())  # type: ignore[arg-type]
+                    eof.add(m.partition())  # type: ignore[arg-type]
                 else:
                     log.warning("consumer error: %s", err)
                 continue
             p: int = m.partition()  # type: ignore[assignment]  # set on every fetched message
             off: int = m.offset()  # type: ignore[assignment]
             if p not in last_offset:
-                self.eof.discard(p)  # (an EOF later in this batch sets it again)
+                eof.discard(p)  # (an EOF later in this batch sets it again)
                 first_offset[p] = off
             last_offset[p] = off
             value = m.value()
@@ -747,7 +519,7 @@ class ProfilesConsumer:
                 queue = loading.get(vid)
                 if queue is None:
                     loading[vid] = [(p, off, ev)]
-                    self._to_load.add(vid)
+                    tracked.to_load.add(vid)
                 else:
                     queue.append((p, off, ev))
                 waiting += 1
@@ -763,34 +535,25 @@ class ProfilesConsumer:
                 ages.append(wall - ev.collector_ts)
             else:
                 self.stats.duplicates += 1
-                self._unfrozen.add(vid)  # a copy may have thawed it: freeze it again when quiet
+                tracked.unfrozen.add(vid)  # a copy may have thawed it: freeze it again when quiet
             vp[vid] = p
             touched_add(vid)
-        for p, off in last_offset.items():
-            self.next_offsets[p] = off + 1
-        for p, off in first_offset.items():
-            cps = self._checkpoints.get(p)
-            if cps is None:
-                cps = self._checkpoints[p] = deque()
-            if not cps or wall - cps[-1][0] >= _CHECKPOINT_EVERY_S:
-                cps.append((wall, off))
-                while len(cps) > 1 and cps[1][0] < wall - _CHECKPOINT_KEEP_S:
-                    cps.popleft()
+        self.offsets.read(first_offset, last_offset, wall)
         self.stats.messages += seen + len(bad)
         self.stats.applied += applied
-        self._waiting += waiting
+        tracked.waiting += waiting
         if tally:
             self.metrics.applied(tally)
             self.metrics.ages(ages)
         if bad:
             self._send_bad(bad)
-        if self._waiting >= _MAX_WAITING:
+        if tracked.waiting >= _MAX_WAITING:
             self._pause()
 
     # --- loading viewers seen for the first time ----------------------------------------------------
     def _start_load(self) -> None:
-        ids = self._to_load
-        self._to_load = set()
+        ids = self.tracked.to_load
+        self.tracked.to_load = set()
         self._load_job = (self._loader.submit(self.store.load, ids), ids, self._generation)
 
     def _poll_load(self, wait: bool = False) -> None:
@@ -807,27 +570,29 @@ class ProfilesConsumer:
             delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (self._load_failures - 1))
             self._load_retry_at = time.monotonic() + delay
             log.warning("DynamoDB: loading %d viewers failed (%s); retrying in %.1fs", len(ids), exc, delay)
-            self._to_load |= {v for v in ids if v in self._loading}
+            self.tracked.to_load |= {v for v in ids if v in self.tracked.loading}
             return
         if self._load_failures:
             log.info("DynamoDB loads succeed again")
         self._load_failures = 0
         if generation != self._generation:  # a revocation happened meanwhile: load again
-            self._to_load |= {v for v in ids if v in self._loading}
+            self.tracked.to_load |= {v for v in ids if v in self.tracked.loading}
             return
         self.stats.loads += len(found)
         for vid, ms in erasures.items():  # erased before: their events up to then are past data
-            self.erased[vid] = max(ms / 1000, self.erased.get(vid, 0.0))
+            self.erasure.note(vid, ms / 1000)
+        tracked = self.tracked
+        erased = self.erasure.erased
         window = self.reorder_window_s
         wall = time.time()
         tally: Tally[str] = Tally()
         ages: list[float] = []
         for vid in ids:
-            queue = self._loading.pop(vid, None)
+            queue = tracked.loading.pop(vid, None)
             if queue is None:
                 continue  # its partition was revoked
-            self._waiting -= len(queue)
-            cut = self.erased.get(vid)
+            tracked.waiting -= len(queue)
+            cut = erased.get(vid)
             if cut is not None:
                 kept = [q for q in queue if q[2].collector_ts > cut]
                 self.stats.erased_dropped += len(queue) - len(kept)
@@ -846,8 +611,8 @@ class ProfilesConsumer:
                     continue
                 # what is stored was published before: only what changes from here on is news
                 stored_profile = st.profile()
-                self._pub_sig[vid] = _pub_key(_significant(stored_profile), stored_profile)
-            self.states[vid] = st
+                tracked.pub_sig[vid] = _pub_key(_significant(stored_profile), stored_profile)
+            tracked.states[vid] = st
             for _p, _off, ev in queue:
                 if st.apply(ev):
                     self.stats.applied += 1
@@ -855,50 +620,44 @@ class ProfilesConsumer:
                     ages.append(wall - ev.collector_ts)
                 else:
                     self.stats.duplicates += 1
-            self.viewer_partition[vid] = queue[-1][0]
-            self._mark_dirty(vid, queue[0][0], queue[0][1])
-            self.changed.add(vid)
-            self._touched.add(vid)
+            tracked.partition[vid] = queue[-1][0]
+            tracked.mark_dirty(vid, queue[0][0], queue[0][1], time.monotonic())
+            tracked.changed.add(vid)
+            tracked.touched.add(vid)
         if tally:
             self.metrics.applied(tally)
             self.metrics.ages(ages)
-        self.metrics.tracked_viewers.set(len(self.states))
-
-    def _mark_dirty(self, vid: str, p: int, off: int, urgent: bool = False) -> None:
-        """``vid`` has changes not in DynamoDB from offset ``off`` of partition ``p`` on."""
-        self.dirty.mark(vid, p, off, time.monotonic())
-        if urgent:
-            self._urgent.add(vid)
+        self.metrics.tracked_viewers.set(len(tracked.states))
 
     def _quiet_left(self, vid: str, p: int) -> float:
         """Seconds of event time until ``vid`` has been quiet for ``quiet_s`` (<= 0: it has)."""
-        st = self.states.get(vid)
+        st = self.tracked.states.get(vid)
         newest = st.newest_ts if st is not None else None
         # event time: the newest collector time read from the partition, or now once it is read
         # to its end (a quiet partition; a lagging one must not make every viewer look quiet)
-        clock = time.time() if p in self.eof else self._event_clock.get(p)
+        clock = time.time() if p in self.offsets.eof else self._event_clock.get(p)
         if newest is None or clock is None:
             return self.quiet_s
         return self.quiet_s - (clock - newest)
 
-    def _stop_unreadable(self, vid: str, queue: list[tuple[int, int, Any]], exc: Exception) -> None:
+    def _stop_unreadable(self, vid: str, queue: list[Queued], exc: Exception) -> None:
         """A stored state this version cannot read (a newer or corrupt format) must never be
         overwritten: the viewer's events stay queued (holding its partition's commits at the
         first of them) and the partition is paused, loudly, until an operator runs a version
         that reads it (or removes the item). Other partitions go on."""
         p = queue[0][0]
-        self._loading[vid] = queue
-        self._waiting += len(queue)
-        first = vid not in self._unreadable
-        self._unreadable[vid] = p
+        self.tracked.loading[vid] = queue
+        self.tracked.waiting += len(queue)
+        first = vid not in self.tracked.unreadable
+        self.tracked.unreadable[vid] = p
         if first:
             self.stats.unreadable += 1
             self.metrics.unreadable_states.inc()
         consumer = self._consumer
-        if consumer is not None and p in self.assigned:
+        if consumer is not None and p in self.offsets.assigned:
             with contextlib.suppress(KafkaException):
                 consumer.pause([TopicPartition(self.topic, p)])
-        self.metrics.stopped_partitions.set(len(set(self._unreadable.values())))
+        self.metrics.stopped_partitions.set(len(self.tracked.stopped_partitions()))
         log.error(
             "stored state of viewer %s cannot be read by this version (%s): partition %d is "
             "stopped and nothing of the viewer is written; run a version that reads it, or "
@@ -939,16 +698,17 @@ class ProfilesConsumer:
         viewer or a status change (and so a history entry) makes the viewer's write urgent; other
         significant changes (counters, ads) are on the live view at once and in DynamoDB with the
         viewer's next write."""
-        if not self.changed or self._producer is None:
+        tracked = self.tracked
+        if not tracked.changed or self._producer is None:
             return
         topic = self.settings.topic_changes
-        states = self.states
+        states = tracked.states
         dumps = orjson.dumps
-        pub_sig = self._pub_sig
-        dirty, urgent, touch = self.dirty, self._urgent, self._touch_pending
+        pub_sig = tracked.pub_sig
+        dirty, urgent, touch = tracked.dirty, tracked.urgent, tracked.touch_pending
         parts = self._changes_partitions
         n = 0
-        for vid in self.changed:
+        for vid in tracked.changed:
             st = states.get(vid)
             if st is None:
                 continue
@@ -967,7 +727,7 @@ class ProfilesConsumer:
             if vid in dirty and (last is None or last & _STATUS_MASK != packed & _STATUS_MASK):
                 urgent.add(vid)  # a new viewer or a status change: its history too, at the next flush
             n += 1
-        self.changed.clear()
+        tracked.changed.clear()
         self.stats.published += n
         if n:
             self.metrics.published.labels("profile").inc(n)
@@ -976,12 +736,13 @@ class ProfilesConsumer:
     def _publish_touches(self) -> None:
         """One touches message per changes-topic partition for the viewers whose changes since
         their last publication are touch fields only (position, last_seen, play time)."""
-        if not self._touch_pending or self._producer is None:
+        tracked = self.tracked
+        if not tracked.touch_pending or self._producer is None:
             return
-        pending = self._touch_pending
-        self._touch_pending = {}
+        pending = tracked.touch_pending
+        tracked.touch_pending = {}
         parts = self._changes_partitions
-        states = self.states
+        states = tracked.states
         topic = self.settings.topic_changes
         if not parts:  # partitions unknown: full profiles, as before touches existed
             for vid in pending:
@@ -1011,11 +772,12 @@ class ProfilesConsumer:
         """The dirty viewers to write now, with why (WRITE_REASONS): every one after the end of
         input or before a revocation/shutdown; else those with significant changes, those dirty
         for ``write_interval_s`` and those quiet for ``quiet_s``."""
-        dirty = self.dirty
+        tracked = self.tracked
+        dirty = tracked.dirty
         if self._flush_all:
             self._flush_all = False
             return dict.fromkeys(dirty, "final")
-        due: dict[str, str] = {v: "change" for v in self._urgent if v in dirty}
+        due: dict[str, str] = {v: "change" for v in tracked.urgent if v in dirty}
         for vid, why in dirty.due(now, self._quiet_left).items():
             due.setdefault(vid, why)
         return due
@@ -1023,26 +785,27 @@ class ProfilesConsumer:
     def _snapshot(self, due: dict[str, str] | None = None) -> _Flush:
         """Take the viewers in ``due`` (default: every dirty viewer) out of the dirty set, with
         their profiles, states and history changes, and submit their write."""
+        tracked = self.tracked
         if due is None:
-            due = dict.fromkeys(self.dirty, "final")
+            due = dict.fromkeys(tracked.dirty, "final")
         vids = set(due)
         since: dict[str, tuple[int, int]] = {}
         for v in vids:
-            first = self.dirty.pop(v)
+            first = tracked.dirty.pop(v)
             if first is not None:
                 since[v] = first
-        self._urgent -= vids
+        tracked.urgent -= vids
         written = self.stats.written
         for why in due.values():
             written[why] += 1
         for why, n in Tally(due.values()).items():
             self.metrics.writes.labels(why).inc(n)
         writes: list[ProfileWrite] = []
-        hist = self.pending_hist
-        erased = self.erased
+        hist = tracked.pending_hist
+        erased = self.erasure.erased
         # earliest unstored events first: a flush that fails part-way still advances the commits
         for vid in sorted(vids, key=lambda v: since[v][1] if v in since else -1):
-            st = self.states.get(vid)
+            st = tracked.states.get(vid)
             if st is None:
                 continue
             puts, deletes = st.history_changes()  # before dump(): the stored state knows them
@@ -1055,9 +818,9 @@ class ProfilesConsumer:
                 ProfileWrite(vid, st.profile(), st.dump(), None if cut is None else int(cut * 1000))
             )
             st.compact()
-        self._unfrozen |= vids
-        self._flushed |= vids
-        self.pending_hist = {}
+        tracked.unfrozen |= vids
+        tracked.flushed |= vids
+        tracked.pending_hist = {}
         offsets = self._committable()
         flush = _Flush(vids, hist, offsets, since, time.monotonic(), len(writes) + len(hist))
         if writes or hist:
@@ -1068,15 +831,7 @@ class ProfilesConsumer:
         """Next offset per assigned partition, held back to the first event still waiting for
         its viewer's state and to the first event of a dirty viewer (not in a flush) that is
         not stored yet."""
-        offsets = {p: o for p, o in self.next_offsets.items() if p in self.assigned}
-        for queue in self._loading.values():
-            p, off, _ev = queue[0]
-            if p in offsets and off < offsets[p]:
-                offsets[p] = off
-        for p, off in self.dirty.earliest().items():
-            if p in offsets and off < offsets[p]:
-                offsets[p] = off
-        return offsets
+        return self.offsets.committable(self.tracked.waiting_holds(), self.tracked.dirty.earliest())
 
     def _write(self, writes: list[ProfileWrite], hist: dict[HistKey, Any]) -> int:
         puts = [h for h in hist.values() if h is not None]
@@ -1085,7 +840,7 @@ class ProfilesConsumer:
 
     def _start_flush(self, now: float) -> None:
         due = self._take_due(now)
-        if not (due or self.pending_hist or self._uncommitted()):
+        if not (due or self.tracked.pending_hist or self._uncommitted()):
             return
         self._inflight = self._snapshot(due)
         if self._inflight.future is None:  # nothing to write, offsets to commit
@@ -1132,21 +887,22 @@ class ProfilesConsumer:
     def _restore_unwritten(self, f: _Flush, exc: BaseException) -> None:
         """After a failed flush: what was not written becomes dirty / pending again (with its
         first unstored offsets); the rest stays written. Commits what is stored."""
+        tracked = self.tracked
         if isinstance(exc, WriteFailed):  # the store says exactly what was not written
             hist = {k: v for k, v in f.hist.items() if k in exc.unwritten_history}
             failed = {v for v in exc.unwritten_profiles if v in f.vids} | {vid for vid, _seq in hist}
             written = exc.written
         else:
             hist, failed, written = f.hist, f.vids, 0
-        states, vp = self.states, self.viewer_partition
+        states, vp = tracked.states, tracked.partition
         for vid in failed:
             if vid not in states:  # its partition was revoked meanwhile
                 continue
             # (no first offset known: hold its whole partition back); retried at the next flush
             first = f.since.get(vid) or (vp.get(vid, -1), -1)
-            self._mark_dirty(vid, *first, urgent=True)
+            tracked.mark_dirty(vid, *first, time.monotonic(), urgent=True)
         for k, v in hist.items():
-            self.pending_hist.setdefault(k, v)
+            tracked.pending_hist.setdefault(k, v)
         # what is stored: each partition up to its first event whose write failed
         committable = self._committable()
         self._commit({p: min(o, committable.get(p, o)) for p, o in f.offsets.items()})
@@ -1164,7 +920,7 @@ class ProfilesConsumer:
         """Synchronous flush + commit (revocation, shutdown), retried ``attempts`` times."""
         for i in range(attempts):
             self.heartbeat = time.monotonic()
-            if not (self.dirty or self.pending_hist or self._uncommitted()):
+            if not (self.tracked.dirty or self.tracked.pending_hist or self._uncommitted()):
                 return True
             f = self._snapshot()
             self._inflight = f
@@ -1178,33 +934,29 @@ class ProfilesConsumer:
                 return True
             if i + 1 < attempts:
                 time.sleep(min(2.0, 0.25 * 2**i))
-        return not (self.dirty or self.pending_hist or self._uncommitted())
+        return not (self.tracked.dirty or self.tracked.pending_hist or self._uncommitted())
 
     def _uncommitted(self) -> bool:
-        return any(self.committed.get(p, -1) < o for p, o in self._committable().items())
+        return self.offsets.uncommitted(self._committable())
 
     def _commit(self, offsets: dict[int, int]) -> bool:
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return False
-        tps = [
-            TopicPartition(self.topic, p, o)
-            for p, o in offsets.items()
-            if p in self.assigned and o > self.committed.get(p, -1)
-        ]
-        if not tps:
+        todo = self.offsets.to_commit(offsets)
+        if not todo:
             return True
         remaining = producer.flush(_PRODUCER_FLUSH_S)  # bad rows and changes out before the commit
         if remaining:
             log.warning("%d produced messages still undelivered; commit postponed", remaining)
             return False
+        tps = [TopicPartition(self.topic, p, o) for p, o in todo.items()]
         try:
             consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:
             log.warning("offset commit failed (retried with the next flush): %s", exc)
             return False
-        for tp in tps:
-            self.committed[tp.partition] = tp.offset
+        self.offsets.mark_committed(todo)
         self.stats.commits += 1
         return True
 
@@ -1213,24 +965,21 @@ class ProfilesConsumer:
         delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1))
         self._retry_at = time.monotonic() + delay
         log.warning("DynamoDB: %s; retrying in %.1fs", message, delay)
-        if len(self._urgent) >= self.settings.flush_max_dirty:
+        if len(self.tracked.urgent) >= self.settings.flush_max_dirty:
             self._pause()
 
     def _must_pause(self) -> bool:
         """Backpressure: too many viewers dirty while DynamoDB refuses writes, or too many events
         waiting for viewer states."""
-        return (self._failures > 0 and len(self._urgent) >= self.settings.flush_max_dirty) or (
-            self._waiting - self._unreadable_waiting() >= _MAX_WAITING
+        return (self._failures > 0 and len(self.tracked.urgent) >= self.settings.flush_max_dirty) or (
+            self.tracked.waiting - self.tracked.unreadable_waiting() >= _MAX_WAITING
         )
-
-    def _unreadable_waiting(self) -> int:
-        return sum(len(self._loading.get(v, ())) for v in self._unreadable) if self._unreadable else 0
 
     def _pause(self) -> None:
         consumer = self._consumer
         if consumer is None or self._paused:
             return
-        parts = [TopicPartition(self.topic, p) for p in self.assigned]
+        parts = [TopicPartition(self.topic, p) for p in self.offsets.assigned]
         if parts:
             consumer.pause(parts)
         self._paused = True
@@ -1240,8 +989,8 @@ class ProfilesConsumer:
         consumer = self._consumer
         if consumer is None:
             return
-        stopped = set(self._unreadable.values())
-        parts = [TopicPartition(self.topic, p) for p in self.assigned if p not in stopped]
+        stopped = self.tracked.stopped_partitions()
+        parts = [TopicPartition(self.topic, p) for p in self.offsets.assigned if p not in stopped]
         if parts:
             consumer.resume(parts)
         self._paused = False
@@ -1252,18 +1001,18 @@ class ProfilesConsumer:
         consumer = self._consumer
         if consumer is None:
             return
-        for p in list(self.assigned):
+        for p in list(self.offsets.assigned):
             try:
                 _lo, hi = consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
             except KafkaException:
                 continue
             if hi is None or hi < 0:
                 continue
-            pos = self.next_offsets.get(p, self.committed.get(p, -1))
+            pos = self.offsets.next_offsets.get(p, self.offsets.committed.get(p, -1))
             if pos < 0:
                 continue
             self.metrics.consumer_lag.labels(str(p)).set(max(0, hi - pos))
-        self.metrics.tracked_viewers.set(len(self.states))
+        self.metrics.tracked_viewers.set(len(self.tracked.states))
 
     def total_lag(self) -> int:
         lag = 0
@@ -1277,60 +1026,57 @@ class ProfilesConsumer:
         line = (
             f"{'rebuild' if self.rebuild else 'profiles'}: {s.applied} events applied, "
             f"{s.duplicates} duplicates, "
-            f"{s.bad} bad, {len(self.states)} viewers, {s.writes} writes, lag {self.total_lag()}"
+            f"{s.bad} bad, {len(self.tracked.states)} viewers, {s.writes} writes, lag {self.total_lag()}"
         )
         self._say(line + (f" — {note}" if note else ""))
 
     def _evict(self) -> None:
         """Forget viewers untouched for ``evict_after_s`` (their state is in DynamoDB)."""
+        tracked = self.tracked
         if self._inflight is None and not self._failures:
-            keep = self._touched | self._touched_prev | set(self.dirty) | self.changed
-            gone = [v for v in self.states if v not in keep]
-            for vid in gone:
-                del self.states[vid]
-                self.viewer_partition.pop(vid, None)
-                self._pub_sig.pop(vid, None)
-            self.stats.evicted += len(gone)
-            self.metrics.tracked_viewers.set(len(self.states))
-        self._touched_prev = self._touched
-        self._touched = set()
-        horizon = time.time() - _ERASED_KEEP_S
-        self.erased = {v: at for v, at in self.erased.items() if at >= horizon or v in self.states}
+            keep = tracked.touched | tracked.touched_prev | set(tracked.dirty) | tracked.changed
+            self.stats.evicted += tracked.remove_many([v for v in tracked.states if v not in keep])
+            self.metrics.tracked_viewers.set(len(tracked.states))
+        tracked.touched_prev = tracked.touched
+        tracked.touched = set()
+        self.erasure.expire(time.time())
 
     def freeze_quiet(self) -> int:
         """Freeze every viewer flushed before the previous pass and unchanged since (called
         every ``freeze_after_s``, so it was quiet for at least that long). Returns how many."""
-        busy = self._flushed | set(self.dirty) | self.changed
+        tracked = self.tracked
+        busy = tracked.flushed | set(tracked.dirty) | tracked.changed
         n = 0
-        for vid in self._unfrozen - busy:
-            st = self.states.get(vid)
+        for vid in tracked.unfrozen - busy:
+            st = tracked.states.get(vid)
             if st is not None:
                 st.compact(freeze=True)
                 n += 1
-        self._unfrozen &= busy
-        self._flushed = set()
+        tracked.unfrozen &= busy
+        tracked.flushed = set()
         self.stats.frozen += n
         return n
 
     def _caught_up(self) -> bool:
         """Every assigned partition read to its end (but those stopped on an unreadable state),
         and no viewer waiting for its stored state."""
-        stopped = set(self._unreadable.values())
+        tracked, offsets = self.tracked, self.offsets
         return (
-            bool(self.assigned)
-            and self.assigned - stopped <= self.eof
+            bool(offsets.assigned)
+            and offsets.assigned - tracked.stopped_partitions() <= offsets.eof
             and self._load_job is None
-            and all(v in self._unreadable for v in self._loading)
+            and all(v in tracked.unreadable for v in tracked.loading)
         )
 
     def _at_end(self) -> bool:
+        tracked = self.tracked
         return (
             self._caught_up()
             and self._inflight is None
-            and not self.dirty
-            and not self.pending_hist
-            and not self.changed
-            and not self._touch_pending
-            and not self._loading
+            and not tracked.dirty
+            and not tracked.pending_hist
+            and not tracked.changed
+            and not tracked.touch_pending
+            and not tracked.loading
             and not self._uncommitted()
         )

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, overload
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
@@ -87,9 +87,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
         time.sleep(0.05)
 
 
-def read_topic(settings: Settings, topic: str, timeout: float = 20) -> list[tuple[Any, Any]]:
-    """Every message of ``topic`` (all partitions, from the start), as (key, value). Reads up to
-    partition EOF: Tansu's ListOffsets high watermark cannot be trusted (real-components.md)."""
+@overload
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 20, *, partitions: Literal[False] = False
+) -> list[tuple[Any, Any]]: ...
+@overload
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 20, *, partitions: Literal[True]
+) -> list[tuple[int, Any, Any]]: ...
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 20, *, partitions: bool = False
+) -> list[tuple[Any, Any]] | list[tuple[int, Any, Any]]:
+    """Every message of ``topic`` (all partitions, from the start), as (key, value), or with
+    ``partitions`` as (partition, key, value). Reads up to partition EOF: Tansu's ListOffsets
+    high watermark cannot be trusted (real-components.md)."""
     c = Consumer(
         settings.kafka_config(
             **{"group.id": "reader", "enable.auto.commit": False, "enable.partition.eof": True}
@@ -97,7 +108,7 @@ def read_topic(settings: Settings, topic: str, timeout: float = 20) -> list[tupl
     )
     meta = c.list_topics(topic, timeout=10).topics[topic]
     c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    out: list[tuple[Any, Any]] = []
+    out: list[tuple[int, Any, Any]] = []
     done: set[int] = set()
     deadline = time.monotonic() + timeout
     while len(done) < len(meta.partitions):
@@ -110,9 +121,11 @@ def read_topic(settings: Settings, topic: str, timeout: float = 20) -> list[tupl
             if err.code() == KafkaError._PARTITION_EOF:
                 done.add(m.partition())  # type: ignore[arg-type]
             continue
-        out.append((m.key(), m.value()))
+        out.append((m.partition(), m.key(), m.value()))  # type: ignore[arg-type]
     c.close()
-    return out
+    if partitions:
+        return out
+    return [(key, value) for _p, key, value in out]
 
 
 def expected(

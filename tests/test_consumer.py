@@ -334,10 +334,10 @@ def test_two_consumers_split_partitions_and_agree(
         with consumer_thread(env) as c2:
             wait_for(
                 lambda: (
-                    c1.assigned
-                    and c2.assigned
-                    and not (c1.assigned & c2.assigned)
-                    and len(c1.assigned | c2.assigned) == 4
+                    c1.offsets.assigned
+                    and c2.offsets.assigned
+                    and not (c1.offsets.assigned & c2.offsets.assigned)
+                    and len(c1.offsets.assigned | c2.offsets.assigned) == 4
                 ),
                 60,
                 "both members assigned",
@@ -346,7 +346,7 @@ def test_two_consumers_split_partitions_and_agree(
             produce(env, second)
             wait_for(lambda: c1.stats.applied + c2.stats.applied == len(pairs), 60, "second half applied")
             assert c2.stats.applied > 0 and c2.stats.loads > 0  # viewers taken over, state loaded
-            assert not set(c1.states) & set(c2.states)
+            assert not set(c1.tracked.states) & set(c2.tracked.states)
     assert committed_total(env) == len(pairs)
     assert dump_tables(env) == expected(lines_of(pairs))
 
@@ -366,8 +366,8 @@ def test_quiet_viewers_are_frozen_and_thaw_unchanged(
     produce(env, first)
     with consumer_thread(env) as c:  # LVP_FREEZE_AFTER_S=0.1
         wait_for(lambda: c.stats.applied == len(first), 60, "first half applied")
-        viewers = list(c.states)
-        wait_for(lambda: all(c.states[v].frozen for v in viewers), 30, "quiet viewers frozen")
+        viewers = list(c.tracked.states)
+        wait_for(lambda: all(c.tracked.states[v].frozen for v in viewers), 30, "quiet viewers frozen")
         produce(env, second)
         wait_for(lambda: c.stats.applied == len(pairs), 60, "second half applied")
         assert c.stats.frozen >= len(viewers)
@@ -438,7 +438,9 @@ def test_dynamodb_outage_stops_commits_and_loses_nothing(
         all_pairs = before + during + newcomers
         produce(env, before)
         with consumer_thread(env) as c:
-            wait_for(lambda: sum(c.committed.values()) == len(before), 60, "commits before the outage")
+            wait_for(
+                lambda: sum(c.offsets.committed.values()) == len(before), 60, "commits before the outage"
+            )
             proxy.cut()
             produce(env, during + newcomers)
             wait_for(

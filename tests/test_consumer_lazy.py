@@ -34,7 +34,8 @@ from lvp.changes import TOUCH_KEY_PREFIX, parse_message, partition_for
 from lvp.config import ConfigError, Settings
 from lvp.dynamo import create_tables
 from lvp.kafka import create_topics
-from profiles.consumer import ErasureReaderError, ProfilesConsumer
+from profiles.consumer import ProfilesConsumer
+from profiles.erasure import ErasureReaderError
 from profiles.store import ProfileStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,8 +159,7 @@ def test_touches_share_one_message_per_partition_and_profiles_keep_their_partiti
     parts = 4
     touches: dict[str, dict[str, object]] = {}
     profiles = 0
-    c = ProfilesConsumerReader(env)
-    for p, key, value in c.messages():
+    for p, key, value in read_topic(env, env.topic_changes, partitions=True):
         change = parse_message(key, value)
         assert change is not None
         if change.kind == "touches":
@@ -170,7 +170,7 @@ def test_touches_share_one_message_per_partition_and_profiles_keep_their_partiti
                 touches[vid] = patch
         else:
             assert change.kind == "profile" and change.viewer_id is not None
-            assert partition_for(key, parts) == p  # type: ignore[arg-type]
+            assert partition_for(key, parts) == p
             profiles += 1
     assert profiles == 30
     final = expected([line for b in builders for _k, line in b.lines()])
@@ -178,41 +178,6 @@ def test_touches_share_one_message_per_partition_and_profiles_keep_their_partiti
     for vid, patch in touches.items():
         for name, value in patch.items():
             assert final[vid]["profile"][name] == value, (vid, name)
-
-
-class ProfilesConsumerReader:
-    """Every message of the changes topic with its partition."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def messages(self) -> list[tuple[int, bytes | None, bytes | None]]:
-        from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-        topic = self.settings.topic_changes
-        c = Consumer(
-            self.settings.kafka_config(
-                **{"group.id": "reader", "enable.auto.commit": False, "enable.partition.eof": True}
-            )
-        )
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        out: list[tuple[int, bytes | None, bytes | None]] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + 20
-        while len(done) < len(meta.partitions):
-            assert time.monotonic() < deadline
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    done.add(m.partition())  # type: ignore[arg-type]
-                continue
-            out.append((m.partition(), m.key(), m.value()))  # type: ignore[arg-type]
-        c.close()
-        return out
 
 
 def test_sigkill_with_unwritten_pings_ends_with_the_exact_profiles(

@@ -11,9 +11,10 @@ leaving the control viewer untouched. A profile is keyed by ``uid``, else ``duid
 network user id, so a viewer is erased by the identifier its profile is keyed by (a signed-in
 viewer's ``duid`` finds nothing).
 
-The last test records what happens when the erased viewer comes back while the consumer still
+Later tests record what happens when the erased viewer comes back while the consumer still
 holds it in memory: erasure is about past data, so the new event must start a new profile with
-nothing of the erased one in it.
+nothing of the erased one in it. The last one checks ``profiles.erasure.Erasures.forget`` on a
+consumer's books alone, without Kafka or DynamoDB. The protocol: docs/contracts.md#erasure.
 """
 
 from __future__ import annotations
@@ -409,3 +410,86 @@ def test_a_rebuild_does_not_bring_an_erased_viewer_back(settings: Settings, stac
     for other in ("by_domain_userid", "by_network_userid", "control"):
         other_item = profile_item(settings, viewer_id(settings, other))
         assert other_item is not None and other_item["events"]["N"] == str(len(SCRIPT))
+
+
+# --- profiles/erasure.py without Kafka or DynamoDB: what forgetting does to a consumer's books ---
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.deleted: list[tuple[str, int]] = []
+
+    def delete_viewer(self, vid: str, erased_at_ms: int) -> tuple[bool, int]:
+        self.deleted.append((vid, erased_at_ms))
+        return True, 0
+
+
+class _Kafka:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def seek(self, tp: Any) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+
+def test_forget_drops_every_trace_deletes_again_republishes_and_reads_the_partition_again() -> None:
+    from profiles.dirty import DirtyLedger
+    from profiles.engine import ViewerState
+    from profiles.erasure import ERASED_KEEP_S, ERASURE_CLOCK_SKEW_S, Erasures
+    from profiles.metrics import ProfilesMetrics
+    from profiles.offsets import OffsetLedger
+    from profiles.tracked import TrackedViewers
+
+    settings = Settings(pseudonym_key="k" * 32)
+    tracked = TrackedViewers(DirtyLedger(300.0, 75.0, 0.0))
+    offsets = OffsetLedger()
+    offsets.assign(0)
+    offsets.assign(1)
+    now = time.time()
+    offsets.read({0: 0, 1: 0}, {0: 49, 1: 9}, wall=now - 60)
+    offsets.read({0: 50, 1: 10}, {0: 99, 1: 19}, wall=now - 1)
+    for vid, p in (("erased", 0), ("other", 0)):
+        tracked.states[vid] = ViewerState.new(vid)
+        tracked.partition[vid] = p
+        tracked.mark_dirty(vid, p, 60, 0.0, urgent=True)
+        tracked.changed.add(vid)
+        tracked.pending_hist[(vid, "1#e")] = None
+    tracked.loading["waiting"] = [(1, 12, None)]
+    tracked.waiting = 1
+    store, kafka = _Store(), _Kafka()
+    produced: list[tuple[str, bytes, None, int]] = []
+    metrics = ProfilesMetrics()
+    erasure = Erasures(
+        settings,
+        topic="good",
+        metrics=metrics,
+        store=store,
+        tracked=tracked,
+        offsets=offsets,  # type: ignore[arg-type]
+    )
+    t = now - 10  # the erasure time: partition 0 was read since, partition 1 too
+    replays = erasure.forget(
+        {"erased": t, "waiting": t, "unknown": t},
+        kafka,  # type: ignore[arg-type]
+        lambda topic, key, value, ts: produced.append((topic, key, value, ts)),
+    )
+    metrics.close()
+    assert "erased" not in tracked.states and "erased" not in tracked.dirty
+    assert not tracked.loading and tracked.waiting == 0
+    assert all(k[0] == "other" for k in tracked.pending_hist)
+    assert "other" in tracked.states and tracked.dirty.earliest() == {0: 60}
+    # held here: deleted again and its tombstone republished, stamped with the same erasure time
+    ms = int(t * 1000)
+    assert sorted(store.deleted) == [("erased", ms), ("waiting", ms)]
+    assert sorted(produced) == [
+        (settings.topic_changes, b"erased", None, ms),
+        (settings.topic_changes, b"waiting", None, ms),
+    ]
+    # every erasure time is kept (also of a viewer not held here), for an hour
+    assert erasure.erased == {"erased": t, "waiting": t, "unknown": t}
+    assert t - ERASURE_CLOCK_SKEW_S > now - 60
+    # both partitions are read again from the checkpoint before T - skew; commits hold there
+    assert replays == 2 and sorted(kafka.seeks) == [(0, 0), (1, 0)]
+    assert offsets.committable() == {0: 0, 1: 0}
+    erasure.expire(now + ERASED_KEEP_S + 1)
+    assert erasure.erased == {}
