@@ -73,7 +73,7 @@ from confluent_kafka import (
 
 from lvp import badrows
 from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for, significant_signer
-from lvp.config import ConfigError, Settings
+from lvp.config import Settings
 from lvp.kafka import consumer_config, producer_config
 from lvp.profile import PROFILE_FIELDS
 from lvp.pseudonym import Pseudonymizer

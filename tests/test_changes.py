@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lvp.changes import TOUCH_FIELDS, significant_signer
-from profiles.engine import ViewerState
 from lvp.profile import PROFILE_FIELDS
+from profiles.engine import ViewerState
 
 significant = significant_signer(PROFILE_FIELDS)
 
