@@ -235,7 +235,7 @@ class Settings:
         "How often significant profile changes (status, counters, ads) are published to LVP_TOPIC_CHANGES.",
     )
     touch_interval_s: float = _setting(
-        0.5,
+        0.25,
         "LVP_TOUCH_INTERVAL_S",
         "How often touches (changes of position, last_seen and play time only) are published, "
         "batched into one message per changes-topic partition (with LVP_PUSH_INTERVAL_S, what a "

@@ -66,7 +66,7 @@ locals {
       LVP_FLUSH_INTERVAL_S      = "1"
       LVP_FLUSH_MAX_DIRTY       = "5000"
       LVP_PUBLISH_INTERVAL_S    = "0.1"
-      LVP_TOUCH_INTERVAL_S      = "0.5"
+      LVP_TOUCH_INTERVAL_S      = "0.25"
       LVP_PROFILE_WRITE_INTERVAL_S = tostring(var.profile_write_interval_s)
       LVP_FREEZE_AFTER_S        = "45"
       LVP_ACTIVE_SHARDS         = tostring(var.active_shards)
