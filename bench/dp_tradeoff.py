@@ -10,7 +10,7 @@ import argparse
 import random
 import statistics
 
-from lvp.privacy import PRESETS, STATUS_KEYS, PublicStatsReleaser, TrueCounts
+from viewer.privacy import PRESETS, STATUS_KEYS, PublicStatsReleaser, TrueCounts
 
 
 def population(rng: random.Random, size: int) -> TrueCounts:

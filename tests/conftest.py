@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lvp.broker import start_broker, stop_process
 from lvp.config import Settings
-from lvp.localdb import have_dynamodb_local, start_dynamodb_local, start_moto_server
+from lvp.local.broker import start_broker, stop_process
+from lvp.local.localdb import have_dynamodb_local, start_dynamodb_local, start_moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lvp.privacy import PRESETS
+from viewer.privacy import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from lvp.broker import free_port
+from lvp.local.broker import free_port
 
 
 def test_a_reader_that_goes_away_gets_no_traceback() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lvp.config import Settings
-from lvp.privacy import (
+from viewer.privacy import (
     PRESETS,
     SENSITIVITY,
     STATUS_KEYS,

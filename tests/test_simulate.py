@@ -17,12 +17,12 @@ import orjson
 from collector_server import read_topic, serve_collector
 from conftest import TEST_KEY
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.events import from_enriched
+from lvp.local.broker import free_port
+from lvp.local.simulate import Counters, Traffic, Viewer, expectations, simulate
 from lvp.pseudonym import pseudonymize
-from lvp.simulate import Counters, Traffic, Viewer, expectations, simulate
 
 
 def test_script_is_a_plausible_media_session() -> None:

@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from lvp.broker import free_port, stop_process, wait_for_port
+from lvp.local.broker import free_port, stop_process, wait_for_port
 
 TOKEN = "stack-smoke-token"
 
@@ -220,7 +220,7 @@ def test_profiles_survive_a_restart_unless_fresh(tmp_path: Path) -> None:
     before a stop is there after a start, and `--fresh` starts empty."""
     from lvp.config import Settings
     from lvp.dynamo import create_tables, dynamodb_client
-    from lvp.stack import DB_DIR, start_local_dynamodb
+    from lvp.local.stack import DB_DIR, start_local_dynamodb
 
     state = tmp_path / "state"
     settings = Settings.from_env({}, table_profiles="viewer_profiles", table_history="viewer_history")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.viewer import make_profile
 
 from viewer.live import (
     API_FIELDS,
@@ -15,7 +16,6 @@ from viewer.live import (
     iso,
     parse_ts,
 )
-from viewer.testing import make_profile
 
 T0 = 1_700_000_000.0
 

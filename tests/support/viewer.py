@@ -21,9 +21,9 @@ from boto3.dynamodb.types import TypeSerializer
 from confluent_kafka import Producer
 from starlette.applications import Starlette
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.kafka import producer_config
+from lvp.local.broker import free_port
 from lvp.tables import history_seq
 from viewer.cli import uvicorn_options
 from viewer.live import iso, parse_ts
