@@ -72,6 +72,24 @@ def _aws_env() -> Iterator[None]:
             os.environ[k] = v
 
 
+#: Fixtures that start a real service (the session ones here, and test_collector_sink's own
+#: broker). ``services`` marks every test that uses one (directly or through another fixture),
+#: every ``browser`` or ``slow`` test and the benchmark tests (tests/test_bench_*.py: a quick run
+#: in a subprocess, most with a broker or DynamoDB); a test that starts a service itself carries
+#: ``@pytest.mark.services``. `make test-fast` runs the rest: ``-m "not services"``.
+SERVICE_FIXTURES = frozenset(
+    {"broker", "dynamodb_local", "moto_server", "dynamodb_endpoint", "private_broker"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        bench = item.path.name.startswith("test_bench_")
+        if uses or bench or item.get_closest_marker("browser") or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.services)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -196,6 +196,7 @@ def test_ports_in_use_are_refused_before_anything_starts(tmp_path: Path, output_
     assert "Kafka: embedded" not in text and not family  # nothing was started
 
 
+@pytest.mark.services  # a Tansu broker
 def test_lvp_broker_stops_its_broker_on_sigterm() -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -215,6 +216,7 @@ def test_lvp_broker_stops_its_broker_on_sigterm() -> None:
     assert [pid for pid in family if alive(pid)] == []
 
 
+@pytest.mark.services  # DynamoDB Local
 def test_profiles_survive_a_restart_unless_fresh(tmp_path: Path) -> None:
     """`lvp up`'s DynamoDB Local keeps its data in LVP_STATE_DIR/dynamodb: a profile written
     before a stop is there after a start, and `--fresh` starts empty."""

@@ -373,6 +373,7 @@ def test_viewer_load_balancer_keeps_sse_streams_open(variables: dict[str, Any]) 
 
 
 # --- checkov -----------------------------------------------------------------------------------------------
+@pytest.mark.slow  # bootstraps checkov's own venv, then scans every .tf file (about a minute)
 def test_checkov_passes(tmp_path: Path) -> None:
     script = ROOT / "scripts" / "checkov.sh"
     boot = subprocess.run(
