@@ -7,7 +7,7 @@ BIN      := $(VENV)/bin
 SUDO     := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-system up test lint checkov bench clean compose-env
+.PHONY: setup setup-system up test test-fast lint checkov bench clean compose-env
 
 setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.html
 
@@ -39,6 +39,11 @@ up: setup
 
 test: setup setup-system
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests that need no service (no broker, DynamoDB, Chromium, server process, benchmark run):
+# a check in about a minute before `make test`. tests/conftest.py marks the others `services`.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not services" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy lvp collector profiles viewer

@@ -625,7 +625,7 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from lvp.broker import start_broker, stop_process
+    from lvp.local.broker import start_broker, stop_process
 
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {args.load_cpu})

@@ -11,7 +11,7 @@ import random
 import statistics
 
 from lvp.config import DP_EPSILON_PRESETS
-from lvp.privacy import STATUS_KEYS, PublicStatsReleaser, TrueCounts
+from viewer.privacy import STATUS_KEYS, PublicStatsReleaser, TrueCounts
 
 
 def population(rng: random.Random, size: int) -> TrueCounts:

@@ -462,10 +462,10 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> str:
-    from lvp.broker import start_broker, stop_process
     from lvp.dynamo import create_tables
     from lvp.kafka import create_topics
-    from lvp.localdb import start_dynamodb_local
+    from lvp.local.broker import start_broker, stop_process
+    from lvp.local.localdb import start_dynamodb_local
 
     procs = []
     others = set(range(1, os.cpu_count() or 1)) or {0}

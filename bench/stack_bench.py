@@ -73,9 +73,11 @@ from typing import Any
 import httpx
 import orjson
 
-from lvp.broker import free_port
+from lvp.local.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# the Chromium launcher and the viewer's test data are shared with the tests (tests/support/)
+sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}  # the viewer's API, stream and /metrics
 PING_INTERVAL_S = 30.0  # the media plugin's default
@@ -329,8 +331,7 @@ class PageProbe:
     def _run(self) -> None:
         try:
             from playwright.sync_api import sync_playwright
-
-            from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
+            from support.chromium import CHROMIUM, CHROMIUM_ARGS
 
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))

@@ -52,6 +52,8 @@ import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+# the Chromium launcher and the viewer's test data are shared with the tests (tests/support/)
+sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-token-0123456789abcdef"
 ID_RE = re.compile(rb"id: (\d+)\nevent: delta\n")
 WINDOWS = (
@@ -291,7 +293,7 @@ class Viewer:
     """`lvp viewer` in its own process."""
 
     def __init__(self, env: dict[str, str], log_name: str) -> None:
-        from lvp.broker import free_port
+        from lvp.local.broker import free_port
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -435,8 +437,7 @@ def page_cpu(base: str, load: Load, seconds: float) -> dict[str, Any]:
     """The live page's main-thread CPU (DevTools TaskDuration / wall) under the load and, as the
     baseline, with the load paused; its rows and JS heap."""
     from playwright.sync_api import sync_playwright
-
-    from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
+    from support.chromium import CHROMIUM, CHROMIUM_ARGS
 
     out: dict[str, Any] = {}
     me = os.getpid()
@@ -502,8 +503,8 @@ def page_latency(base: str, settings: Any, profile: dict[str, Any], flips: int, 
     attribute changes on the page (a MutationObserver timestamps it); the page searches for the
     viewer (a server-side window) so its row is on screen among 100,000."""
     from playwright.sync_api import sync_playwright
+    from support.chromium import CHROMIUM, CHROMIUM_ARGS
 
-    from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
     from lvp.enriched import iso
 
     args = list(CHROMIUM_ARGS)
@@ -587,10 +588,11 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * max(counts) + 1024)), hard))
     (ROOT / "test-output").mkdir(exist_ok=True)
 
-    from lvp.broker import free_port, start_broker, stop_process
+    from support.viewer import demo_viewer
+
     from lvp.config import Settings
     from lvp.kafka import create_topics
-    from viewer.testing import demo_viewer
+    from lvp.local.broker import free_port, start_broker, stop_process
 
     broker_proc = None
     bootstrap = args.bootstrap_servers

@@ -106,10 +106,10 @@ def one_run(
 ) -> dict[str, Any]:
     from confluent_kafka import Producer
 
-    from lvp.broker import free_port
     from lvp.config import Settings
     from lvp.dynamo import create_tables
     from lvp.kafka import create_topics, producer_config
+    from lvp.local.broker import free_port
 
     tag = f"wb-{mode}-{uuid.uuid4().hex[:8]}"
     scale = args.scale
@@ -215,8 +215,8 @@ def one_run(
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Both policies, ``args.runs`` times each: medians and every run."""
-    from lvp.broker import start_broker, stop_process
-    from lvp.localdb import start_dynamodb_local
+    from lvp.local.broker import start_broker, stop_process
+    from lvp.local.localdb import start_dynamodb_local
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")

@@ -25,8 +25,8 @@ COMMAND_MODULES = (
     "collector.cli",
     "profiles.cli",
     "viewer.cli",
-    "lvp.stack",
-    "lvp.simulate",
+    "lvp.local.stack",
+    "lvp.local.simulate",
     "lvp.iglu_cli",
     "lvp.tail",
 )

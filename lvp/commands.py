@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from lvp.broker import run_foreground
+    from lvp.local.broker import run_foreground
 
     return run_foreground(args.host, args.port, args.storage)
 

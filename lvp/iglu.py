@@ -3,7 +3,7 @@
 Schemas are laid out like an Iglu static repository, ``<root>/schemas/<vendor>/<name>/jsonschema/
 <version>``, each file an Iglu self-describing JSON Schema (draft 4, ``$schema`` = Iglu's self-desc
 meta-schema, a ``self`` block naming the schema). The project's own schemas are bundled in
-``lvp/iglu/schemas``; ``LVP_SCHEMA_DIRS`` adds roots (a later root wins over an earlier one and
+``lvp/iglu_schemas/schemas``; ``LVP_SCHEMA_DIRS`` adds roots (a later root wins over an earlier one and
 over the bundled repository).
 
 Two validators, one semantics: each schema is compiled once with fastjsonschema (the hot path,
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 IGLU_META_SCHEMA = "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#"
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
-BUNDLED_ROOT = Path(__file__).resolve().parent / "iglu"
+BUNDLED_ROOT = Path(__file__).resolve().parent / "iglu_schemas"
 
 _URI_RE = re.compile(
     r"^iglu:([a-zA-Z0-9\-_.]+)/([a-zA-Z0-9\-_]+)/([a-zA-Z0-9\-_]+)/([1-9][0-9]*)-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\Z"

@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from collector.app import create_app
 from collector.routes import Collector
 from collector.server import uvicorn_options
-from lvp.broker import free_port
 from lvp.config import Settings
+from lvp.local.broker import free_port
 
 TEST_KEY = "collector-tests-pseudonym-key-0123"
 

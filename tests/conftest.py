@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lvp.broker import start_broker, stop_process
 from lvp.config import Settings
-from lvp.localdb import have_dynamodb_local, start_dynamodb_local, start_moto_server
+from lvp.local.broker import start_broker, stop_process
+from lvp.local.localdb import have_dynamodb_local, start_dynamodb_local, start_moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -70,6 +70,24 @@ def _aws_env() -> Iterator[None]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+#: Fixtures that start a real service (the session ones here, and test_collector_sink's own
+#: broker). ``services`` marks every test that uses one (directly or through another fixture),
+#: every ``browser`` or ``slow`` test and the benchmark tests (tests/test_bench_*.py: a quick run
+#: in a subprocess, most with a broker or DynamoDB); a test that starts a service itself carries
+#: ``@pytest.mark.services``. `make test-fast` runs the rest: ``-m "not services"``.
+SERVICE_FIXTURES = frozenset(
+    {"broker", "dynamodb_local", "moto_server", "dynamodb_endpoint", "private_broker"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        bench = item.path.name.startswith("test_bench_")
+        if uses or bench or item.get_closest_marker("browser") or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.services)
 
 
 def unique(prefix: str) -> str:

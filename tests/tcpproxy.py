@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from lvp.broker import free_port
+from lvp.local.broker import free_port
 
 
 class TcpProxy:

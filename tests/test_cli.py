@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
-from lvp.broker import free_port
+import pytest
+
+from lvp.local.broker import free_port
 
 
 def test_a_reader_that_goes_away_gets_no_traceback() -> None:
@@ -31,6 +33,7 @@ def _lvp(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # waits out the 15 s Kafka and DynamoDB connection timeouts
 def test_an_unreachable_service_is_one_clear_line() -> None:
     closed = free_port()  # nothing listens there
     topics = _lvp("topics", "create", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed}")

@@ -17,10 +17,10 @@ import pytest
 from collector_server import TEST_KEY, read_topic, serve_collector, unique
 
 from collector.sink import KafkaSink, SinkUnavailable
-from lvp.broker import free_port, start_broker
 from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.kafka import create_topics
+from lvp.local.broker import free_port, start_broker
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
 PAYLOAD_DATA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"

@@ -18,7 +18,8 @@ import httpx
 import orjson
 import pytest
 from enriched_factory import MOBILE_UA, Ad, MediaSessionBuilder, full_session, interleave
-from profiles_support import (
+from prometheus_client import generate_latest
+from support.profiles import (
     committed_total,
     consumer_thread,
     dump_tables,
@@ -29,14 +30,13 @@ from profiles_support import (
     settings_env,
     wait_for,
 )
-from prometheus_client import generate_latest
 from tcpproxy import TcpProxy
 
-from lvp.broker import free_port
 from lvp.config import ConfigError, Settings
 from lvp.dynamo import create_tables
 from lvp.enriched import parse_tstamp
 from lvp.kafka import create_topics
+from lvp.local.broker import free_port
 from lvp.pseudonym import pseudonymize
 from profiles.consumer import ProfilesConsumer
 

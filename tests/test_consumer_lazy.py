@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from enriched_factory import MediaSessionBuilder, interleave
-from profiles_support import (
+from support.profiles import (
     committed_offsets,
     committed_total,
     consumer_thread,
@@ -322,7 +322,7 @@ def test_health_fails_while_the_poll_loop_stalls(
 
     import httpx
 
-    from lvp.broker import free_port
+    from lvp.local.broker import free_port
 
     env = ready(make_settings(aws_endpoint_url=dynamodb_local, profiles_metrics_port=free_port()))
     with consumer_thread(env, stall_after_s=1.0) as consumer:

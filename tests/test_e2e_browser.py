@@ -24,15 +24,15 @@ from typing import Any
 import httpx
 import pytest
 from collector_server import read_topic, serve_collector
-from profiles_support import consumer_thread, pipeline_settings
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
+from support.profiles import consumer_thread, pipeline_settings
+from support.viewer import serve_in_thread
 
-from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.config import Settings
+from lvp.local.tracker_site import create_app as create_tracker_site
 from lvp.pseudonym import pseudonymize
-from lvp.tracker_site import create_app as create_tracker_site
 from profiles.store import ProfileStore
 from viewer.app import create_app as create_viewer
-from viewer.testing import serve_in_thread
 
 pytestmark = pytest.mark.browser
 

@@ -33,13 +33,13 @@ import httpx
 import orjson
 import pytest
 from collector_server import serve_collector
-from profiles_support import FAST_GROUP, consumer_thread, pipeline, pipeline_settings, settings_env, wait_for
+from support.profiles import FAST_GROUP, consumer_thread, pipeline, pipeline_settings, settings_env, wait_for
+from support.viewer import SSEEvent, SSEStream
 
 from lvp.config import Settings
 from lvp.dynamo import dynamodb_client
 from lvp.pseudonym import pseudonymize
 from profiles.consumer import ProfilesConsumer
-from viewer.testing import SSEEvent, SSEStream
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "erasure-test-token"

@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 import pytest
 from collector_server import serve_collector
-from faults_support import (
+from prometheus_client import generate_latest
+from support.faults import (
     CommittedOffsets,
     ThrottlingProxy,
     broker_behind_proxy,
@@ -39,7 +40,7 @@ from faults_support import (
     tally,
     topic_event_counts,
 )
-from profiles_support import (
+from support.profiles import (
     consumer_thread,
     dump_tables,
     expected,
@@ -48,18 +49,17 @@ from profiles_support import (
     settings_env,
     wait_for,
 )
-from prometheus_client import generate_latest
+from support.viewer import SSEEvent, SSEStream, make_profile, now_iso, produce_changes
 from tcpproxy import TcpProxy
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.dynamo import create_tables
 from lvp.kafka import create_topics
+from lvp.local.broker import free_port
+from lvp.local.simulate import Counters, Viewer, simulate
 from lvp.pseudonym import pseudonymize
-from lvp.simulate import Counters, Viewer, simulate
 from profiles.metrics import ProfilesMetrics
 from profiles.store import ProfileStore
-from viewer.testing import SSEEvent, SSEStream, make_profile, now_iso, produce_changes
 
 ROOT = Path(__file__).resolve().parent.parent
 LVP = [sys.executable, "-m", "lvp.cli", "--log-level", "WARNING"]

@@ -1,7 +1,7 @@
 """Hostile input (issue 7): property-based fuzzing of every collector route and of the profiles
 consumer's parser.
 
-The collector app runs in process (``tests/asgi_support.py``: raw ASGI calls, so query strings,
+The collector app runs in process (``tests/support/asgi.py``: raw ASGI calls, so query strings,
 header bytes and body chunks are exactly what the fuzzer chose) with its real Kafka sink on the
 session Tansu broker. Inputs start from real tracker-shaped payload_data envelopes (media events
 with their entities, as the JavaScript tracker sends them by POST and GET) and are mutated: fields
@@ -42,12 +42,12 @@ from urllib.parse import quote, urlencode
 
 import orjson
 import pytest
-from asgi_support import AsgiResponse, running_app
 from collector_server import read_topic, unique
 from hypothesis import HealthCheck, given, note, seed
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from snowplow_analytics_sdk.event_transformer import transform
+from support.asgi import AsgiResponse, running_app
 
 from collector.app import create_app
 from collector.protocol import CONTEXTS_URI, PAYLOAD_DATA_PREFIX, UNSTRUCT_URI
@@ -1198,7 +1198,7 @@ def test_fuzz_http_layer_of_the_production_server(broker: str) -> None:
     """Raw, partly broken HTTP/1.x requests to the collector under uvicorn as `lvp collector`
     runs it: every answer is a 2xx/4xx status (or the connection is closed without one), and the
     server keeps serving."""
-    from asgi_support import raw_exchange, serve_production, status_of
+    from support.asgi import raw_exchange, serve_production, status_of
 
     settings = Settings.from_env(
         {}, kafka_bootstrap_servers=broker, topic_good=unique("fuzz-good"), topic_bad=unique("fuzz-bad"),

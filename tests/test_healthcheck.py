@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.healthcheck import default_urls, main, probe
+from lvp.local.broker import free_port
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from iglu_servers import IgluServer, http_repo, resolver_config, schema_doc, static_repository, write_schema
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.iglu import Registry, ResolutionFailed, SchemaKey, UnknownSchema
 from lvp.iglu_resolver import Resolver, ResolverConfig, ResolverConfigError
+from lvp.local.broker import free_port
 
 ACME = "com.acme"
 TIER = f"iglu:{ACME}/viewer_tier/jsonschema/1-0-0"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.dynamo import create_tables
 from lvp.kafka import create_topics
+from lvp.local.broker import free_port
 from lvp.logs import JsonFormatter, setup_logging
 
 KEYS = {"time", "level", "logger", "message"}

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import orjson
 import pytest
-from asgi_support import (
+from collector_server import read_topic, unique
+from support.asgi import (
     AsgiHarness,
     ProductionServer,
     call,
@@ -37,7 +38,6 @@ from asgi_support import (
     serve_production,
     status_of,
 )
-from collector_server import read_topic, unique
 
 from collector.app import create_app
 from lvp.config import Settings

@@ -14,9 +14,9 @@ import pytest
 from botocore.credentials import Credentials
 from confluent_kafka import Producer
 
-from lvp.broker import free_port
 from lvp.config import ConfigError, Settings
 from lvp.kafka import client_config, consumer_config, producer_config
+from lvp.local.broker import free_port
 from lvp.msk import auth_token, make_oauth_cb, with_iam_auth
 
 FAKE_KEY_ID = "AKIAFAKEKEYFORTESTS0"

@@ -24,14 +24,14 @@ import orjson
 import pytest
 from collector_server import read_topic
 from leak_forms import leak_hits
-from profiles_support import pipeline, pipeline_settings, wait_for
 from snowplow_tracker import Emitter, SelfDescribingJson, Subject, Tracker
 from snowplow_tracker.events import PageView, SelfDescribing
+from support.profiles import pipeline, pipeline_settings, wait_for
+from support.viewer import SSEStream
 
 from lvp.config import Settings
 from lvp.dynamo import dynamodb_client
 from lvp.pseudonym import pseudonymize
-from viewer.testing import SSEStream
 
 MEDIA = "com.snowplowanalytics.snowplow.media"
 UID = "carol.pipeline@example.com"

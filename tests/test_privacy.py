@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lvp.config import Settings
-from lvp.privacy import (
+from viewer.privacy import (
     SENSITIVITY,
     STATUS_KEYS,
     BudgetExhausted,

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from enriched_factory import MediaSessionBuilder, full_session, interleave
-from profiles_support import committed_total, dump_tables, produce, read_topic, run_consumer, settings_env
+from support.profiles import committed_total, dump_tables, produce, read_topic, run_consumer, settings_env
 
 from lvp.cli import main
 from lvp.config import SETTINGS, Settings
@@ -173,7 +173,7 @@ def test_get_is_as_fresh_as_the_live_view_while_dynamodb_lags(
 ) -> None:
     """Pings are written to DynamoDB only at the cadence (here an hour); `lvp profile get` reads
     the changes topic's touches too, so it shows the newest position, and --stored-only does not."""
-    from profiles_support import consumer_thread, wait_for
+    from support.profiles import consumer_thread, wait_for
 
     s = make_settings(
         aws_endpoint_url=dynamodb_local,

@@ -83,8 +83,8 @@ def settings_read_by(package: Path) -> set[str]:
     """Settings fields a package reads: attribute accesses named after a field or a derived member."""
     read: set[str] = set()
     for path in package.rglob("*.py"):
-        if path.name == "testing.py" or path.name.startswith("test_"):
-            continue  # test helpers run in tests, not in the service
+        if path.name.startswith("test_"):
+            continue  # tests run in tests, not in the service
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Attribute):
                 if node.attr in FIELDS:

@@ -14,15 +14,16 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 from collector_server import read_topic, serve_collector
 from conftest import TEST_KEY
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.events import from_enriched
+from lvp.local.broker import free_port
+from lvp.local.simulate import Counters, Traffic, Viewer, expectations, simulate
 from lvp.pseudonym import pseudonymize
-from lvp.simulate import Counters, Traffic, Viewer, expectations, simulate
 
 
 def test_script_is_a_plausible_media_session() -> None:
@@ -85,6 +86,7 @@ def test_cli_writes_expectations_and_summary(lvp_settings: Settings, tmp_path: P
     assert len(rows) == 3 and all(len(r["viewer_id"]) == 64 for r in rows)
 
 
+@pytest.mark.slow  # waits out --give-up-after
 def test_cli_gives_up_on_an_unreachable_collector() -> None:
     """Failed connections are retried (a collector restarting), but a collector unreachable for
     --give-up-after seconds ends the run with exit 1 and says why, instead of retrying forever."""

@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from lvp.broker import free_port, stop_process, wait_for_port
+from lvp.local.broker import free_port, stop_process, wait_for_port
 
 TOKEN = "stack-smoke-token"
 
@@ -196,6 +196,7 @@ def test_ports_in_use_are_refused_before_anything_starts(tmp_path: Path, output_
     assert "Kafka: embedded" not in text and not family  # nothing was started
 
 
+@pytest.mark.services  # a Tansu broker
 def test_lvp_broker_stops_its_broker_on_sigterm() -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -215,12 +216,13 @@ def test_lvp_broker_stops_its_broker_on_sigterm() -> None:
     assert [pid for pid in family if alive(pid)] == []
 
 
+@pytest.mark.services  # DynamoDB Local
 def test_profiles_survive_a_restart_unless_fresh(tmp_path: Path) -> None:
     """`lvp up`'s DynamoDB Local keeps its data in LVP_STATE_DIR/dynamodb: a profile written
     before a stop is there after a start, and `--fresh` starts empty."""
     from lvp.config import Settings
     from lvp.dynamo import create_tables, dynamodb_client
-    from lvp.stack import DB_DIR, start_local_dynamodb
+    from lvp.local.stack import DB_DIR, start_local_dynamodb
 
     state = tmp_path / "state"
     settings = Settings.from_env({}, table_profiles="viewer_profiles", table_history="viewer_history")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from enriched_factory import MediaSessionBuilder, full_session
-from faults_support import ThrottlingProxy
+from support.faults import ThrottlingProxy
 from tcpproxy import TcpProxy
 
 from lvp.config import ConfigError, Settings

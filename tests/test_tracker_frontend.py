@@ -1,4 +1,4 @@
-"""The demo player (tracker-frontend/) and its site (lvp/tracker_site.py).
+"""The demo player (tracker-frontend/) and its site (lvp/local/tracker_site.py).
 
 The browser test drives the built page in Debian's Chromium and checks what the REAL Snowplow
 tracker + media plugin send, through a tiny stand-in for the collector's HTTP surface (tp2 POST
@@ -25,10 +25,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
 
-from lvp.broker import free_port
-from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
-from lvp.tracker_site import config_js, create_app, validate_collector_url
+from lvp.local.broker import free_port
+from lvp.local.tracker_site import config_js, create_app, validate_collector_url
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONTEND = ROOT / "tracker-frontend"

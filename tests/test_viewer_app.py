@@ -11,10 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from lvp.config import Settings
-from viewer.app import create_app
-from viewer.testing import (
+from support.viewer import (
     SSEEvent,
     SSEStream,
     create_viewer_state_table,
@@ -23,6 +20,9 @@ from viewer.testing import (
     produce_changes,
     serve_in_thread,
 )
+
+from lvp.config import Settings
+from viewer.app import create_app
 
 TOKEN = "test-token-app-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,17 +13,17 @@ import httpx
 import jwt
 import pytest
 from starlette.routing import Route
-
-from lvp.config import Settings
-from viewer.app import create_app
-from viewer.auth import COOKIE, Authenticator, is_open_path
-from viewer.testing import (
+from support.viewer import (
     SSEStream,
     create_viewer_state_table,
     make_profile,
     produce_changes,
     serve_in_thread,
 )
+
+from lvp.config import Settings
+from viewer.app import create_app
+from viewer.auth import COOKIE, Authenticator, is_open_path
 
 TOKEN = "tok-A-7f3c9e1d2b4a"
 OTHER = "tok-B-0a9b8c7d6e5f"

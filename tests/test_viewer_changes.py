@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import orjson
 from confluent_kafka import Producer
+from support.viewer import make_profile
 
 from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches
 from lvp.changes import parse_message as shared_parse
 from lvp.config import Settings
 from lvp.kafka import producer_config
 from viewer.changes import Change, ChangesReader, parse_message
-from viewer.testing import make_profile
 
 
 def test_reader_decodes_with_the_shared_parser() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.viewer import make_profile
 
 from lvp.enriched import iso
 from lvp.profile import STORED_FIELDS, is_active
@@ -13,7 +14,6 @@ from viewer.live import (
     SubscriptionError,
     decode_cursor,
 )
-from viewer.testing import make_profile
 
 T0 = 1_700_000_000.0
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
+from support.viewer import demo_viewer, produce_changes, put_history_item, put_profile_item, serve_in_thread
 
-from lvp.chromium import CHROMIUM, CHROMIUM_ARGS
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from lvp.enriched import iso
 from viewer.app import create_app
-from viewer.testing import demo_viewer, produce_changes, put_history_item, put_profile_item, serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -132,7 +132,7 @@ def test_live_page(browser: Any, lvp_settings: Settings, dynamodb_local: str, ou
 def test_page_reconnects_after_a_viewer_restart(
     browser: Any, lvp_settings: Settings, dynamodb_local: str
 ) -> None:
-    from lvp.broker import free_port
+    from lvp.local.broker import free_port
 
     settings = lvp_settings.with_(
         api_tokens=TOKEN, jwt_secret="page-test-jwt-secret-0123456789abcdef", aws_endpoint_url=dynamodb_local

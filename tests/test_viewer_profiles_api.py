@@ -8,12 +8,7 @@ import time
 import httpx
 import pytest
 from confluent_kafka import Producer
-
-from lvp.config import Settings
-from lvp.dynamo import create_tables, dynamodb_client
-from lvp.kafka import producer_config
-from viewer.app import create_app
-from viewer.testing import (
+from support.viewer import (
     make_profile,
     now_iso,
     produce_changes,
@@ -21,6 +16,11 @@ from viewer.testing import (
     put_profile_item,
     serve_in_thread,
 )
+
+from lvp.config import Settings
+from lvp.dynamo import create_tables, dynamodb_client
+from lvp.kafka import producer_config
+from viewer.app import create_app
 
 TOKEN = "test-token-profiles-api-42"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -99,7 +99,7 @@ def test_profile_and_history_from_dynamodb(settings: Settings) -> None:
 
 
 def test_store_unavailable_is_503_not_500(lvp_settings: Settings) -> None:
-    from lvp.broker import free_port
+    from lvp.local.broker import free_port
 
     settings = lvp_settings.with_(api_tokens=TOKEN, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
     app = create_app(settings, read_changes=False)

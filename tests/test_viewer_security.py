@@ -18,17 +18,17 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 import pytest
-
-from lvp.config import Settings
-from viewer.app import create_app
-from viewer.auth import COOKIE
-from viewer.testing import (
+from support.viewer import (
     SSEStream,
     create_viewer_state_table,
     make_profile,
     produce_changes,
     serve_in_thread,
 )
+
+from lvp.config import Settings
+from viewer.app import create_app
+from viewer.auth import COOKIE
 
 TOKEN = "tok-sec-5e1f0c2b9a7d"
 SECRET = "jwt-secret-security-tests-0123456789abcdef"

@@ -1,5 +1,5 @@
 // Builds dist/: index.html, app.js + app.css (esbuild bundle of src/), media/ clips, a default
-// config.js (replaced at run time by lvp/tracker_site.py) and build-info.json.
+// config.js (replaced at run time by lvp/local/tracker_site.py) and build-info.json.
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";

@@ -72,12 +72,12 @@ Access control (:mod:`viewer.auth`)
 
 Public aggregates
     ``GET /api/public/stats`` (open) serves the active counts with discrete Laplace noise through
-    :mod:`lvp.privacy` (OpenDP), cached per release interval, within a privacy budget.
+    :mod:`viewer.privacy` (OpenDP), cached per release interval, within a privacy budget.
 
 Modules
     ``app`` (``create_app(settings)``), ``auth``, ``changes``, ``live``, ``hub``, ``service``
-    (the push loop), ``stats``, ``profiles_api``, ``metrics``, ``cli`` (``lvp viewer``) and
-    ``testing`` (helpers for tests and ``bench/viewer_bench.py``). The page is plain
+    (the push loop), ``stats``, ``privacy`` (the public aggregates), ``profiles_api``, ``metrics``
+    and ``cli`` (``lvp viewer``); test helpers live in ``tests/support/``. The page is plain
     HTML/CSS/JS in ``viewer-frontend/`` (no build step, nothing loaded from elsewhere).
 
 Stats (:mod:`viewer.stats`)

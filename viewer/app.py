@@ -40,18 +40,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lvp.config import Settings
-from lvp.privacy import (
+from viewer import auth, profiles_api
+from viewer.auth import Authenticator, AuthMiddleware, ConnectionLimiter, LoginThrottle, Principal
+from viewer.hub import RETRY_FRAME
+from viewer.live import DEFAULT_LIMIT, MAX_LIMIT, CursorError, Subscription, decode_cursor
+from viewer.metrics import ViewerMetrics
+from viewer.privacy import (
     BudgetExhausted,
     BudgetUnavailable,
     PublicStatsReleaser,
     TrueCounts,
     releaser_from_settings,
 )
-from viewer import auth, profiles_api
-from viewer.auth import Authenticator, AuthMiddleware, ConnectionLimiter, LoginThrottle, Principal
-from viewer.hub import RETRY_FRAME
-from viewer.live import DEFAULT_LIMIT, MAX_LIMIT, CursorError, Subscription, decode_cursor
-from viewer.metrics import ViewerMetrics
 from viewer.profiles_api import ProfileReader
 from viewer.security import ForwardedMiddleware
 from viewer.service import LiveService
@@ -128,7 +128,7 @@ async def viewers(request: Request) -> Response:
 
 
 async def public_stats(request: Request) -> Response:
-    """Open: active-viewer counts with differential-privacy noise (:mod:`lvp.privacy`)."""
+    """Open: active-viewer counts with differential-privacy noise (:mod:`viewer.privacy`)."""
     releaser: PublicStatsReleaser = request.app.state.public_releaser
     counts = _service(request).view.counts()  # read on the loop; noise drawn off it
     truth = TrueCounts(counts["active"], counts["by_status"], counts["by_media"])

@@ -1,5 +1,5 @@
 /**
- * Page configuration: `window.LVP_CONFIG` (set by `/config.js`, which `lvp/tracker_site.py`
+ * Page configuration: `window.LVP_CONFIG` (set by `/config.js`, which `lvp/local/tracker_site.py`
  * generates) overridden by query parameters, so one build works against any collector.
  *
  *   ?collector=http://host:9090   collector URL (":9090" = same host as the page, that port)

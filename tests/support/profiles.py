@@ -218,8 +218,8 @@ def pipeline(settings: Settings) -> Iterator[dict[str, Any]]:
     RunningCollector, "consumer": ProfilesConsumer, "viewer": URL}``."""
     from collector_server import serve_collector
 
+    from support.viewer import serve_in_thread
     from viewer.app import create_app as create_viewer
-    from viewer.testing import serve_in_thread
 
     with (
         serve_collector(settings) as collector,

@@ -20,14 +20,14 @@ from urllib.parse import urlsplit
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 from enriched_factory import DESKTOP_UA, MOBILE_UA, Ad, MediaSessionBuilder, interleave
-from profiles_support import produce, read_topic
 from prometheus_client.parser import text_string_to_metric_families
 from tcpproxy import TcpProxy
 
-from lvp.broker import broker_command, free_port, stop_process, wait_for_port
 from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.events import from_enriched
+from lvp.local.broker import broker_command, free_port, stop_process, wait_for_port
+from support.profiles import produce, read_topic
 
 THROTTLE_TYPE = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
 

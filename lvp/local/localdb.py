@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lvp.broker import LOCAL_EXTRA_HINT, free_port, wait_for_port
 from lvp.errors import Unavailable
+from lvp.local.broker import LOCAL_EXTRA_HINT, free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def dynamodb_local_dir(root: Path = ROOT) -> Path | None:

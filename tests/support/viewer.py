@@ -19,10 +19,10 @@ import uvicorn
 from confluent_kafka import Producer
 from starlette.applications import Starlette
 
-from lvp.broker import free_port
 from lvp.config import Settings
 from lvp.enriched import epoch_of, iso
 from lvp.kafka import producer_config
+from lvp.local.broker import free_port
 from lvp.profile_codec import profile_item
 from lvp.tables import history_seq
 from viewer.cli import uvicorn_options

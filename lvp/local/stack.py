@@ -25,11 +25,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lvp.broker import interrupt, start_broker, stop_process, wait_for_port
 from lvp.cli import setting_flag, settings_from_args
 from lvp.config import ConfigError, dev_secret
+from lvp.local.broker import interrupt, start_broker, stop_process, wait_for_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -125,7 +125,7 @@ def start_local_dynamodb(
     first; ``in_memory`` keeps nothing (``-inMemory``: writes cost DynamoDB Local about a third
     of what its SQLite file on disk costs). moto (no Java) cannot persist: it starts empty every
     time. Returns (process, endpoint URL, kind)."""
-    from lvp.localdb import start_embedded_dynamodb
+    from lvp.local.localdb import start_embedded_dynamodb
 
     if in_memory:
         return start_embedded_dynamodb(port, log_path=state / "dynamodb.log", db_path=None)
@@ -178,7 +178,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _tracker_site(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from lvp.tracker_site import create_app
+    from lvp.local.tracker_site import create_app
 
     settings = settings_from_args(args)
     collector = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"

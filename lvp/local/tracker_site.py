@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Where ``npm run build`` puts the page, relative to the repository root.
-DEFAULT_DIST = Path(__file__).resolve().parent.parent / "tracker-frontend" / "dist"
+DEFAULT_DIST = Path(__file__).resolve().parents[2] / "tracker-frontend" / "dist"
 
 _PORT_ONLY = re.compile(r"^:\d{1,5}$")
 
