@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -46,6 +46,74 @@ GIF: Final = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
 NO_CACHE: Final = "no-cache, no-store, must-revalidate"
+_FORMAT_VIOLATION: Final = "collector_payload_format_violation"
+
+
+class Refused(Exception):
+    """A request the collector refuses, raised by any check of an event route and answered in one
+    place (:meth:`Collector._refuse`), as Starlette handles ``HTTPException``.
+
+    ``bad_row`` names the Snowplow bad-row type to record (the request is kept as a bad row, and
+    the answer waits for Kafka's acknowledgement of it, like any accepted data); without it the
+    request is answered and nothing is kept. The answer is JSON ``{"error": ..., "messages":
+    [...]}`` for a bad row, else ``text`` as given."""
+
+    def __init__(
+        self,
+        status: int,
+        text: bytes,
+        *,
+        media_type: str = "application/json",
+        bad_row: str | None = None,
+        messages: list[Any] | None = None,
+        body: bytes = b"",
+        body_size: int | None = None,
+        cors: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, bad_row or text)
+        self.status = status
+        self.text = text
+        self.media_type = media_type
+        self.bad_row = bad_row
+        self.messages = messages or []
+        self.body = body
+        self.body_size = body_size
+        self.cors = cors
+        self.headers = headers or {}
+
+    @classmethod
+    def with_bad_row(
+        cls,
+        status: int,
+        kind: str,
+        message: dict[str, Any],
+        body: bytes = b"",
+        *,
+        body_size: int | None = None,
+        close: bool = False,
+    ) -> Refused:
+        """Refused, and the request recorded as a ``kind`` bad row holding ``message``."""
+        return cls(
+            status,
+            orjson.dumps({"error": kind, "messages": [message]}),
+            bad_row=kind,
+            messages=[message],
+            body=body,
+            body_size=body_size,
+            headers={"Connection": "close"} if close else None,
+        )
+
+
+class _Request:
+    """What the handling of one event request has learnt so far, for :meth:`Collector._refuse`."""
+
+    __slots__ = ("ident", "info", "origin")
+
+    def __init__(self, origin: str | None) -> None:
+        self.origin = origin
+        self.ident: RequestIdentity | None = None
+        self.info: RequestInfo | None = None
 
 
 class Collector:
@@ -138,34 +206,79 @@ class Collector:
         media_type: str,
         origin: str | None,
         ident: RequestIdentity | None,
-        *,
-        retry: bool = False,
-        cache: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        headers: dict[str, str] = {}
+        headers = dict(headers) if headers else {}
         self._cors(headers, origin)
-        if retry:
-            headers["Retry-After"] = self.retry_after
-        if cache:
-            headers["Cache-Control"] = NO_CACHE
         response = Response(body, status_code=status, headers=headers, media_type=media_type)
         if ident is not None and ident.set_cookie and status < 500:
             response.headers.append("Set-Cookie", self.identities.cookie_header(ident.nuid))
         self.metrics.request(route, status)
         return response
 
-    def _limited(self, request: Request, route: str, origin: str | None) -> Response | None:
+    async def tp2(self, request: Request) -> Response:
+        return await self._handle("tp2", request, self._tp2)
+
+    async def pixel(self, request: Request) -> Response:
+        return await self._handle("i", request, self._pixel)
+
+    async def _handle(
+        self,
+        route: str,
+        request: Request,
+        handler: Callable[[Request, _Request], Awaitable[Response]],
+    ) -> Response:
+        """Runs an event route's ``handler``; every refusal it raises is answered here, and no
+        exception escapes (never a 500)."""
+        state = _Request(request.headers.get("origin"))
+        try:
+            try:
+                self._admit(request, state.origin)
+                return await handler(request, state)
+            except Refused as refusal:
+                return await self._refuse(route, refusal, state)
+        except ClientDisconnect:  # the client went away before sending its body: nobody to answer
+            self.metrics.request(route, 499)
+            return Response(status_code=400)
+        except Exception as exc:
+            return self._unexpected(route, exc, state.origin)
+
+    async def _refuse(self, route: str, refusal: Refused, state: _Request) -> Response:
+        """The one answer to a refused request: its bad row published (and acknowledged) first
+        when it has one, then the status and reason."""
+        ident = None
+        kind = refusal.bad_row
+        if kind is not None and state.info is not None:
+            row = self.pipeline.request_bad_row(
+                kind, refusal.messages, refusal.body, state.info, body_size=refusal.body_size
+            )
+            problem = await self._publish([row])
+            if problem is not None:
+                refusal = self._unavailable(problem)
+            else:
+                self.metrics.bad(kind)
+                ident = state.ident
+        origin = state.origin if refusal.cors else None
+        return self._respond(
+            route, refusal.status, refusal.text, refusal.media_type, origin, ident, refusal.headers
+        )
+
+    def _admit(self, request: Request, origin: str | None) -> None:
+        """Refuses a request from an origin not allowed, over the per-client rate, or while Kafka
+        is unreachable."""
         if not self._allowed_origin(origin):
-            return self._respond(route, 403, b"origin not allowed", "text/plain", None, None)
+            raise Refused(403, b"origin not allowed", media_type="text/plain", cors=False)
         if self.limiter is not None:
             client = request.client
             peer = client.host if client else None
             wait = self.limiter.check(client_ip(request.headers, peer, self.identities.trusted_proxies))
             if wait > 0:
-                response = self._respond(route, 429, b"too many requests", "text/plain", origin, None)
-                response.headers["Retry-After"] = str(self.limiter.retry_after(wait))
-                return response
-        return None
+                retry = str(self.limiter.retry_after(wait))
+                raise Refused(
+                    429, b"too many requests", media_type="text/plain", headers={"Retry-After": retry}
+                )
+        if not self.sink.healthy:
+            raise self._unavailable("Kafka is unreachable")
 
     async def _publish(self, messages: list[Message]) -> str | None:
         """None when Kafka acknowledged everything, else why not."""
@@ -182,87 +295,51 @@ class Collector:
         for kind, n in outcome.bad.items():
             self.metrics.bad(kind, n)
 
-    async def tp2(self, request: Request) -> Response:
-        origin = request.headers.get("origin")
-        ident: RequestIdentity | None = None
+    async def _tp2(self, request: Request, state: _Request) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        ident = state.ident = self._identity(request, request.query_params.get("nuid") if query else None)
+        state.info = RequestInfo(ident, int(time.time() * 1000), request.headers, "tp2", query)
         try:
-            refused = self._limited(request, "tp2", origin)
-            if refused is not None:
-                return refused
-            if not self.sink.healthy:
-                return self._unavailable("tp2", "Kafka is unreachable", origin)
-            query = request.scope.get("query_string", b"").decode("latin-1")
-            ident = self._identity(request, request.query_params.get("nuid") if query else None)
-            req = RequestInfo(ident, int(time.time() * 1000), request.headers, "tp2", query)
-            try:
-                async with asyncio.timeout(self.body_timeout_s):
-                    body, size, too_big = await self._read_body(request)
-            except TimeoutError:  # a slow (slowloris) client: nothing was received, nothing kept
-                response = self._respond(
-                    "tp2", 408, b'{"error":"request timeout"}', "application/json", origin, None
-                )
-                response.headers["Connection"] = "close"
-                return response
-            if too_big:
-                msg = {
-                    "maximumAllowedSizeBytes": self.max_body,
-                    "actualSizeBytes": size,
-                    "expectation": f"a body of at most {self.max_body} bytes (LVP_MAX_BODY_BYTES)",
-                }
-                response = await self._request_failure(
-                    "tp2", 413, "size_violation", [msg], body, req, origin, ident, body_size=size
-                )
-                response.headers["Connection"] = "close"  # do not read the rest of the body
-                return response
-            items, schema, problem = self._envelope(body)
-            if problem is not None:
-                return await self._request_failure(
-                    "tp2", 400, "collector_payload_format_violation", [problem], body, req, origin, ident
-                )
-            if len(items) > self.max_events:
-                msg = {
-                    "maximumAllowedEvents": self.max_events,
-                    "actualEvents": len(items),
-                    "expectation": f"at most {self.max_events} events (LVP_MAX_EVENTS_PER_REQUEST)",
-                }
-                return await self._request_failure(
-                    "tp2", 413, "size_violation", [msg], body, req, origin, ident
-                )
-            outcome = self.pipeline.process(items, req, self.registry.validator(schema))
-            return await self._finish("tp2", outcome, origin, ident, b"ok", "text/plain")
-        except ClientDisconnect:  # the client went away before sending its body: nobody to answer
-            self.metrics.request("tp2", 499)
-            return Response(status_code=400)
-        except Exception as exc:
-            return await self._unexpected("tp2", exc, origin, ident)
+            async with asyncio.timeout(self.body_timeout_s):
+                body, size, too_big = await self._read_body(request)
+        except TimeoutError:  # a slow (slowloris) client: nothing was received, nothing kept
+            raise Refused(408, b'{"error":"request timeout"}', headers={"Connection": "close"}) from None
+        if too_big:
+            msg = {
+                "maximumAllowedSizeBytes": self.max_body,
+                "actualSizeBytes": size,
+                "expectation": f"a body of at most {self.max_body} bytes (LVP_MAX_BODY_BYTES)",
+            }
+            # the connection closes: the rest of the body is not read
+            raise Refused.with_bad_row(413, "size_violation", msg, body, body_size=size, close=True)
+        items, schema = self._envelope(body)
+        if len(items) > self.max_events:
+            msg = {
+                "maximumAllowedEvents": self.max_events,
+                "actualEvents": len(items),
+                "expectation": f"at most {self.max_events} events (LVP_MAX_EVENTS_PER_REQUEST)",
+            }
+            raise Refused.with_bad_row(413, "size_violation", msg, body)
+        outcome = self.pipeline.process(items, state.info, self.registry.validator(schema))
+        return await self._finish("tp2", outcome, state.origin, ident, b"ok", "text/plain")
 
-    async def pixel(self, request: Request) -> Response:
-        origin = request.headers.get("origin")
-        ident: RequestIdentity | None = None
-        try:
-            refused = self._limited(request, "i", origin)
-            if refused is not None:
-                return refused
-            if not self.sink.healthy:
-                return self._unavailable("i", "Kafka is unreachable", origin)
-            query = request.scope.get("query_string", b"").decode("latin-1")
-            params: dict[str, str] = {}
-            for k, v in request.query_params.multi_items():
-                if v and k not in params:
-                    params[k] = v
-            ident = self._identity(request, params.get("nuid"))
-            req = RequestInfo(ident, int(time.time() * 1000), request.headers, "i", query)
-            if len(query) > self.max_body:
-                msg = {
-                    "maximumAllowedSizeBytes": self.max_body,
-                    "actualSizeBytes": len(query),
-                    "expectation": f"a query string of at most {self.max_body} bytes",
-                }
-                return await self._request_failure("i", 413, "size_violation", [msg], b"", req, origin, ident)
-            outcome = self.pipeline.process([params], req)
-            return await self._finish("i", outcome, origin, ident, GIF, "image/gif", cache=True)
-        except Exception as exc:
-            return await self._unexpected("i", exc, origin, ident)
+    async def _pixel(self, request: Request, state: _Request) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        params: dict[str, str] = {}
+        for k, v in request.query_params.multi_items():
+            if v and k not in params:
+                params[k] = v
+        ident = state.ident = self._identity(request, params.get("nuid"))
+        state.info = RequestInfo(ident, int(time.time() * 1000), request.headers, "i", query)
+        if len(query) > self.max_body:
+            msg = {
+                "maximumAllowedSizeBytes": self.max_body,
+                "actualSizeBytes": len(query),
+                "expectation": f"a query string of at most {self.max_body} bytes",
+            }
+            raise Refused.with_bad_row(413, "size_violation", msg)
+        outcome = self.pipeline.process([params], state.info)
+        return await self._finish("i", outcome, state.origin, ident, GIF, "image/gif", cache=True)
 
     async def _read_body(self, request: Request) -> tuple[bytes, int, bool]:
         """(body, size, too_big). Over LVP_MAX_BODY_BYTES only the first bytes are kept (for the
@@ -281,53 +358,28 @@ class Collector:
                 return b"".join(chunks)[: self.max_body], max(size, declared or 0), True
         return b"".join(chunks), size, False
 
-    def _envelope(self, body: bytes) -> tuple[list[Any], str, dict[str, Any] | None]:
-        """(events, payload_data schema URI, problem or None)."""
+    def _envelope(self, body: bytes) -> tuple[list[Any], str]:
+        """(events, payload_data schema URI); refused (400, a bad row) when the body is not one."""
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return [], "", {"error": "NotJSON", "message": f"the body is not JSON: {exc}"}
+            problem = {"error": "NotJSON", "message": f"the body is not JSON: {exc}"}
+            raise Refused.with_bad_row(400, _FORMAT_VIOLATION, problem, body) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("schema"), str) or "data" not in doc:
-            return [], "", {"error": "NotIglu", "message": "expected a payload_data envelope {schema, data}"}
+            problem = {"error": "NotIglu", "message": "expected a payload_data envelope {schema, data}"}
+            raise Refused.with_bad_row(400, _FORMAT_VIOLATION, problem, body)
         schema = doc["schema"]
         if not schema.startswith(PAYLOAD_DATA_PREFIX) or schema not in self.registry:
-            return (
-                [],
-                "",
-                {
-                    "error": "CriterionMismatch",
-                    "message": f"schema {schema[:200]!r} is not a known payload_data version",
-                },
-            )
+            problem = {
+                "error": "CriterionMismatch",
+                "message": f"schema {schema[:200]!r} is not a known payload_data version",
+            }
+            raise Refused.with_bad_row(400, _FORMAT_VIOLATION, problem, body)
         data = doc["data"]
         if not isinstance(data, list) or not data:
-            return (
-                [],
-                "",
-                {"error": "ValidationError", "message": "payload_data `data` must be a non-empty array"},
-            )
-        return data, schema, None
-
-    async def _request_failure(
-        self,
-        route: str,
-        status: int,
-        kind: str,
-        messages: list[Any],
-        body: bytes,
-        req: RequestInfo,
-        origin: str | None,
-        ident: RequestIdentity,
-        *,
-        body_size: int | None = None,
-    ) -> Response:
-        row = self.pipeline.request_bad_row(kind, messages, body, req, body_size=body_size)
-        problem = await self._publish([row])
-        if problem is not None:
-            return self._unavailable(route, problem, origin)
-        self.metrics.bad(kind)
-        text = orjson.dumps({"error": kind, "messages": messages})
-        return self._respond(route, status, text, "application/json", origin, ident)
+            problem = {"error": "ValidationError", "message": "payload_data `data` must be a non-empty array"}
+            raise Refused.with_bad_row(400, _FORMAT_VIOLATION, problem, body)
+        return data, schema
 
     async def _finish(
         self,
@@ -342,24 +394,24 @@ class Collector:
     ) -> Response:
         problem = await self._publish(outcome.messages)
         if problem is not None:
-            return self._unavailable(route, problem, origin)
+            raise self._unavailable(problem)
         self._count(outcome)
         if outcome.good:
-            return self._respond(route, 200, ok_body, media_type, origin, ident, cache=cache)
+            headers = {"Cache-Control": NO_CACHE} if cache else None
+            return self._respond(route, 200, ok_body, media_type, origin, ident, headers)
         text = orjson.dumps({"error": "no good events", "bad": outcome.bad})
         return self._respond(route, 400, text, "application/json", origin, ident)
 
-    def _unavailable(self, route: str, problem: str, origin: str | None) -> Response:
+    def _unavailable(self, problem: str) -> Refused:
+        """503 + Retry-After: Kafka could not acknowledge (nothing of the request is kept)."""
         now = time.monotonic()
         if now - self._last_503_log >= 10.0:  # at most one line per 10 s during an outage
             self._last_503_log = now
             log.warning("answering 503 (Kafka): %s", problem)
         text = orjson.dumps({"error": "unavailable", "message": problem})
-        return self._respond(route, 503, text, "application/json", origin, None, retry=True)
+        return Refused(503, text, headers={"Retry-After": self.retry_after})
 
-    async def _unexpected(
-        self, route: str, exc: Exception, origin: str | None, ident: RequestIdentity | None
-    ) -> Response:
+    def _unexpected(self, route: str, exc: Exception, origin: str | None) -> Response:
         # only the exception type: its message could quote request data
         log.error("unexpected %s while handling %s", type(exc).__name__, route)
         return self._respond(
