@@ -291,7 +291,7 @@ class ProfilesConsumer:
             raise
         conf = consumer_config(s, **{"enable.partition.eof": True, **self._consumer_overrides})
         self._consumer = consumer = Consumer(conf)
-        self._producer = Producer(producer_config(s, **{"message.timeout.ms": 120_000, "linger.ms": 5}))
+        self._producer = Producer(producer_config(s, **{"message.timeout.ms": 120_000}))
         consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
