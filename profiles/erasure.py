@@ -137,8 +137,7 @@ class Erasures:
         topic missing, no partitions, or this consumer not allowed to read it."""
         topic = self.settings.topic_changes
         reader = Consumer(
-            consumer_config(self.settings, group_id=f"{self.settings.consumer_group}-erasures",
-                            **{"enable.partition.eof": False, "fetch.wait.max.ms": 100})
+            consumer_config(self.settings, group_id=f"{self.settings.consumer_group}-erasures")
         )  # fmt: skip
         try:
             meta = reader.list_topics(topic, timeout=10).topics.get(topic)

@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from lvp.changes import Change, parse_message
 from lvp.config import Settings
-from lvp.kafka import client_config
+from lvp.kafka import FETCH_WAIT_MAX_MS, client_config
 
 __all__ = ["BatchHandler", "Change", "ChangesReader", "parse_message", "reader_config"]
 
@@ -47,7 +47,7 @@ def reader_config(settings: Settings) -> dict[str, Any]:
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             "allow.auto.create.topics": False,
             **_explicit(settings),
         },
