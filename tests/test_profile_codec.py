@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from enriched_factory import MediaSessionBuilder, full_session
+from support.profiles import engine_for
 
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
@@ -27,8 +28,7 @@ from lvp.profile_codec import (
     shard_of,
     to_attr,
 )
-from profiles.engine import HistoryEntry, ViewerState
-from profiles.inputs import InputDecoder
+from profiles.engine import HistoryEntry
 from profiles.store import ProfileStore, ProfileWrite
 from viewer.profiles_api import ProfileReader, history_view, profile_view
 
@@ -160,14 +160,6 @@ def settings(make_settings: Callable[..., Settings], dynamodb_endpoint: str) -> 
     s = make_settings(aws_endpoint_url=dynamodb_endpoint, active_shards=4)
     create_tables(s)
     return s
-
-
-def engine_for(builder: MediaSessionBuilder) -> ViewerState:
-    decoder = InputDecoder()
-    st = ViewerState.new(builder.viewer_id)
-    for _key, line in builder.lines():
-        st.apply(decoder.decode(line.encode()))
-    return st
 
 
 async def read_with_the_viewer(settings: Settings, viewer_ids: list[str]) -> dict[str, Any]:

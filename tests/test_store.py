@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from enriched_factory import MediaSessionBuilder, full_session
 from support.faults import ThrottlingProxy
+from support.profiles import engine_for
 from tcpproxy import TcpProxy
 
 from lvp.config import ConfigError, Settings
@@ -19,7 +20,6 @@ from lvp.enriched import iso, parse_tstamp
 from lvp.profile_codec import shard_of
 from lvp.tables import ACTIVE_INDEX
 from profiles.engine import ViewerState
-from profiles.inputs import InputDecoder
 from profiles.store import (
     ProfileStore,
     ProfileWrite,
@@ -33,14 +33,6 @@ def settings(make_settings: Callable[..., Settings], dynamodb_endpoint: str) -> 
     s = make_settings(aws_endpoint_url=dynamodb_endpoint, active_shards=4)
     create_tables(s)
     return s
-
-
-def engine_for(builder: MediaSessionBuilder) -> ViewerState:
-    decoder = InputDecoder()
-    st = ViewerState.new(builder.viewer_id)
-    for _key, line in builder.lines():
-        st.apply(decoder.decode(line.encode()))
-    return st
 
 
 def write_viewers(store: ProfileStore, states: list[ViewerState]) -> dict[str, Any]:

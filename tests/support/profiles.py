@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Literal, overload
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from enriched_factory import MediaSessionBuilder
 
 from lvp.config import SETTINGS, Settings
 from lvp.dynamo import dynamodb_client
@@ -227,3 +228,12 @@ def pipeline(settings: Settings) -> Iterator[dict[str, Any]]:
         serve_in_thread(create_viewer(settings, push_interval_s=0.1)) as viewer_url,
     ):
         yield {"collector": collector, "consumer": consumer, "viewer": viewer_url}
+
+
+def engine_for(builder: MediaSessionBuilder) -> ViewerState:
+    """The engine state of ``builder``'s viewer after all its events (decoded as the consumer does)."""
+    decoder = InputDecoder()
+    st = ViewerState.new(builder.viewer_id)
+    for _key, line in builder.lines():
+        st.apply(decoder.decode(line.encode()))
+    return st
