@@ -39,27 +39,20 @@ def start_dynamodb_local(
         "-jar", str(d / "DynamoDBLocal.jar"), *storage, "-sharedDb", "-disableTelemetry",
         "-port", str(port),
     ]  # fmt: skip
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_port("127.0.0.1", port, timeout=60, proc=proc)
-    except Exception:
-        proc.kill()
-        raise
-    return proc, f"http://127.0.0.1:{port}"
+    return _spawn(cmd, port, log_path)
 
 
 def start_moto_server(port: int = 0, log_path: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
     if importlib.util.find_spec("moto") is None:
         raise Unavailable(LOCAL_EXTRA_HINT.format(what="moto's DynamoDB server") + " (AWS_ENDPOINT_URL)")
     port = port or free_port()
+    return _spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, log_path)
+
+
+def _spawn(cmd: list[str], port: int, log_path: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+    """Starts ``cmd`` in its own session (output to ``log_path``) and waits for ``port``."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port("127.0.0.1", port, timeout=60, proc=proc)
     except Exception:
