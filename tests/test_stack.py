@@ -72,6 +72,9 @@ def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Pat
          "--tracker-port", str(ports["tracker"]), "--broker-port", str(ports["broker"]),
          "--dynamodb-port", str(ports["dynamodb"]), "--metrics-port", str(ports["metrics"])],
         env=env, stdout=log, stderr=subprocess.STDOUT,
+        # as a script's background job starts it: SIGINT ignored, so Python installs no Ctrl-C
+        # handler of its own; the SIGINT below must stop it all the same
+        preexec_fn=_ignore_sigint,
     )  # fmt: skip
     viewer = f"http://127.0.0.1:{ports['viewer']}"
     try:
@@ -126,6 +129,10 @@ def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Pat
     left = [pid for pid in family if alive(pid)]
     assert len(family) >= 6  # broker, DynamoDB, collector, profiles, viewer, tracker page
     assert left == [], f"orphan processes: {left}"
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _up(ports: dict[str, int], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -112,7 +112,9 @@ def interrupt(signum: int, _frame: object) -> None:
 def run_foreground(host: str, port: int, storage: str | None = None) -> int:
     """`lvp broker`: run until Ctrl-C or SIGTERM, then stop the broker."""
     proc = subprocess.Popen(broker_command(host, port, storage))
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    # SIGINT as well as SIGTERM: started with SIGINT ignored (a script's background job), Python
+    # installs no Ctrl-C handler of its own
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"tansu broker listening on {host}:{port} (Ctrl-C to stop)", flush=True)
     try:
         return proc.wait()
@@ -120,4 +122,5 @@ def run_foreground(host: str, port: int, storage: str | None = None) -> int:
         stop_process(proc)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -217,7 +217,10 @@ def _up(args: argparse.Namespace) -> int:
     if not settings.aws_endpoint_url:
         ports["dynamodb"] = ("127.0.0.1", args.dynamodb_port)
     _check_ports(ports)
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored, and
+    # Python then installs no handler of its own (Ctrl-C's signal would be lost)
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, interrupt) for sig in stops}
     try:
         if not settings.pseudonym_key:
             env["LVP_DEV"] = "1"
@@ -310,7 +313,6 @@ def _up(args: argparse.Namespace) -> int:
         shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _supervise(children: list[Child]) -> int:
