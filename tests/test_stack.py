@@ -4,6 +4,7 @@ expected statuses, Ctrl-C stops everything and leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -121,7 +122,9 @@ def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Pat
         try:
             code = up.wait(60)
         except subprocess.TimeoutExpired:
-            up.kill()
+            for pid in (up.pid, *family):  # leave nothing running for the tests after this one
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             raise
         log.close()
     assert code == 0
