@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lvp.errors import Unavailable
@@ -109,18 +111,26 @@ def interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_foreground(host: str, port: int, storage: str | None = None) -> int:
-    """`lvp broker`: run until Ctrl-C or SIGTERM, then stop the broker."""
-    proc = subprocess.Popen(broker_command(host, port, storage))
-    # SIGINT as well as SIGTERM: started with SIGINT ignored (a script's background job), Python
-    # installs no Ctrl-C handler of its own
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"tansu broker listening on {host}:{port} (Ctrl-C to stop)", flush=True)
+@contextmanager
+def interrupted_by(*signals: signal.Signals) -> Iterator[None]:
+    """While inside, each of ``signals`` raises KeyboardInterrupt (:func:`interrupt`); the previous
+    handlers come back on exit. Name SIGINT too: a process started with SIGINT ignored (a
+    script's background job) gets no Ctrl-C handler from Python."""
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        stop_process(proc)
-        return 0
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run_foreground(host: str, port: int, storage: str | None = None) -> int:
+    """`lvp broker`: run until Ctrl-C or SIGTERM, then stop the broker."""
+    proc = subprocess.Popen(broker_command(host, port, storage))
+    print(f"tansu broker listening on {host}:{port} (Ctrl-C to stop)", flush=True)
+    with interrupted_by(signal.SIGINT, signal.SIGTERM):
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            stop_process(proc)
+            return 0

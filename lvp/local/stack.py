@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lvp.cli import setting_flag, settings_from_args
 from lvp.config import ConfigError, dev_secret
-from lvp.local.broker import interrupt, start_broker, stop_process, wait_for_port
+from lvp.local.broker import interrupted_by, start_broker, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,6 +190,11 @@ def _tracker_site(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    with interrupted_by(signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # each stops it all
+        return _run_stack(args)
+
+
+def _run_stack(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -217,10 +222,6 @@ def _up(args: argparse.Namespace) -> int:
     if not settings.aws_endpoint_url:
         ports["dynamodb"] = ("127.0.0.1", args.dynamodb_port)
     _check_ports(ports)
-    # SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored, and
-    # Python then installs no handler of its own (Ctrl-C's signal would be lost)
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, interrupt) for sig in stops}
     try:
         if not settings.pseudonym_key:
             env["LVP_DEV"] = "1"
@@ -311,8 +312,6 @@ def _up(args: argparse.Namespace) -> int:
         return 0
     finally:
         shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _supervise(children: list[Child]) -> int:
