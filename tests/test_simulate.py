@@ -1,5 +1,6 @@
 """`lvp simulate` against the real collector and broker: every event sent is accepted and lands
-on the good topic under the viewer's pseudonym; expectations are written; 503s are retried."""
+on the good topic under the viewer's pseudonym; expectations are written; refusals and broken
+connections are retried."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import orjson
 import pytest
 from collector_server import read_topic, serve_collector
 from conftest import TEST_KEY
+from support.scripted_http import Scripted, scripted
 
 from lvp.config import Settings
 from lvp.enriched import from_tsv
 from lvp.events import from_enriched
 from lvp.local.broker import free_port
-from lvp.local.simulate import Counters, Traffic, Viewer, expectations, simulate
+from lvp.local.simulate import TP2_PATH, Counters, Sender, Traffic, Viewer, expectations, simulate
 from lvp.pseudonym import pseudonymize
 
 
@@ -101,7 +103,10 @@ def test_cli_gives_up_on_an_unreachable_collector() -> None:
     assert proc.returncode == 1, proc.stderr
     assert time.monotonic() - started < 60  # the 600 s sessions were stopped too
     assert f"lvp: gave up: the collector at http://127.0.0.1:{closed}/" in proc.stderr
-    assert "was unreachable for 2 s (ConnectError" in proc.stderr and "events not delivered" in proc.stderr
+    assert (
+        "was unreachable for 2 s (ConnectionRefusedError" in proc.stderr
+        and "events not delivered" in proc.stderr
+    )
     assert "\r" not in proc.stderr  # not a terminal: progress as whole lines
 
 
@@ -230,3 +235,44 @@ def test_cli_stops_on_sigterm_and_delivers_what_it_generated(lvp_settings: Setti
     got = orjson.loads(summary.read_bytes())
     assert got["sent"] == got["accepted"] >= 50 and got["gave_up"] is None
     assert f"{got['accepted']} accepted" in out and "0 refused/failed" in out
+
+
+def test_sender_retries_refusals_and_broken_connections_until_every_event_is_accepted() -> None:
+    """503 with Retry-After, a 429, a connection dropped before the answer and a 500 are retried
+    (the same events again, a new connection where the old one broke); a 400 is not: its events
+    were refused for good (the collector wrote bad rows)."""
+    answers = {
+        1: b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0.05\r\nContent-Length: 4\r\n\r\nbusy",
+        2: b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n",
+        3: b"",  # the collector restarts: the connection closes without an answer
+        4: b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+    }
+
+    def script(n: int, body: bytes) -> bytes:
+        if n in answers:
+            return answers[n]
+        if b'"e":"pv"' in body:  # the second batch: refused for good
+            return b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def run() -> tuple[Counters, Scripted]:
+        counters = Counters()
+        async with scripted(script) as (srv, url):
+            sender = Sender(url.removesuffix(TP2_PATH), 10, 1, counters)
+            v = Viewer(0, random.Random(5), "retry-test")
+            first = [v.event("ready"), v.event("play")]
+            for item in first:
+                sender.put(0, item)
+            while counters.accepted < 2:
+                await asyncio.sleep(0.01)
+            sender.put(0, v.event("page_view"))
+            await sender.close()
+        return counters, srv
+
+    counters, srv = asyncio.run(asyncio.wait_for(run(), 30))
+    assert counters.accepted == 2 and counters.retried == 8 and counters.failed_requests == 2
+    assert counters.requests == 6
+    bodies = [orjson.loads(body) for _, _, body in srv.requests]
+    eids = [[e["eid"] for e in b["data"]] for b in bodies]
+    assert eids[0] == eids[1] == eids[2] == eids[3] == eids[4] and len(eids[0]) == 2  # same events again
+    assert [c for c, _, _ in srv.requests] == [1, 1, 1, 2, 2, 2]  # a new connection after the drop
