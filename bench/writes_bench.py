@@ -5,7 +5,8 @@ watch straight through, some sit through a mid-roll ad break, some pause for min
 back. The real `lvp profiles` runs against Tansu and DynamoDB Local twice on the same traffic in
 the same run:
 
-* **lazy** — the current policy: status/counter/ad changes written at once, touches every
+* **lazy** — the current policy: new viewers and status changes written at the next flush,
+  other changes (counters, ads, touches) with the viewer's next write or every
   ``LVP_PROFILE_WRITE_INTERVAL_S`` (300 s) or when the viewer goes quiet;
 * **eager** (baseline) — every change written at the next flush (``LVP_PROFILE_WRITE_INTERVAL_S``
   set to almost 0): what the consumer did before, about one write per event when events are more

@@ -224,10 +224,10 @@ class Settings:
     profile_write_interval_s: float = _setting(
         300.0,
         "LVP_PROFILE_WRITE_INTERVAL_S",
-        "A profile whose only changes are touches (position, last_seen, play time: pings and "
-        "progress) is written to DynamoDB at most this long (s) after its first unwritten event; "
-        "status, counter and ad changes are written within LVP_FLUSH_INTERVAL_S, and a viewer "
-        "quiet for LVP_ACTIVE_TIMEOUT_S is written then (docs/lazy-writes.md).",
+        "A profile is written to DynamoDB at most this long (s) after its first unwritten event "
+        "(touches of pings and progress, counters, the ad); a new viewer or a status change is "
+        "written within LVP_FLUSH_INTERVAL_S, and a viewer quiet for LVP_ACTIVE_TIMEOUT_S then "
+        "(docs/lazy-writes.md).",
     )
     publish_interval_s: float = _setting(
         0.1,

@@ -28,8 +28,9 @@ application = exact final state*:
   partitions' viewers are dropped; the next owner loads them from DynamoDB.
 * Lazy writes (docs/lazy-writes.md): a viewer whose changes since its last publication are
   touch fields only (pings: position, last_seen, play time) is written at the cadence
-  ``LVP_PROFILE_WRITE_INTERVAL_S`` or when it goes quiet; a significant change (status, counters,
-  ads) makes its write urgent (next flush). The commit rule above is what keeps this exact: an
+  ``LVP_PROFILE_WRITE_INTERVAL_S`` or when it goes quiet; a new viewer or a status change makes
+  its write urgent (next flush); other significant changes (counters, ads) are published at once
+  and written with the viewer's next write. The commit rule above is what keeps this exact: an
   unwritten ping holds its partition's commit back, and a crash replays it.
 * Changed profiles are published to ``LVP_TOPIC_CHANGES`` (``lvp.changes``): significant changes
   as full profiles every ``LVP_PUBLISH_INTERVAL_S``, touches batched into one message per

@@ -116,7 +116,7 @@ class ProfilesMetrics:
         )
         self.writes = Counter(
             "lvp_profiles_writes_total",
-            "Profiles written to DynamoDB, by reason: change (status, counters, ads), cadence "
+            "Profiles written to DynamoDB, by reason: change (a new viewer or a status change), cadence "
             "(LVP_PROFILE_WRITE_INTERVAL_S), quiet (LVP_ACTIVE_TIMEOUT_S without events), final "
             "(revocation, shutdown, end of input).",
             ["reason"],

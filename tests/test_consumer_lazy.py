@@ -2,8 +2,8 @@
 DynamoDB Local / moto server.
 
 A ping or progress event that changes only touch fields (position, last_seen, play time) costs
-neither a DynamoDB write nor a publication of its own; status, counter and ad changes are written
-and published at once; the offsets commit only up to what DynamoDB holds, so a crash at any
+neither a DynamoDB write nor a publication of its own; a new viewer or a status change is written
+at the next flush, every significant change is published at once; the offsets commit only up to what DynamoDB holds, so a crash at any
 moment replays what was not written and ends with the exact profiles."""
 
 from __future__ import annotations
