@@ -28,8 +28,11 @@ The events carried by pushes slower than 1 s are counted by name (``sse_slow_by_
 
 For each level of N viewers, `lvp simulate` (realistic media-plugin traffic: 30 s pings, ads,
 pauses — some for minutes —, seeks, buffering, abandons replaced by new viewers, late and
-duplicated events, raw ids in page URLs) lets N viewers join over a ramp (~400 a second), lets their pre-rolls end (``--settle``), then
-runs for the measured window; it then stops and delivers every event it generated. Measured in the window:
+duplicated events, raw ids in page URLs) lets N viewers join over a ramp (~400 a second), lets their pre-rolls end (``--settle``),
+waits until the stack has absorbed the ramp (joiners make about twice the steady rate: the
+simulator's not-yet-accepted events and the consumer's lag both under a second of traffic, up to
+``--settle-max``; a level that never catches up does not hold), then runs for the measured window; it then
+stops (SIGTERM) and delivers every event it generated. Measured in the window:
 events/s accepted, latencies, CPU of every component per event (simulator, collector, profiles,
 viewer, broker, DynamoDB; from /proc), DynamoDB write requests (the profiles consumer's
 ``lvp_profiles_flush_size`` sum) per viewer-hour next to the events per viewer-hour (what one
@@ -421,6 +424,26 @@ class Stack:
         }
 
 
+def wait_caught_up(stack: Stack, summary: Path, rate: float, deadline: float) -> bool:
+    """Wait until the stack has absorbed the ramp: the simulator has less than a second of
+    traffic (``rate`` events) not yet accepted, and the consumer less than that unprocessed,
+    three polls in a row; False if ``deadline`` (monotonic) comes first. Joining viewers make
+    about twice the steady rate (page views, pre-rolls): a stack that falls behind during the
+    ramp would otherwise be measured while it still works through the ramp's backlog."""
+    good = 0
+    while time.monotonic() < deadline:
+        try:
+            pending = float(json.loads(summary.read_text()).get("pending", 0))
+        except (OSError, ValueError):
+            pending = float("inf")  # (not written yet)
+        lag = metric_sum(scrape(stack.metrics), "lvp_profiles_consumer_lag")
+        good = good + 1 if pending <= max(rate, 500) and lag <= max(rate, 500) else 0
+        if good >= 3:
+            return True
+        time.sleep(1.0)
+    return False
+
+
 def run_level(
     stack: Stack,
     n: int,
@@ -430,6 +453,7 @@ def run_level(
     idle_rss: dict[str, float],
     ping_interval: float,
     settle: float = 0.0,
+    settle_max: float = 0.0,
 ) -> dict[str, Any]:
     q = window_q(n)
     probe = SSEProbe(f"{stack.viewer}/api/viewers/stream?limit={MAX_LIMIT}&q={q}")
@@ -444,13 +468,19 @@ def run_level(
     if n:
         sim = subprocess.Popen(
             [sys.executable, "-m", "lvp.cli", "simulate", "--viewers", str(n), "--duration", "3600",
-             "--ping-interval", str(ping_interval), "--ramp", str(ramp), "--run-for", str(ramp + settle + seconds + 1),
+             "--ping-interval", str(ping_interval), "--ramp", str(ramp),
+             "--run-for", str(ramp + max(settle, settle_max) + seconds + 60),
              "--batch-size", "500", "--connections", "4", "--linger", "0.1", "--quiet", "--summary", str(summary),
              "--collector", stack.collector],
             env=stack.env, stdout=subprocess.DEVNULL, stderr=open(stack.state / "simulate.log", "ab"),  # noqa: SIM115
         )  # fmt: skip
     roots = [stack.up.pid] + ([sim.pid] if sim else [])
+    started = time.monotonic()
     time.sleep(ramp + settle if n else 1.0)  # the window starts once the audience has settled
+    caught_up: bool | None = None  # (not waited for: --quick, or the idle level)
+    if n and settle_max > 0:
+        caught_up = wait_caught_up(stack, summary, n / 12, started + ramp + max(settle, settle_max))
+    settled_s = time.monotonic() - started - ramp if n else 0.0
     pids = component_pids(roots)
     cpu0, c0, t0, wall0 = cpu_by_component(pids), stack.counters(), time.monotonic(), time.time()
     load0 = os.getloadavg()[0]
@@ -465,6 +495,7 @@ def run_level(
     sim_backlog = False
     window_end = time.monotonic()
     if sim is not None:
+        sim.send_signal(signal.SIGTERM)
         # the simulator stops generating at the window's end and delivers what it generated; a
         # stack that could not keep up leaves it a backlog it would take too long to deliver:
         # the level did not hold, and the simulator is stopped without it (not "accepted" events)
@@ -523,7 +554,8 @@ def run_level(
         "viewers": n,
         "window_s": round(elapsed, 1),
         "ramp_s": ramp if n else 0.0,
-        "settle_s": settle if n else 0.0,
+        "settle_s": round(settled_s, 1),
+        "caught_up": caught_up,
         "load_avg": round((load0 + load1) / 2, 2),
         "events_per_s": events / elapsed,
         "events": events,
@@ -643,6 +675,7 @@ def one_run(
     page_level: int | None,
     ping_interval: float,
     settle: float,
+    settle_max: float = 0.0,
 ) -> list[dict[str, Any]]:
     stack = start_stack(quick)
     results: list[dict[str, Any]] = []
@@ -658,6 +691,7 @@ def one_run(
                 idle_rss,
                 ping_interval,
                 settle,
+                settle_max,
             )
             if n == 0:
                 idle_rss = r["rss_mb"]
@@ -702,6 +736,13 @@ def main(argv: list[str] | None = None) -> int:
         help="after the ramp, before the window (the joiners' pre-rolls end)",
     )
     ap.add_argument(
+        "--settle-max",
+        type=float,
+        default=180.0,
+        help="after --settle, wait up to this long (from the ramp's end) for the stack to catch up "
+        "with the ramp (simulator and consumer less than a second behind) before the window",
+    )
+    ap.add_argument(
         "--page-level", type=int, default=None, help="level with the Chromium page (default: first)"
     )
     ap.add_argument("--quick", action="store_true", help="CI size: 0 and 20 viewers, 10 s windows, 2 runs")
@@ -714,7 +755,10 @@ def main(argv: list[str] | None = None) -> int:
         page_level = None
     ping = QUICK_PING_INTERVAL_S if args.quick else PING_INTERVAL_S
     settle = 0.0 if args.quick else args.settle
-    all_runs = [one_run(levels, seconds, args.quick, page_level, ping, settle) for _ in range(runs)]
+    settle_max = 0.0 if args.quick else args.settle_max
+    all_runs = [
+        one_run(levels, seconds, args.quick, page_level, ping, settle, settle_max) for _ in range(runs)
+    ]
     results = median_of(all_runs)
     print(report(results, seconds, runs, ping))
     out = ROOT / "bench" / "results"
@@ -731,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def held(r: dict[str, Any]) -> bool:
     """A level holds: status and ping pushes p99 < 1 s, lag back to 0 (processed, then committed),
-    and the simulator's events all delivered without a backlog."""
+    the simulator's events all delivered without a backlog, and the ramp's backlog absorbed
+    before the window (when waited for)."""
     p99s = [r[f"sse_{k}_p99_s"] for k in ("status", "ping") if r.get(f"sse_{k}_n")]
     return (
         r["viewers"] > 0
@@ -740,12 +785,20 @@ def held(r: dict[str, Any]) -> bool:
         and r["lag_after"] == 0
         and r.get("committed_lag_after", 0) == 0
         and not r.get("sim_backlog_killed")
+        and r.get("caught_up") is not False
     )
 
 
 def _pair(r: dict[str, Any], name: str) -> str:
     p50, p99 = r.get(f"{name}_p50_s", float("nan")), r.get(f"{name}_p99_s", float("nan"))
     return "—" if p99 != p99 else f"{p50:.2f} / {p99:.2f} s"
+
+
+def _caught_up(r: dict[str, Any]) -> str:
+    settled = r.get("settle_s", 0.0)
+    if r.get("caught_up") is None:
+        return f"not waited for ({settled:.0f} s)"
+    return f"yes, {settled:.0f} s" if r["caught_up"] is True else f"**no** in {settled:.0f} s"
 
 
 def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interval: float) -> str:
@@ -781,14 +834,16 @@ def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interv
         )
     lines += [
         "",
-        "| viewers | held | DynamoDB writes / viewer-hour | events / viewer-hour (one write per event) | writes / event | "
+        "| viewers | held | caught up with the ramp (after its end) | DynamoDB writes / viewer-hour | "
+        "events / viewer-hour (one write per event) | writes / event | "
         "profiles B / viewer | viewer B / viewer | RSS MB profiles / viewer |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results[1:]:
         b, m = r["bytes_per_viewer"], r["rss_mb"]
         lines.append(
-            f"| {r['viewers']:,.0f} | {'yes' if held(r) else 'no'} | {r['writes_per_viewer_hour']:,.1f} | {r['events_per_viewer_hour']:,.1f} | "
+            f"| {r['viewers']:,.0f} | {'yes' if held(r) else 'no'} | {_caught_up(r)} | "
+            f"{r['writes_per_viewer_hour']:,.1f} | {r['events_per_viewer_hour']:,.1f} | "
             f"{r['writes_per_event']:.2f} | {b['profiles']:,.0f} | {b['viewer']:,.0f} | "
             f"{m.get('profiles', 0):.0f} / {m.get('viewer', 0):.0f} |"
         )

@@ -219,6 +219,7 @@ def test_run_for_keeps_the_audience_then_delivers_everything(lvp_settings: Setti
 
 
 def test_cli_stops_on_sigterm_and_delivers_what_it_generated(lvp_settings: Settings, tmp_path: Path) -> None:
+    """SIGTERM: stop generating, deliver everything; --summary shows the run while it goes on."""
     summary = tmp_path / "summary.json"
     with serve_collector(lvp_settings) as running:
         proc = subprocess.Popen(
@@ -229,11 +230,15 @@ def test_cli_stops_on_sigterm_and_delivers_what_it_generated(lvp_settings: Setti
             env={"LVP_PSEUDONYM_KEY": TEST_KEY, "PATH": "/usr/bin:/bin"},
         )  # fmt: skip
         time.sleep(5)  # start-up, then the audience joins over 1 s and plays
+        live = orjson.loads(summary.read_bytes())  # rewritten every second while it runs
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert live["live"] == 50 and live["sent"] >= 50 and "done" not in live
+    assert live["pending"] >= 0 and live["accepted"] <= live["sent"]
     got = orjson.loads(summary.read_bytes())
     assert got["sent"] == got["accepted"] >= 50 and got["gave_up"] is None
+    assert got["done"] is True and got["pending"] == 0 and got["sent"] >= live["sent"]
     assert f"{got['accepted']} accepted" in out and "0 refused/failed" in out
 
 
