@@ -16,8 +16,18 @@ def test_pseudonym_is_keyed_hmac_sha256_hex() -> None:
 
 def test_cached_pseudonymizer_agrees() -> None:
     p = Pseudonymizer(b"k", cache_size=2)
-    for raw in ["a", "b", "c", "a", "d"]:
+    for raw in ["a", "b", "c", "a", "d", "é", "\udcff", "a"]:
         assert p(raw) == pseudonymize(raw, b"k")
+    assert Pseudonymizer(b"k2")("a") == pseudonymize("a", b"k2") != p("a")
+
+
+def test_a_full_cache_drops_its_oldest_quarter_not_everything() -> None:
+    p = Pseudonymizer(b"k", cache_size=8)
+    for i in range(8):
+        p(f"id-{i}")
+    p("id-8")  # full: the two oldest go, the rest stay
+    assert list(p._cache) == [f"id-{i}" for i in range(2, 9)]
+    assert all(p._cache[f"id-{i}"] == pseudonymize(f"id-{i}", b"k") for i in range(2, 9))
 
 
 def test_ip_anonymization() -> None:
