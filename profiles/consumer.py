@@ -107,6 +107,10 @@ GC_THRESHOLDS: Final = (50_000, 50, 100)
 STALL_S: Final = 60.0
 #: Most viewers in one touches message (a message stays well below Kafka's 1 MB default).
 _TOUCHES_PER_MESSAGE: Final = 2000
+#: A viewer's cadence write comes up to this share of LVP_PROFILE_WRITE_INTERVAL_S early (a
+#: pseudo-random amount per viewer and dirty period): viewers who joined together are not all
+#: written at once every interval (profiles/dirty.py).
+CADENCE_SPREAD: Final = 0.1
 #: Why a profile was written to DynamoDB (the ``reason`` label of lvp_profiles_writes_total).
 WRITE_REASONS: Final = ("change", "cadence", "quiet", "final")
 
@@ -216,7 +220,9 @@ class ProfilesConsumer:
         # of its first unstored event (commits of its partition stop there until it is written)
         # and when it became dirty (profiles/dirty.py)
         self.tracked = TrackedViewers(
-            DirtyLedger(settings.profile_write_interval_s, settings.active_timeout_s, time.monotonic())
+            DirtyLedger(
+                settings.profile_write_interval_s, settings.active_timeout_s, time.monotonic(), CADENCE_SPREAD
+            )
         )
         # per partition: read position, commits, checkpoints (profiles/offsets.py)
         self.offsets = OffsetLedger()

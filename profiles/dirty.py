@@ -10,7 +10,10 @@ second (a tenth of the shorter interval when that is below 10 s: tests and bench
 
 A viewer is due when it has been dirty for ``write_interval_s`` (the cadence) or, earlier, when
 ``is_quiet(viewer, partition)`` says it has had no event for a while (the caller decides, from the
-event clock). Pure code: the caller passes the time; no I/O.
+event clock). With ``spread`` each dirty period's cadence comes up to that share of the interval
+earlier, by a pseudo-random amount per viewer and period: an audience that joined together (a
+match kicking off) would otherwise be written all at once, every interval, for as long as it
+watches. Pure code: the caller passes the time; no I/O.
 """
 
 from __future__ import annotations
@@ -44,11 +47,16 @@ class DirtyLedger:
     ``mark`` records an applied event; ``pop`` takes a viewer out when its write is submitted;
     ``due`` returns the viewers to write now (cadence or quiet) and reschedules the others."""
 
-    __slots__ = ("_entries", "_next_bucket", "_start", "_tick", "_wheel", "quiet_s", "write_interval_s")
+    __slots__ = (
+        "_entries", "_next_bucket", "_start", "_tick", "_wheel", "quiet_s", "spread", "write_interval_s",
+    )  # fmt: skip
 
-    def __init__(self, write_interval_s: float, quiet_s: float, start: float) -> None:
+    def __init__(self, write_interval_s: float, quiet_s: float, start: float, spread: float = 0.0) -> None:
+        if not 0.0 <= spread < 1.0:
+            raise ValueError(f"spread must be in [0, 1), got {spread}")
         self.write_interval_s = write_interval_s
         self.quiet_s = quiet_s
+        self.spread = spread
         self._start = start
         # the wheel's slot: one second, finer when the intervals are shorter (tests, benches)
         self._tick = min(1.0, max(0.01, min(write_interval_s, quiet_s) / 10))
@@ -122,6 +130,14 @@ class DirtyLedger:
         return out
 
     # --- what is due -------------------------------------------------------------------------------
+    def cadence_after(self, vid: str, tick: int) -> float:
+        """Seconds after ``vid`` became dirty (at ``tick``) that its cadence write is due: the
+        interval, less up to ``spread`` of it (the same for one viewer and dirty period)."""
+        if not self.spread:
+            return self.write_interval_s
+        phase = ((hash(vid) ^ (tick * 0x9E3779B1)) & 0xFFFF) / 0x10000  # in [0, 1)
+        return self.write_interval_s * (1.0 - self.spread * phase)
+
     def due(self, now: float, is_quiet: Callable[[str, int], float]) -> dict[str, str]:
         """The viewers to write now, with why: ``"cadence"`` (dirty for ``write_interval_s``) or
         ``"quiet"``. ``is_quiet(vid, partition)`` returns how many seconds are left until the
@@ -129,7 +145,7 @@ class DirtyLedger:
         out: dict[str, str] = {}
         now_s = self._second(now)
         entries, wheel = self._entries, self._wheel
-        interval, tick = self.write_interval_s, self._tick
+        tick = self._tick
         while self._next_bucket <= now_s:
             slot = wheel.pop(self._next_bucket, None)
             self._next_bucket += 1
@@ -140,7 +156,7 @@ class DirtyLedger:
                 if x is None or vid in out:
                     continue  # written since, or already found due
                 p, _off, t = _unpack(x)
-                cadence = t * tick + interval  # (seconds since the start)
+                cadence = t * tick + self.cadence_after(vid, t)  # (seconds since the start)
                 elapsed = now - self._start
                 if cadence <= elapsed:
                     out[vid] = "cadence"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from profiles.dirty import DirtyLedger
 
 
@@ -67,6 +69,28 @@ def test_a_written_viewer_is_not_due_and_a_new_dirty_period_counts_from_its_star
     d.mark("a", 0, 9, 1200.0)
     assert d.due(1301.0, never_quiet) == {}  # 300 s after 1200, not after 1000
     assert d.due(1501.0, never_quiet) == {"a": "cadence"}
+
+
+def test_spread_moves_cadences_earlier_never_later_and_apart() -> None:
+    """With spread 0.1 every viewer is due between 270 and 300 s after it became dirty, and
+    viewers dirty since the same moment (an audience joining together) are due at different
+    times; spread 0 is the exact interval."""
+    d = DirtyLedger(300.0, 75.0, start=1000.0, spread=0.1)
+    viewers = [f"v{i}" for i in range(200)]
+    for v in viewers:
+        d.mark(v, 0, 1, 1000.0)
+    due_at: dict[str, float] = {}
+    for t in range(1001, 1302):
+        for v in d.due(float(t), never_quiet):
+            due_at[v] = float(t)
+            d.pop(v)
+    assert sorted(due_at) == sorted(viewers)
+    assert min(due_at.values()) >= 1270.0 and max(due_at.values()) <= 1301.0
+    assert len(set(due_at.values())) >= 20  # spread over the last 30 s, not one burst
+    assert all(270.0 <= d.cadence_after(v, 5) <= 300.0 for v in viewers)
+    assert ledger().cadence_after("v1", 5) == 300.0
+    with pytest.raises(ValueError, match="spread"):
+        DirtyLedger(300.0, 75.0, start=0.0, spread=1.0)
 
 
 def test_it_is_small() -> None:
