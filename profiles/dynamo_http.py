@@ -29,10 +29,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from lvp.http1 import CHUNKED, CLOSE_DELIMITED, MAX_HEAD, HttpError, chunk_size, parse_head
+
 SERVICE: Final = "dynamodb"
 API_VERSION: Final = "DynamoDB_20120810"
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
-_MAX_HEAD: Final = 64 * 1024
 _RECV: Final = 256 * 1024
 
 
@@ -43,10 +44,6 @@ class DynamoError(Exception):
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
         self.status = status
-
-
-class HttpError(OSError):
-    """The server's answer was not a well-formed HTTP/1.x response (or ended early)."""
 
 
 # --- Signature Version 4 ------------------------------------------------------------------------
@@ -181,49 +178,31 @@ class _Connection:
         while True:  # the head (1xx interim answers are skipped)
             end = buf.find(b"\r\n\r\n")
             while end < 0:
-                if len(buf) > _MAX_HEAD:
+                if len(buf) > MAX_HEAD:
                     raise HttpError("HTTP response head too large")
                 if not self._recv(sock):
                     raise _Closed(got_bytes=bool(buf))
                 end = buf.find(b"\r\n\r\n")
-            head = bytes(buf[:end]).decode("latin-1")
+            head = parse_head(bytes(buf[:end]))
             del buf[: end + 4]
-            lines = head.split("\r\n")
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                raise HttpError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
-            status = int(parts[1])
-            if not 100 <= status < 200:
+            if not head.interim:
                 break
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise HttpError(f"malformed HTTP header line: {line[:100]!r}")
-            headers[name.strip().lower()] = value.strip()
-        keep = parts[0] == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        if status in (204, 304):  # never a body
-            body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
+        if head.length == CHUNKED:
             body = self._chunked(sock)
-        elif "content-length" in headers:
-            try:
-                n = int(headers["content-length"])
-            except ValueError:
-                raise HttpError(f"bad Content-Length {headers['content-length'][:40]!r}") from None
+        elif head.length == CLOSE_DELIMITED:  # the body ends with the connection
+            while self._recv(sock):
+                pass
+            body = bytes(buf)
+        else:
+            n = head.length
             while len(buf) < n:
                 if not self._recv(sock):
                     raise HttpError("connection closed in the middle of the response body")
             body = bytes(buf[:n])
             del buf[:n]
-        else:  # the body ends with the connection
-            while self._recv(sock):
-                pass
-            body = bytes(buf)
-            keep = False
-        if not keep:
+        if not head.keep:
             self.close()
-        return status, body
+        return head.status, body
 
     def _chunked(self, sock: socket.socket) -> bytes:
         buf = self.buf
@@ -234,11 +213,7 @@ class _Connection:
                 if not self._recv(sock):
                     raise HttpError("connection closed in a chunked response")
                 end = buf.find(b"\r\n")
-            size_text = bytes(buf[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HttpError(f"bad chunk size {size_text[:20]!r}") from None
+            size = chunk_size(bytes(buf[:end]))
             del buf[: end + 2]
             while len(buf) < size + 2:
                 if not self._recv(sock):

@@ -66,9 +66,11 @@ def test_keep_alive_post_and_the_three_ways_an_answer_ends() -> None:
     ("answer", "why"),
     [
         (b"", "the connection closed before an answer"),
-        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x answer"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent", "the connection closed in an answer's head"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "a broken answer body"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "a broken answer body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
     ],
 )
 def test_a_broken_answer_raises_and_the_next_request_reconnects(answer: bytes, why: str) -> None:
@@ -84,6 +86,30 @@ def test_a_broken_answer_raises_and_the_next_request_reconnects(answer: bytes, w
             conn.close()
             assert (a.status, a.body) == (200, b"fine")
             assert [c for c, _, _ in srv.requests] == [1, 2]
+
+    asyncio.run(run())
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_again_once() -> None:
+    """The server closes an idle kept-alive connection (uvicorn does after 5 s): the next request
+    goes out again on a new connection, without an error; a fresh connection that closes before
+    answering is an error."""
+
+    def script(n: int, body: bytes) -> bytes:
+        return _ok(b"first") + CLOSE if n == 1 else b"" if n == 3 else _ok(b"again")
+
+    async def run() -> None:
+        async with scripted(script) as (srv, url):
+            conn = Connection(url)
+            first = await conn.post(b"1")
+            await asyncio.sleep(0.05)  # the server has closed it meanwhile
+            assert conn._writer is not None  # (the client has not noticed)
+            second = await conn.post(b"2")
+            conn.close()
+            assert (first.body, second.body) == (b"first", b"again")
+            assert [(c, body) for c, _, body in srv.requests] == [(1, b"1"), (2, b"2")]
+            with pytest.raises(HttpError, match="closed before an answer"):
+                await Connection(url).post(b"3")  # a fresh connection: not retried
 
     asyncio.run(run())
 

@@ -1,13 +1,14 @@
 """The simulator's HTTP client: one keep-alive HTTP/1.1 connection that POSTs a body and reads
-the answer.
+the answer, on asyncio streams.
 
 A load generator must cost less than what it loads. httpx spent ~40 % of `lvp simulate`'s CPU
 on its own machinery (per request: an async-library probe that retries a failed import, a
 connection-pool lock, the response's byte iterators), which the whole-stack bench counts
-against the stack. This client does what the tracker protocol needs and nothing else: ``POST``
-with a ``Content-Length``, an answer with a ``Content-Length``, chunked, or until the server
-closes; ``http`` and ``https``. Any failure closes the connection and raises (the caller
-retries, as a tracker does); the next request opens a new one.
+against the stack. This client does what the tracker protocol needs: ``POST`` with a
+``Content-Length``; the answer is read as :mod:`lvp.http1` frames it (the reading shared with the
+DynamoDB client); ``http`` and ``https``. A kept-alive connection the server closed while idle
+is opened again once, transparently (as profiles/dynamo_http.py does); any other failure
+closes the connection and raises (the caller retries, as a tracker does).
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from lvp.http1 import CHUNKED, CLOSE_DELIMITED, MAX_HEAD, HttpError, chunk_size, parse_head
+
 __all__ = ["Answer", "Connection", "HttpError"]
-
-_MAX_HEAD = 64 * 1024
-
-
-class HttpError(Exception):
-    """The server's answer was not HTTP/1.x, or the connection ended in the middle of it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +30,10 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+class _Closed(Exception):
+    """The connection closed before an answer began."""
 
 
 class Connection:
@@ -55,72 +56,67 @@ class Connection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes, content_type: str = "application/json; charset=UTF-8") -> Answer:
-        """POST ``body``; the answer, whatever its status. Raises ``OSError``, ``TimeoutError``
-        or :class:`HttpError` (the connection is closed then)."""
-        head = (
+        """POST ``body``; the answer, whatever its status. Raises ``OSError`` (:class:`HttpError`
+        for a malformed or cut answer) or ``TimeoutError``; the connection is closed then."""
+        request = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self._host_header}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nAccept: */*\r\n\r\n"
-        ).encode("latin-1")
+        ).encode("latin-1") + body
         try:
-            return await asyncio.wait_for(self._exchange(head + body), self.timeout)
+            return await asyncio.wait_for(self._post(request), self.timeout)
         except BaseException:
             self.close()
             raise
 
+    async def _post(self, request: bytes) -> Answer:
+        if self._writer is not None and not self._writer.is_closing():
+            try:
+                return await self._exchange(request)
+            except (_Closed, ConnectionError):
+                self.close()  # closed by the server while idle: once more on a new connection
+        self._reader, self._writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.ssl, limit=MAX_HEAD
+        )
+        try:
+            return await self._exchange(request)
+        except _Closed:
+            raise HttpError("the connection closed before an answer") from None
+
     async def _exchange(self, request: bytes) -> Answer:
-        if self._writer is None or self._writer.is_closing():
-            self._reader, self._writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.ssl, limit=_MAX_HEAD
-            )
         reader, writer = self._reader, self._writer
-        assert reader is not None
+        assert reader is not None and writer is not None
         writer.write(request)
         await writer.drain()
+        while True:  # (1xx interim answers are skipped)
+            try:
+                raw = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise HttpError("the connection closed in an answer's head") from exc
+                raise _Closed from exc
+            except asyncio.LimitOverrunError as exc:
+                raise HttpError("an answer's head over 64 KiB") from exc
+            head = parse_head(raw[:-4])
+            if not head.interim:
+                break
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            raise HttpError("the connection closed before an answer") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise HttpError("an answer's head over 64 KiB") from exc
-        status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-        version, _, rest = status_line.partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise HttpError(f"not an HTTP/1.x answer: {status_line[:80]!r}")
-        headers: dict[str, str] = {}
-        for line in lines:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        status = int(code)
-        body = await self._body(reader, headers, status)
-        if headers.get("connection", "").lower() == "close" or version == "HTTP/1.0":
-            self.close()
-        return Answer(status, headers, body)
-
-    async def _body(self, reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
-        if status in (204, 304) or 100 <= status < 200:
-            return b""
-        try:
-            if "chunked" in headers.get("transfer-encoding", "").lower():
+            if head.length == CHUNKED:
                 chunks: list[bytes] = []
-                while True:
-                    size_line = await reader.readuntil(b"\r\n")
-                    size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
-                    if size == 0:
-                        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                            pass
-                        return b"".join(chunks)
+                while size := chunk_size(await reader.readuntil(b"\r\n")):
                     chunks.append(await reader.readexactly(size))
                     await reader.readexactly(2)
-            length = headers.get("content-length")
-            if length is not None:
-                return await reader.readexactly(int(length))
-        except (asyncio.IncompleteReadError, ValueError) as exc:
+                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                    pass
+                body = b"".join(chunks)
+            elif head.length == CLOSE_DELIMITED:
+                body = await reader.read()
+            else:
+                body = await reader.readexactly(head.length)
+        except asyncio.IncompleteReadError as exc:
             raise HttpError(f"a broken answer body: {exc}") from exc
-        body = await reader.read()  # no length: the body ends with the connection
-        self.close()
-        return body
+        if not head.keep:
+            self.close()
+        return Answer(head.status, head.headers, body)
 
     def close(self) -> None:
         """Close the connection (the next request opens a new one)."""
