@@ -436,7 +436,8 @@ def wait_caught_up(stack: Stack, summary: Path, rate: float, deadline: float) ->
             pending = float(json.loads(summary.read_text()).get("pending", 0))
         except (OSError, ValueError):
             pending = float("inf")  # (not written yet)
-        lag = metric_sum(scrape(stack.metrics), "lvp_profiles_consumer_lag")
+        text = scrape(stack.metrics)  # ("" when the scrape failed: not caught up)
+        lag = metric_sum(text, "lvp_profiles_consumer_lag") if text else float("inf")
         good = good + 1 if pending <= max(rate, 500) and lag <= max(rate, 500) else 0
         if good >= 3:
             return True

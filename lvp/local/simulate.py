@@ -375,9 +375,6 @@ class Sender:
     def put(self, viewer_index: int, item: dict[str, str]) -> None:
         self.queues[viewer_index % len(self.queues)].put_nowait(item)
 
-    def pending(self) -> int:
-        return sum(q.qsize() for q in self.queues)
-
     async def _worker(self, queue: asyncio.Queue[dict[str, str]], conn: Connection) -> None:
         while True:
             first = await queue.get()
@@ -577,8 +574,8 @@ async def simulate(
     replaced by a new viewer — until then; ``stop`` ends the run earlier. Either way the sessions
     are cut where they are and every event generated so far is delivered. Viewers join over
     ``ramp_s`` real seconds (default: the first 5 simulated seconds, at most a quarter of a
-    session). With ``live_summary`` the counters (and ``pending``: events generated, not yet
-    accepted) are written there as JSON every second while the run goes on."""
+    session). With ``live_summary`` the counters are written there as JSON every second while
+    the run goes on (:func:`write_summary`)."""
     traffic = traffic or Traffic()
     rng = random.Random(seed)
     counters = Counters()
@@ -611,7 +608,7 @@ async def simulate(
             await asyncio.sleep(1.0)
             ticks += 1
             if live_summary is not None:
-                write_summary(live_summary, counters, live=len(sched.live), pending=sender.pending())
+                write_summary(live_summary, counters, live=len(sched.live))
             if progress is not None and (tty or ticks % 10 == 0):
                 line = _progress_line(counters, started, len(sched.live))
                 progress.write(f"\r{line}   " if tty else line + "\n")
@@ -669,9 +666,10 @@ async def simulate(
 
 
 def write_summary(path: Path, counters: Counters, **extra: Any) -> None:
-    """The run's counters as JSON (written whole, then renamed: a reader never sees half)."""
+    """The run's counters as JSON, with ``pending``: sent but not accepted yet (queued, held
+    back as late, in flight, or refused). Written whole, then renamed: a reader never sees half."""
     fields = ("sent", "accepted", "retried", "failed_requests", "requests", "duplicates", "late", "sessions")
-    data = {k: getattr(counters, k) for k in fields} | extra
+    data = {k: getattr(counters, k) for k in fields} | {"pending": counters.sent - counters.accepted} | extra
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(orjson.dumps(data))
     tmp.replace(path)
@@ -842,7 +840,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.summary:
         write_summary(
             args.summary, counters, viewers=args.viewers, elapsed_s=round(elapsed, 3),
-            gave_up=counters.gave_up, pending=counters.sent - counters.accepted, done=True,
+            gave_up=counters.gave_up, done=True,
         )  # fmt: skip
     print(
         f"simulated {len(population)} viewers in {elapsed:.1f}s: {counters.sent} events sent, "
