@@ -28,6 +28,10 @@ Targets (issue 3): >= 50,000 events/s on one core, >= 45% of the raw consume rat
 per tracked viewer. "On one core" is the CPU-time rate: the wall-clock rate of a consumer pinned to
 one core also depends on the broker keeping up, and on a 2-CPU machine the broker shares the other
 CPU with DynamoDB Local absorbing the writes (the table shows how busy those CPUs were).
+Issue 11's target: events per CPU-second from Kafka to *committed after the flush* (the clocks
+stop at the last offset commit, once the final flush wrote every viewer the events changed) of at
+least half the decode floor's; the rate up to "every event applied" (before that flush) is shown
+too, as "applied".
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_EPS = 50_000
 TARGET_RATIO = 0.45
 TARGET_RSS = 1024
+TARGET_FLOOR = 0.50  # issue 11: committed after the flush, against the decode floor
 COHORT = 500
 
 
@@ -230,7 +235,7 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
     consumer = ProfilesConsumer(s, exit_at_end=True)
     marks: dict[str, float] = {}
     ticks: list[dict[int, tuple[int, int]]] = []
-    handle, poll_load, assign = consumer._handle, consumer._poll_load, consumer._on_assign
+    handle, poll_load, assign, commit = consumer._handle, consumer._poll_load, consumer._on_assign, consumer._commit
 
     def on_assign(c: Any, partitions: list[Any]) -> None:
         marks.setdefault("first", time.perf_counter())  # fetching starts: the clocks start
@@ -253,7 +258,15 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
         poll_load(wait)
         check()
 
+    def timed_commit(offsets: dict[int, int]) -> bool:
+        ok = commit(offsets)
+        if ok and "all_applied" in marks:  # every event applied: this commit may be the last
+            marks["committed"] = time.perf_counter()
+            marks["cpu_committed"] = time.process_time()
+        return ok
+
     consumer._handle = timed_handle  # type: ignore[method-assign]
+    consumer._commit = timed_commit  # type: ignore[method-assign]
     consumer._poll_load = timed_poll_load  # type: ignore[method-assign]
     consumer._on_assign = on_assign  # type: ignore[method-assign,assignment]
     consumer._drop_partitions = lambda parts: None  # type: ignore[method-assign] # keep states to measure
@@ -271,6 +284,9 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
         "apply_seconds": marks.get("all_applied", end) - marks.get("first", end),
         "apply_cpu": marks.get("cpu1", cpu_end) - marks.get("cpu0", cpu_end),
         "end_seconds": end - marks.get("first", end),
+        # until the last commit after the final flush: every event's effect durable in DynamoDB
+        "committed_seconds": marks.get("committed", end) - marks.get("first", end),
+        "committed_cpu": marks.get("cpu_committed", cpu_end) - marks.get("cpu0", cpu_end),
         "tracked": len(consumer.tracked.states),
         "freeze_after_s": consumer.freeze_after_s,
         "others_busy": _others_busy(ticks[0], ticks[1]) if len(ticks) == 2 else None,
@@ -431,6 +447,7 @@ def _figures(
     raw_rate, raw_cpu_rate = per(raw["messages"], raw["seconds"]), per(raw["messages"], raw["cpu"])
     apply_rate, apply_cpu_rate = per(n, prof["apply_seconds"]), per(n, prof["apply_cpu"])
     decode_cpu_rate = per(dec["messages"], dec["cpu"])
+    committed_cpu_rate = per(n, prof["committed_cpu"])
     hot, quiet = prof["hot"], prof["quiet"]
     return {
         "raw_rate": raw_rate,
@@ -442,6 +459,9 @@ def _figures(
         "ratio": apply_rate / raw_rate if raw_rate else 0.0,
         "cpu_ratio": apply_cpu_rate / raw_cpu_rate if raw_cpu_rate else 0.0,
         "floor_ratio": apply_cpu_rate / decode_cpu_rate if decode_cpu_rate else 0.0,
+        "committed_cpu_rate": committed_cpu_rate,
+        "committed_floor_ratio": committed_cpu_rate / decode_cpu_rate if decode_cpu_rate else 0.0,
+        "committed_rate": per(n, prof["committed_seconds"]),
         "end_rate": per(n, prof["end_seconds"]),
         "writes_rate": per(prof["writes"], prof["end_seconds"]),
         "writes_per_event": prof["writes"] / n,
@@ -519,18 +539,23 @@ def run(args: argparse.Namespace) -> str:
         f"| messages: enriched TSV, avg {size / n:,.0f} B, {'dense' if args.dense else 'realistic'} sessions; "
         f"figures: medians of {args.runs} run(s) | {n:,} ({args.viewers:,} viewers) | | |",
         f"| raw confluent-kafka consume of the same messages | {m('raw_rate'):,.0f} msg/s | | |",
-        f"| `lvp profiles` on one core: events per CPU-second (process CPU time, all threads) "
+        f"| `lvp profiles` on one core: events applied per CPU-second (Kafka → state; process CPU "
+        f"time, all threads) "
         f"| {m('apply_cpu_rate'):,.0f} events/s | ≥ {TARGET_EPS:,} | {ok(m('apply_cpu_rate') >= TARGET_EPS)} |",
         f"| … raw consume, per CPU-second / share | {m('raw_cpu_rate'):,.0f} msg/s / {m('cpu_ratio'):.0%} "
         f"| ≥ {TARGET_RATIO:.0%} | {ok(m('cpu_ratio') >= TARGET_RATIO)} |",
         f"| decode floor (consume, split the 131 columns, parse contexts + unstruct JSON, last event "
         f"per viewer in a dict), per CPU-second | {m('decode_cpu_rate'):,.0f} events/s | | |",
-        f"| … `lvp profiles` / decode floor (CPU-time rates) | {m('floor_ratio'):.0%} | | |",
+        f"| … `lvp profiles` (applied) / decode floor (CPU-time rates) | {m('floor_ratio'):.0%} | | |",
+        f"| `lvp profiles`: Kafka → committed after the final flush (every event's effect in DynamoDB), "
+        f"events per CPU-second | {m('committed_cpu_rate'):,.0f} events/s | | |",
+        f"| … `lvp profiles` (committed) / decode floor (CPU-time rates) | {m('committed_floor_ratio'):.0%} "
+        f"| ≥ {TARGET_FLOOR:.0%} | {ok(m('committed_floor_ratio') >= TARGET_FLOOR)} |",
         f"| `lvp profiles`: Kafka → state, wall clock | {m('apply_rate'):,.0f} events/s | | |",
         f"| … share of the raw wall-clock rate | {m('ratio'):.0%} | | |",
         f"| … the other CPUs (broker, DynamoDB Local) busy while raw / `lvp profiles` consumed "
         f"| {_pct(med['raw_busy'])} / {_pct(med['profiles_busy'])} | | |",
-        f"| end to end incl. the last flush + commit | {m('end_rate'):,.0f} events/s | | |",
+        f"| end to end incl. the last flush + commit, wall clock | {m('committed_rate'):,.0f} events/s | | |",
         f"| DynamoDB writes (coalesced, batched) | {m('writes_rate'):,.0f} writes/s, "
         f"{m('writes_per_event'):.3f} per event | | |",
         f"| flushes / profile changes published | {m('flushes'):,.0f} / {m('published'):,.0f} | | |",
