@@ -235,7 +235,12 @@ def _worker_profiles(args: argparse.Namespace) -> dict[str, Any]:
     consumer = ProfilesConsumer(s, exit_at_end=True)
     marks: dict[str, float] = {}
     ticks: list[dict[int, tuple[int, int]]] = []
-    handle, poll_load, assign, commit = consumer._handle, consumer._poll_load, consumer._on_assign, consumer._commit
+    handle, poll_load, assign, commit = (
+        consumer._handle,
+        consumer._poll_load,
+        consumer._on_assign,
+        consumer._commit,
+    )
 
     def on_assign(c: Any, partitions: list[Any]) -> None:
         marks.setdefault("first", time.perf_counter())  # fetching starts: the clocks start

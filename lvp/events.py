@@ -266,7 +266,6 @@ class _Contexts(msgspec.Struct):
 
 
 _decode_contexts = msgspec.json.Decoder(_Contexts).decode
-_STAT_NAMES = tuple(SESSION_STATS)  # the order of the tuple of _EntityData's stats below
 _FAST_FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
@@ -301,16 +300,33 @@ def _apply_contexts_fast(ev: ViewerEvent, text: str | bytes) -> bool:
             ev.quality = d.quality if d.quality is None else _intern(d.quality)
         elif kind == _SESSION:
             ev.media_session_id = d.mediaSessionId
-            ev.session_stats = {
-                k: v
-                for k, v in zip(
-                    _STAT_NAMES,
-                    (d.timePlayed, d.timePaused, d.timeSpentAds, d.timeBuffering, d.adBreaks, d.ads,
-                     d.adsSkipped, d.adsClicked),
-                    strict=True,
-                )
-                if v is not None
-            }  # fmt: skip
+            # written out, in SESSION_STATS order (a comprehension over zip() cost ~4x as much)
+            stats: dict[str, float] = {}
+            v = d.timePlayed
+            if v is not None:
+                stats["timePlayed"] = v
+            v = d.timePaused
+            if v is not None:
+                stats["timePaused"] = v
+            v = d.timeSpentAds
+            if v is not None:
+                stats["timeSpentAds"] = v
+            v = d.timeBuffering
+            if v is not None:
+                stats["timeBuffering"] = v
+            v = d.adBreaks
+            if v is not None:
+                stats["adBreaks"] = v
+            v = d.ads
+            if v is not None:
+                stats["ads"] = v
+            v = d.adsSkipped
+            if v is not None:
+                stats["adsSkipped"] = v
+            v = d.adsClicked
+            if v is not None:
+                stats["adsClicked"] = v
+            ev.session_stats = stats
         elif kind == _AD_BREAK:
             ev.ad_break_id = None if d.breakId is None else _intern(str(d.breakId))
         else:  # _AD

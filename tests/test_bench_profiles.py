@@ -33,10 +33,18 @@ def test_profiles_bench_quick(broker: str, dynamodb_local: str) -> None:
     assert "figures: medians of 2 run(s)" in table
     floor = re.search(r"^\| decode floor .*? \| ([\d,]+) events/s \|", table, re.M)
     raw = re.search(r"^\| … raw consume, per CPU-second / share \| ([\d,]+) msg/s / (\d+)%", table, re.M)
-    ratio = re.search(r"^\| … `lvp profiles` \(applied\) / decode floor \(CPU-time rates\) \| (\d+)% \|", table, re.M)
-    committed = re.search(r"^\| `lvp profiles`: Kafka → committed after the final flush .*? \| ([\d,]+) events/s \|", table, re.M)
+    ratio = re.search(
+        r"^\| … `lvp profiles` \(applied\) / decode floor \(CPU-time rates\) \| (\d+)% \|", table, re.M
+    )
+    committed = re.search(
+        r"^\| `lvp profiles`: Kafka → committed after the final flush .*? \| ([\d,]+) events/s \|",
+        table,
+        re.M,
+    )
     committed_ratio = re.search(
-        r"^\| … `lvp profiles` \(committed\) / decode floor \(CPU-time rates\) \| (\d+)% \| ≥ 50% \|", table, re.M
+        r"^\| … `lvp profiles` \(committed\) / decode floor \(CPU-time rates\) \| (\d+)% \| ≥ 50% \|",
+        table,
+        re.M,
     )
     consumer = re.search(r"^\| `lvp profiles` on one core: .*? \| ([\d,]+) events/s \|", table, re.M)
     assert floor and raw and ratio and consumer and committed and committed_ratio, table
