@@ -43,7 +43,8 @@ topic (its lag, ``lvp_profiles_consumer_lag``, back to 0), then the time until t
 every viewer with an event before it is written, i.e. when the viewers still playing at the stop
 have gone quiet (``LVP_ACTIVE_TIMEOUT_S``) and were flushed, so that second time is mostly that
 timeout —, and lost events (accepted per the simulator minus counted good by the collector).
-DynamoDB Local runs in memory (``lvp up --in-memory``): its SQLite file on disk costs it ~3x the
+Each level runs on a stack started for it (``--one-stack``: all on one), so
+that none inherits the previous level's viewers. DynamoDB Local runs in memory (``lvp up --in-memory``): its SQLite file on disk costs it ~3x the
 CPU per write and would measure DynamoDB Local's disk, not this stack (AWS DynamoDB is the
 deploy). The baseline, in the same run, is the idle stack (N = 0). With ``--runs K`` the stack is started K
 times and every figure is the median over the runs.
@@ -677,12 +678,19 @@ def one_run(
     ping_interval: float,
     settle: float,
     settle_max: float = 0.0,
+    stack_per_level: bool = True,
 ) -> list[dict[str, Any]]:
+    """Every level in order; with ``stack_per_level`` each loaded level on a stack started for
+    it (the idle level, first, on its own), so that no level inherits the previous one's viewers
+    (their states, their quiet writes, a consumer still catching up)."""
     stack = start_stack(quick)
     results: list[dict[str, Any]] = []
     try:
         idle_rss: dict[str, float] = {}
-        for n in levels:
+        for i, n in enumerate(levels):
+            if stack_per_level and i > 0:
+                stop_stack(stack)
+                stack = start_stack(quick)
             r = run_level(
                 stack,
                 n,
@@ -696,6 +704,7 @@ def one_run(
             )
             if n == 0:
                 idle_rss = r["rss_mb"]
+            r["stack"] = stack.state.name  # which stack ran the level (its state directory)
             results.append(r)
             print(f"level {n}: {json.dumps(r)}", file=sys.stderr, flush=True)
     finally:
@@ -746,6 +755,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--page-level", type=int, default=None, help="level with the Chromium page (default: first)"
     )
+    ap.add_argument(
+        "--one-stack",
+        action="store_true",
+        help="run every level on the same stack (default: a freshly started stack per level)",
+    )
     ap.add_argument("--quick", action="store_true", help="CI size: 0 and 20 viewers, 10 s windows, 2 runs")
     args = ap.parse_args(argv)
     levels = [0, 20] if args.quick else [0, *(int(x) for x in args.levels.split(","))]
@@ -758,15 +772,17 @@ def main(argv: list[str] | None = None) -> int:
     settle = 0.0 if args.quick else args.settle
     settle_max = 0.0 if args.quick else args.settle_max
     all_runs = [
-        one_run(levels, seconds, args.quick, page_level, ping, settle, settle_max) for _ in range(runs)
+        one_run(levels, seconds, args.quick, page_level, ping, settle, settle_max, not args.one_stack)
+        for _ in range(runs)
     ]
     results = median_of(all_runs)
-    print(report(results, seconds, runs, ping))
+    text = report(results, seconds, runs, ping, not args.one_stack)
+    print(text)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "full"
     (out / f"stack-{name}.json").write_text(json.dumps({"median": results, "runs": all_runs}, indent=2))
-    (out / f"stack-{name}.md").write_text(report(results, seconds, runs, ping) + "\n")
+    (out / f"stack-{name}.md").write_text(text + "\n")
     ok = all(
         r["sse_any_n"] > 0 and r["lost"] == 0 and r["lag_after"] == 0 and r["committed_lag_after"] == 0
         for r in results[1:]
@@ -802,11 +818,18 @@ def _caught_up(r: dict[str, Any]) -> str:
     return f"yes, {settled:.0f} s" if r["caught_up"] is True else f"**no** in {settled:.0f} s"
 
 
-def report(results: list[dict[str, Any]], seconds: float, runs: int, ping_interval: float) -> str:
+def report(
+    results: list[dict[str, Any]],
+    seconds: float,
+    runs: int,
+    ping_interval: float,
+    stack_per_level: bool = True,
+) -> str:
     comps = ("simulator", "collector", "profiles", "viewer", "broker", "dynamodb")
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{seconds:.0f} s measured per level after the ramp, {ping_interval:g} s pings, median of {runs} run(s), "
+        f"{'a stack started for each level' if stack_per_level else 'every level on one stack'}, "
         f"{datetime.now().date()}",
         "",
         "| viewers | events/s | event→SSE status p50 / p99 | ping p50 / p99 | new viewer p50 / p99 | "

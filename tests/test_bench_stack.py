@@ -33,6 +33,8 @@ def test_stack_bench_quick() -> None:
     print(proc.stdout)
     doc = json.loads((ROOT / "bench" / "results" / "stack-quick.json").read_text())
     assert len(doc["runs"]) == 2 and all(len(run) == 2 for run in doc["runs"])
+    # each level on a stack started for it: the loaded level inherits nothing of the idle one
+    assert all(run[0]["stack"] != run[1]["stack"] for run in doc["runs"])
     idle, loaded = doc["median"]
     assert idle["viewers"] == 0 and idle["events"] == 0 and idle["lag_after"] == 0
     assert loaded["viewers"] == 20 and loaded["runs"] == 2
@@ -64,4 +66,5 @@ def test_stack_bench_quick() -> None:
     for name in ("profiles", "viewer"):
         assert loaded["bytes_per_viewer"][name] >= 0 and _positive(loaded["rss_mb"][name])
     table = proc.stdout
+    assert "a stack started for each level" in table.splitlines()[0]
     assert "| viewers | events/s |" in table and "| 20 |" in table and "nan" not in table.split("| 20 |")[1]
