@@ -233,3 +233,38 @@ def test_a_touch_brings_back_a_viewer_whose_last_profile_is_old() -> None:
     assert view.expire() == 1 and view.dormant == 1
     view.touch({"w": touch_of(T0 + 699, events=11)})
     assert "w" in view and view.take_changes()[0] == {"w"}
+
+
+def test_viewers_who_left_are_kept_for_the_api() -> None:
+    """An ended viewer's last profile is kept ENDED_KEEP_S (for the API: DynamoDB gets the end a
+    flush later), a quiet one's DORMANT_S; an erasure forgets both at once; neither comes back
+    on the page by being kept."""
+    clock = Clock(T0)
+    view = LiveView(75, clock)
+    view.apply("e", prof("e", "watching", seen=T0 - 5, events=5))
+    view.apply("e", prof("e", "ended", seen=T0, events=6))
+    view.apply("q", prof("q", "paused", seen=T0, events=3))
+    view.apply("x", prof("x", "ended", seen=T0, events=2))
+    view.apply("x", None)  # erased after its end
+    assert "e" not in view and len(view) == 1 and view.recently_ended == 1
+    ended = view.left_profile("e")
+    assert ended is not None and ended["status"] == "ended" and ended["events"] == 6 and "active" not in ended
+    assert view.left_profile("q") is None  # still active: not a viewer who left
+    assert view.left_profile("x") is None and view.left_profile("never") is None
+    clock.t = T0 + 50  # a sweep: e ended 50 s ago, kept
+    assert view.expire() == 0 and view.left_profile("e") is not None
+    clock.t = T0 + 80  # q's last_seen is past the timeout (no sweep due: one a DORMANT_SWEEP_S)
+    assert view.expire() == 1 and len(view) == 0
+    quiet = view.left_profile("q")
+    assert quiet is not None and quiet["status"] == "paused" and quiet["events"] == 3
+    assert view.left_profile("e") is not None
+    clock.t = T0 + 130  # past ENDED_KEEP_S, at the next sweep
+    view.expire()
+    assert view.left_profile("e") is None and view.recently_ended == 0
+    assert view.left_profile("q") is not None  # quiet viewers are kept longer (a touch revives them)
+    # a later version replaces the kept one; an erasure forgets a quiet viewer too
+    view.apply("q", prof("q", "ended", seen=T0 + 100, events=4))
+    kept = view.left_profile("q")
+    assert kept is not None and kept["status"] == "ended" and kept["events"] == 4 and view.dormant == 0
+    view.apply("q", None)
+    assert view.left_profile("q") is None

@@ -152,3 +152,33 @@ def test_profile_of_an_active_viewer_comes_from_the_live_view(settings: Settings
         while http.get(f"/api/profiles/{vid}").status_code != 404:
             assert time.monotonic() < deadline, "the erasure never reached the API"
             time.sleep(0.05)
+
+
+def test_a_viewer_who_just_left_is_not_answered_with_what_came_before(settings: Settings) -> None:
+    """The page drops a viewer at its end at once; DynamoDB gets the end a flush later. Until
+    then the API answers with the ended profile the view kept, not DynamoDB's older one; once
+    DynamoDB holds a newer version (a late event written since), DynamoDB's."""
+    ddb = dynamodb_client(settings)
+    vid, new_vid = "f" * 64, "0f" * 32
+    watching = make_profile(vid, "watching", position_s=300.0, events=5, last_seen=now_iso(-3))
+    put_profile_item(ddb, settings, watching)  # written at its last significant change
+    ended = {**watching, "status": "ended", "events": 6, "last_seen": now_iso(-1), "last_event_name": "end"}
+    # a viewer who ended before its first write reached DynamoDB (a consumer under lag)
+    short = make_profile(new_vid, "ended", events=4, last_seen=now_iso(-1))
+    produce_changes(settings, [(vid, watching), (vid, ended), (new_vid, short)])
+
+    app = create_app(settings)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        deadline = time.monotonic() + 20
+        while http.get(f"/api/profiles/{new_vid}").status_code != 200:
+            assert time.monotonic() < deadline, "the changes never reached the view"
+            time.sleep(0.05)
+        assert http.get(f"/api/profiles/{new_vid}").json() == {**short, "active": False}
+        assert http.get(f"/api/profiles/{vid}").json() == {**ended, "active": False}
+        item = ddb.get_item(TableName=settings.table_profiles, Key={"viewer_id": {"S": vid}})["Item"]
+        assert item["status"]["S"] == "watching"  # DynamoDB still has the version before the end
+        assert app.state.service.view.get(vid) is None  # and the page does not show the viewer
+        # DynamoDB gets a later version (the end and a late event after it): it answers again
+        later = {**ended, "events": 7, "last_seen": now_iso()}
+        put_profile_item(ddb, settings, later)
+        assert http.get(f"/api/profiles/{vid}").json() == {**later, "active": False}

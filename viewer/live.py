@@ -37,6 +37,10 @@ RETIRED_MEMORY_S = 900.0
 # pings (touches messages are compacted to the last one per partition).
 DORMANT_S = 3600.0
 DORMANT_SWEEP_S = 60.0
+# A viewer who ended is kept this long (at least; swept every DORMANT_SWEEP_S) as its encoded
+# profile, for `GET /api/profiles/{id}`: DynamoDB gets the end within LVP_FLUSH_INTERVAL_S (more
+# under lag), and until then the API must not answer with what came before the end.
+ENDED_KEEP_S = 60.0
 # Stream windows (one page of rows a group of SSE clients shows): the search text's bound and
 # how many titles the counts of a stream frame carry (the REST snapshot carries all of them).
 MAX_QUERY = 64
@@ -157,6 +161,7 @@ class LiveView:
         self.by_media: Counter[str] = Counter()
         self._retired: dict[str, tuple[int, float]] = {}  # viewer id -> (events, left at)
         self._dormant: dict[str, tuple[float, bytes]] = {}  # viewer id -> (last_seen, profile JSON)
+        self._ended: dict[str, tuple[float, bytes]] = {}  # viewer id -> (when it ended here, profile JSON)
         self._dormant_swept = 0.0
         self._version = 0
         self._old_keys: dict[str, SortKey] = {}  # the key before a change, since the last push
@@ -172,6 +177,12 @@ class LiveView:
     def get(self, viewer_id: str) -> dict[str, Any] | None:
         entry = self._entries.get(viewer_id)
         return entry.profile if entry else None
+
+    def left_profile(self, viewer_id: str) -> dict[str, Any] | None:
+        """The last profile (without ``active``) of a viewer who left the view — ended (kept
+        ENDED_KEEP_S) or quiet past the timeout (kept DORMANT_S) —; None for any other."""
+        kept = self._ended.get(viewer_id) or self._dormant.get(viewer_id)
+        return None if kept is None else dict(orjson.loads(kept[1]))
 
     def last_seen_of(self, viewer_id: str) -> float | None:
         entry = self._entries.get(viewer_id)
@@ -248,6 +259,7 @@ class LiveView:
         now = self.clock() if now is None else now
         old = self._entries.get(viewer_id)
         self._dormant.pop(viewer_id, None)
+        self._ended.pop(viewer_id, None)
         if raw is None:
             self._retired.pop(viewer_id, None)
             if old is not None:
@@ -343,6 +355,8 @@ class LiveView:
             self._dormant_swept = now
             cutoff = now - DORMANT_S
             self._dormant = {k: v for k, v in self._dormant.items() if v[0] >= cutoff}
+            cutoff = now - ENDED_KEEP_S
+            self._ended = {k: v for k, v in self._ended.items() if v[0] >= cutoff}
         if len(self._retired) > 1000 and self._retired:
             cutoff = now - RETIRED_MEMORY_S
             self._retired = {k: v for k, v in self._retired.items() if v[1] >= cutoff}
@@ -419,14 +433,25 @@ class LiveView:
         return self.apply(viewer_id, profile, now)
 
     def _keep_dormant(self, viewer_id: str, profile: Mapping[str, Any], last_seen: float, now: float) -> None:
-        if profile.get("status") != "ended" and now - last_seen <= DORMANT_S:
-            body = {k: v for k, v in profile.items() if k != "active"}
-            self._dormant[viewer_id] = (last_seen, orjson.dumps(body))
+        """Keep the profile of a viewer leaving the view: a quiet one for a touch that may bring
+        it back (and for the API), an ended one for the API only (see :meth:`left_profile`)."""
+        ended = profile.get("status") == "ended"
+        if ended or now - last_seen <= DORMANT_S:
+            body = orjson.dumps({k: v for k, v in profile.items() if k != "active"})
+            if ended:
+                self._ended[viewer_id] = (now, body)
+            else:
+                self._dormant[viewer_id] = (last_seen, body)
 
     @property
     def dormant(self) -> int:
         """Viewers kept (encoded) because a touch may bring them back."""
         return len(self._dormant)
+
+    @property
+    def recently_ended(self) -> int:
+        """Viewers who ended, kept (encoded) for the API for ENDED_KEEP_S."""
+        return len(self._ended)
 
     def _unkey(self, key: SortKey) -> None:
         keys = self._keys

@@ -5,7 +5,11 @@ API fields leave: never ``state``, ``ttl``, ``active_shard`` or the raw keys.
 A profile is answered from the live view first when the viewer is active there (its last
 profile message with the touches read since applied: what the live page shows), then from
 DynamoDB, which lags for a watching viewer whose only changes were pings (written every
-``LVP_PROFILE_WRITE_INTERVAL_S``). So the API never answers older than the live page.
+``LVP_PROFILE_WRITE_INTERVAL_S``). So the API never answers older than the live page. A viewer
+who has just left the view — ended, or quiet past ``LVP_ACTIVE_TIMEOUT_S`` — is answered with the
+newer (more events, then the later ``last_seen``) of DynamoDB's profile and the last one the view
+held (kept a minute after an end, an hour for a quiet viewer): DynamoDB gets an end within
+``LVP_FLUSH_INTERVAL_S`` (longer under lag), and the page no longer shows what came before it.
 
 History: newest first by default (``?order=asc`` for oldest first), ``?limit=`` (1..500, default
 100) and ``?cursor=`` (the ``next_cursor`` of the previous page).
@@ -28,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
+from lvp.enriched import epoch_of
 from lvp.profile import api_profile, is_active
 from lvp.profile_codec import item_to_history, item_to_profile
 from lvp.tables import ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
@@ -145,6 +150,29 @@ def live_profile(request: Request, viewer_id: str) -> dict[str, Any] | None:
     return api_profile(held, active=active)
 
 
+def left_profile(request: Request, viewer_id: str) -> dict[str, Any] | None:
+    """The last profile the live view held of a viewer who left it (API dict, ``active``
+    derived now), or None."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return None
+    kept = service.view.left_profile(viewer_id)
+    if kept is None:
+        return None
+    active = is_active(kept, service.clock(), service.settings.active_timeout_s)
+    return api_profile(kept, active=active)
+
+
+def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """``a`` is a later version of the same viewer's profile than ``b``: more events, or as many
+    and a later ``last_seen``."""
+    ea, eb = a.get("events"), b.get("events")
+    if isinstance(ea, int) and isinstance(eb, int) and ea != eb:
+        return ea > eb
+    sa, sb = epoch_of(a.get("last_seen")), epoch_of(b.get("last_seen"))
+    return sa is not None and (sb is None or sa > sb)
+
+
 async def get_profile(request: Request) -> Response:
     viewer_id = request.path_params["viewer_id"]
     if not VIEWER_ID.match(viewer_id):
@@ -152,10 +180,13 @@ async def get_profile(request: Request) -> Response:
     live = live_profile(request, viewer_id)
     if live is not None:
         return JSONResponse(live)
+    kept = left_profile(request, viewer_id)
     try:
         profile = await _reader(request).get_profile(viewer_id)
     except (BotoCoreError, ClientError):
-        return _unavailable()
+        return JSONResponse(kept) if kept is not None else _unavailable()
+    if kept is not None and (profile is None or _newer(kept, profile)):
+        return JSONResponse(kept)  # DynamoDB has not got the viewer's last change yet
     if profile is None:
         return _not_found(viewer_id)
     return JSONResponse(profile)
