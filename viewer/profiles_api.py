@@ -140,27 +140,25 @@ def decode_history_cursor(cursor: str) -> str | None:
 
 def live_profile(request: Request, viewer_id: str) -> dict[str, Any] | None:
     """The profile the live view holds for an active viewer (API dict, ``active`` derived now)."""
-    service = getattr(request.app.state, "service", None)
-    if service is None:
-        return None
-    held = service.view.get(viewer_id)
-    if held is None:
-        return None
-    active = is_active(held, service.clock(), service.settings.active_timeout_s)
-    return api_profile(held, active=active)
+    return _from_view(request, viewer_id, left=False)
 
 
 def left_profile(request: Request, viewer_id: str) -> dict[str, Any] | None:
     """The last profile the live view held of a viewer who left it (API dict, ``active``
     derived now), or None."""
+    return _from_view(request, viewer_id, left=True)
+
+
+def _from_view(request: Request, viewer_id: str, *, left: bool) -> dict[str, Any] | None:
     service = getattr(request.app.state, "service", None)
     if service is None:
         return None
-    kept = service.view.left_profile(viewer_id)
-    if kept is None:
+    view = service.view
+    held = view.left_profile(viewer_id) if left else view.get(viewer_id)
+    if held is None:
         return None
-    active = is_active(kept, service.clock(), service.settings.active_timeout_s)
-    return api_profile(kept, active=active)
+    active = is_active(held, service.clock(), service.settings.active_timeout_s)
+    return api_profile(held, active=active)
 
 
 def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
