@@ -148,10 +148,11 @@ class Identities:
         url_pseudonymize: Iterable[str] = (),
         keep_page_title: bool = False,
         keep_transaction_fields: bool = False,
+        pseudonym_cache_size: int = 100_000,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.key = key
-        self.pseudonym = Pseudonymizer(key)
+        self.pseudonym = Pseudonymizer(key, pseudonym_cache_size)
         self.cookie_name = cookie_name
         self.cookie_domain = cookie_domain
         self._expires_at = 0
@@ -172,6 +173,7 @@ class Identities:
             url_pseudonymize=settings.url_pseudonymize_param_list,
             keep_page_title=settings.keep_page_title,
             keep_transaction_fields=settings.keep_transaction_fields,
+            pseudonym_cache_size=settings.pseudonym_cache_size,
         )
 
     # -- per request --

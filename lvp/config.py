@@ -79,6 +79,13 @@ class Settings:
         "Required unless LVP_DEV.",
         secret=True,
     )
+    pseudonym_cache_size: int = _setting(
+        100_000,
+        "LVP_PSEUDONYM_CACHE_SIZE",
+        "Identifiers whose pseudonym the collector (and a consumer pseudonymizing its input) "
+        "remembers (~230 B each; a miss costs ~1.2 µs). About 3 per concurrent viewer (cookie, "
+        "domain user id, user id): raise it above ~30,000 viewers.",
+    )
     url_keep_params: str = _setting(
         "utm_*",
         "LVP_URL_KEEP_PARAMS",
@@ -437,6 +444,8 @@ def _validate(s: Settings) -> None:
     ):
         if not value > 0:
             raise ConfigError(f"{env} must be > 0 seconds, got {value!r}")
+    if s.pseudonym_cache_size < 1:
+        raise ConfigError(f"LVP_PSEUDONYM_CACHE_SIZE must be >= 1, got {s.pseudonym_cache_size!r}")
     _dp_epsilon(s.dp_epsilon)
     if s.kafka_msk_iam:
         # MSK IAM signs SASL/OAUTHBEARER tokens for the region (lvp.msk)

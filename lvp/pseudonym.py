@@ -42,6 +42,10 @@ class Pseudonymizer:
         self._cache: dict[str, str] = {}
         self._max = max(1, cache_size)
 
+    def __len__(self) -> int:
+        """How many identifiers' pseudonyms are cached."""
+        return len(self._cache)
+
     def __call__(self, raw: str) -> str:
         if not raw:
             return ""

@@ -204,7 +204,9 @@ class ProfilesConsumer:
         self.store = store or ProfileStore(settings, metrics=self.metrics)
         self._own_store = store is None
         self.decoder = InputDecoder(
-            Pseudonymizer(settings.require_pseudonym_key()) if pseudonymize_input else None
+            Pseudonymizer(settings.require_pseudonym_key(), settings.pseudonym_cache_size)
+            if pseudonymize_input
+            else None
         )
         self.progress = progress
         self.reorder_window_s = settings.reorder_window_s

@@ -56,3 +56,36 @@ def test_ipv6_transition_addresses_lose_their_embedded_ipv4() -> None:
         assert "c633:6465" not in out and "c633:64" not in out and "198.51.100.101" not in out
     # an ordinary global address keeps its /48
     assert anonymize_ip("2a00:1450:4001:82b::200e") == "2a00:1450:4001:x:x:x:x:x"
+
+
+def test_the_cache_size_is_a_setting_of_the_collector_and_the_consumer() -> None:
+    """LVP_PSEUDONYM_CACHE_SIZE bounds the collector's cache (and a consumer's that
+    pseudonymizes its input): an audience larger than the default needs a larger one."""
+    from collector.identity import Identities
+    from lvp.config import Settings
+    from profiles.consumer import ProfilesConsumer
+
+    key = b"k" * 32
+    small = Settings.from_env({"LVP_PSEUDONYM_CACHE_SIZE": "8"})
+    assert small.pseudonym_cache_size == 8 and Settings.from_env({}).pseudonym_cache_size == 100_000
+    ids = Identities.from_settings(key, small)
+    for i in range(50):
+        assert ids.pseudonym(f"viewer-{i}") == pseudonymize(f"viewer-{i}", key)
+    assert 0 < len(ids.pseudonym) <= 8
+    large = Identities.from_settings(key, Settings.from_env({"LVP_PSEUDONYM_CACHE_SIZE": "1000"}))
+    for i in range(50):
+        large.pseudonym(f"viewer-{i}")
+    assert len(large.pseudonym) == 50
+    # `lvp profiles` pseudonymizing its input (an upstream pipeline's raw lines) takes it too
+    consumer = ProfilesConsumer(
+        small.with_(pseudonym_key="k" * 32, aws_endpoint_url="http://127.0.0.1:9"), pseudonymize_input=True
+    )
+    try:
+        decode = consumer.decoder.pseudonymize
+        assert decode is not None
+        for i in range(50):
+            assert decode(f"viewer-{i}") == pseudonymize(f"viewer-{i}", b"k" * 32)
+        assert isinstance(decode, Pseudonymizer) and 0 < len(decode) <= 8
+    finally:
+        consumer._pool.shutdown()
+        consumer._loader.shutdown()
