@@ -28,10 +28,10 @@ tracker-frontend/dist/index.html: $(wildcard tracker-frontend/src/*) tracker-fro
 
 # Debian packages the tests need: Chromium (browser tests), Java (DynamoDB Local), AWS CLI.
 setup-system:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/java ] || [ ! -x /usr/bin/aws ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/java ] || [ ! -x /usr/bin/aws ] || [ ! -x /usr/bin/valgrind ]; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    chromium fonts-dejavu-core default-jre-headless awscli >/dev/null; \
+	    chromium fonts-dejavu-core default-jre-headless awscli valgrind >/dev/null; \
 	fi
 
 up: setup

@@ -12,6 +12,8 @@ import sys
 BENCHMARKS = (
     "bench.collector_bench",
     "bench.profiles_bench",
+    "bench.decode_bench",
+    "bench.writes_bench",
     "bench.engine_bench",
     "bench.freeze_bench",
     "bench.memory_bench",
