@@ -20,6 +20,7 @@ from support.viewer import (
 from lvp.config import Settings
 from lvp.dynamo import create_tables, dynamodb_client
 from lvp.kafka import producer_config
+from lvp.profile_codec import erasure_marker
 from viewer.app import create_app
 
 TOKEN = "test-token-profiles-api-42"
@@ -182,3 +183,9 @@ def test_a_viewer_who_just_left_is_not_answered_with_what_came_before(settings: 
         later = {**ended, "events": 7, "last_seen": now_iso()}
         put_profile_item(ddb, settings, later)
         assert http.get(f"/api/profiles/{vid}").json() == {**later, "active": False}
+        # erased after it ended, its tombstone not read by this view (not sent, or still on its
+        # way): DynamoDB's erasure marker wins over the kept profile, which is from before it
+        marker = erasure_marker(new_vid, int(time.time() * 1000) + 1, retention_s=3600)
+        ddb.put_item(TableName=settings.table_profiles, Item=marker)
+        assert app.state.service.view.left_profile(new_vid) is not None
+        assert http.get(f"/api/profiles/{new_vid}").status_code == 404

@@ -77,13 +77,19 @@ class ProfileReader:
         self.client = None
 
     async def get_profile(self, viewer_id: str) -> dict[str, Any] | None:
+        return (await self.get_profile_and_erasure(viewer_id))[0]
+
+    async def get_profile_and_erasure(self, viewer_id: str) -> tuple[dict[str, Any] | None, float | None]:
+        """(the stored profile or None, when the viewer was last erased: epoch s, or None)."""
         resp = await self.client.get_item(
             TableName=self.settings.table_profiles, Key={"viewer_id": {"S": viewer_id}}
         )
         item = resp.get("Item")
+        erased = item.get(ERASED_AT_ATTRIBUTE) if item else None
+        erased_at = int(erased["N"]) / 1000 if erased and "N" in erased else None
         if not item or is_erasure_marker(item):  # an erased viewer: no profile
-            return None
-        return profile_view(item, self.settings.active_timeout_s)
+            return None, erased_at
+        return profile_view(item, self.settings.active_timeout_s), erased_at
 
     async def exists(self, viewer_id: str) -> bool:
         resp = await self.client.get_item(
@@ -180,9 +186,13 @@ async def get_profile(request: Request) -> Response:
         return JSONResponse(live)
     kept = left_profile(request, viewer_id)
     try:
-        profile = await _reader(request).get_profile(viewer_id)
+        profile, erased_at = await _reader(request).get_profile_and_erasure(viewer_id)
     except (BotoCoreError, ClientError):
-        return JSONResponse(kept) if kept is not None else _unavailable()
+        return _unavailable()
+    if kept is not None and erased_at is not None:
+        seen = epoch_of(kept.get("last_seen"))
+        if seen is None or seen <= erased_at:
+            kept = None  # from before an erasure whose tombstone this view has not read
     if kept is not None and (profile is None or _newer(kept, profile)):
         return JSONResponse(kept)  # DynamoDB has not got the viewer's last change yet
     if profile is None:
