@@ -5,27 +5,14 @@ engine, each with the cost of starting and loading taken out (sane figures asser
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from support.bench import run_bench
 
 
 @pytest.mark.slow
 def test_decode_bench_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.decode_bench", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    text = proc.stdout
+    text = run_bench("decode_bench", "--quick", timeout=900)
     assert text.startswith("920 enriched lines of 20 viewers"), text
     rows = dict(
         re.findall(

@@ -5,26 +5,15 @@ running, and its table says what it should: one row per ε preset, the error fal
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from support.bench import run_bench
 
 from lvp.config import DP_EPSILON_PRESETS
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def test_dp_tradeoff_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.dp_tradeoff", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = run_bench("dp_tradeoff", "--quick", timeout=120)
     rows = {}
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 6 and cells[0] in DP_EPSILON_PRESETS:
             print(f"FIGURE dp_tradeoff {line.strip()}")

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.bench import run_bench
 
 
 def test_engine_bench_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.engine_bench", "--quick"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    out = run_bench("engine_bench", "--quick", timeout=300)
     assert out.startswith("50 viewers x 73 events")
     for row in (
         "apply+fold, as delivered",

@@ -5,20 +5,12 @@ or memory target asserted beyond what settling must buy)."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.bench import run_bench
 
 
 def test_memory_bench_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.memory_bench", "--quick"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    out = run_bench("memory_bench", "--quick", timeout=600)
     assert re.match(r"100 viewers, [\d,]+ events .*median of 3 runs", out), out[:300]
     rows = re.findall(r"^\| (.+?) \| ([\d,]+) B \| ([\d,]+) B \| ([\d.]+) µs \|$", out, re.M)
     assert [r[0] for r in rows] == ["before issue #11 (baseline)", "settle() after each read"]

@@ -4,22 +4,25 @@ the consumer, the raw consume and the decode floor (sane figures asserted, no ti
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.bench import run_bench
 
 
 def test_profiles_bench_quick(broker: str, dynamodb_local: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.profiles_bench", "--quick", "--viewers", "60", "--runs", "2",
-         "--bootstrap-servers", broker, "--endpoint-url", dynamodb_local],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    lines = proc.stdout.splitlines()
+    out = run_bench(
+        "profiles_bench",
+        "--quick",
+        "--viewers",
+        "60",
+        "--runs",
+        "2",
+        "--bootstrap-servers",
+        broker,
+        "--endpoint-url",
+        dynamodb_local,
+        timeout=300,
+    )
+    lines = out.splitlines()
     assert lines[0] == "| measure | value | target | met |"
     table = "\n".join(lines)
     for row in (

@@ -4,11 +4,8 @@ per event, every event was enriched, and no raw e-mail or IP is left in any enri
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from support.bench import run_bench
 
-ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
     "plain",
     "campaign",
@@ -21,16 +18,9 @@ SCENARIOS = {
 
 
 def test_scrub_bench_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.scrub_bench", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = run_bench("scrub_bench", "--quick", timeout=300)
     rows = {}
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 6 and cells[0] in SCENARIOS:
             print(f"FIGURE scrub_bench {line.strip()}")

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.bench import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ("simulator", "collector", "profiles", "viewer", "broker", "dynamodb")
@@ -22,15 +21,7 @@ def _positive(x: object) -> bool:
 
 @pytest.mark.slow
 def test_stack_bench_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.stack_bench", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
+    out = run_bench("stack_bench", "--quick", timeout=900)
     doc = json.loads((ROOT / "bench" / "results" / "stack-quick.json").read_text())
     assert len(doc["runs"]) == 2 and all(len(run) == 2 for run in doc["runs"])
     # each level on a stack started for it: the loaded level inherits nothing of the idle one
@@ -65,6 +56,6 @@ def test_stack_bench_quick() -> None:
     assert 0 < loaded["writes_per_event"] < 5
     for name in ("profiles", "viewer"):
         assert loaded["bytes_per_viewer"][name] >= 0 and _positive(loaded["rss_mb"][name])
-    table = proc.stdout
+    table = out
     assert "a stack started for each level" in table.splitlines()[0]
     assert "| viewers | events/s |" in table and "| 20 |" in table and "nan" not in table.split("| 20 |")[1]

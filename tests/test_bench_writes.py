@@ -5,13 +5,10 @@ less than one write per change (no timing asserted)."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-from pathlib import Path
+
+from support.bench import run_bench
 
 from bench import writes_bench
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_writes_bench_quick() -> None:
@@ -30,10 +27,6 @@ def test_writes_bench_quick() -> None:
 
 
 def test_writes_bench_prints_its_table() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.writes_bench", "--viewers", "10", "--hours", "0.1", "--runs", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| **lazy** (LVP_PROFILE_WRITE_INTERVAL_S=300) | **" in proc.stdout
-    assert "Events not applied: 0." in proc.stdout
+    out = run_bench("writes_bench", "--viewers", "10", "--hours", "0.1", "--runs", "1", timeout=600)
+    assert "| **lazy** (LVP_PROFILE_WRITE_INTERVAL_S=300) | **" in out
+    assert "Events not applied: 0." in out
