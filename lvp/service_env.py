@@ -23,6 +23,7 @@ SERVICE_SETTINGS: dict[str, tuple[str, ...]] = {
         "topic_good",
         "topic_bad",
         "pseudonym_key",
+        "pseudonym_cache_size",
         "url_keep_params",
         "url_pseudonymize_params",
         "keep_page_title",
@@ -114,8 +115,9 @@ LOCAL_ONLY: tuple[str, ...] = ("aws_endpoint_url", "dev", "state_dir", "micro_ma
 
 # Settings a service package reads only in modes the deployments do not run, so the deployments
 # leave them unset (least privilege): the profiles consumer needs the pseudonym key only with
-# --pseudonymize-input (raw, non-pseudonymized input) and for `lvp profile ... --user-id`.
-NOT_DEPLOYED: dict[str, tuple[str, ...]] = {"profiles": ("pseudonym_key",)}
+# --pseudonymize-input (raw, non-pseudonymized input; with its cache size) and for `lvp profile ...
+# --user-id`.
+NOT_DEPLOYED: dict[str, tuple[str, ...]] = {"profiles": ("pseudonym_key", "pseudonym_cache_size")}
 
 # Local stacks additionally point the DynamoDB users at the local endpoint (LocalStack).
 LOCAL_EXTRA: dict[str, tuple[str, ...]] = {"profiles": ("aws_endpoint_url",), "viewer": ("aws_endpoint_url",)}

@@ -45,6 +45,7 @@ locals {
       LVP_URL_PSEUDONYMIZE_PARAMS = ""
       LVP_KEEP_PAGE_TITLE         = "false"
       LVP_KEEP_TRANSACTION_FIELDS = "false"
+      LVP_PSEUDONYM_CACHE_SIZE    = tostring(var.pseudonym_cache_size)
     }
 
     profiles = {

@@ -415,6 +415,17 @@ variable "rate_limit_per_ip" {
   }
 }
 
+variable "pseudonym_cache_size" {
+  type        = number
+  description = "LVP_PSEUDONYM_CACHE_SIZE: identifiers whose pseudonym the collector remembers (~230 B each); about 3 per concurrent viewer."
+  default     = 100000
+
+  validation {
+    condition     = var.pseudonym_cache_size >= 1
+    error_message = "pseudonym_cache_size must be at least 1."
+  }
+}
+
 variable "dp_media_labels" {
   type        = string
   description = "LVP_DP_MEDIA_LABELS: public catalogue of media labels for the differentially private statistics."
