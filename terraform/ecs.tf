@@ -49,31 +49,31 @@ locals {
     }
 
     profiles = {
-      KAFKA_BOOTSTRAP_SERVERS   = local.msk_bootstrap_brokers
-      KAFKA_SECURITY_PROTOCOL   = "SASL_SSL"
-      KAFKA_SASL_MECHANISM      = "OAUTHBEARER"
-      LVP_KAFKA_MSK_IAM         = "true"
-      AWS_REGION                = local.region
-      LVP_TOPIC_GOOD            = var.topics.good
-      LVP_TOPIC_BAD             = var.topics.bad
-      LVP_TOPIC_CHANGES         = var.topics.changes
-      LVP_CONSUMER_GROUP        = var.consumer_group
-      LVP_PRODUCE_TIMEOUT_S     = "5"
-      LVP_TABLE_PROFILES        = aws_dynamodb_table.profiles.name
-      LVP_TABLE_HISTORY         = aws_dynamodb_table.history.name
-      LVP_REORDER_WINDOW_S      = "10"
-      LVP_ACTIVE_TIMEOUT_S      = "75"
-      LVP_RETENTION_DAYS        = tostring(var.retention_days)
-      LVP_FLUSH_INTERVAL_S      = "1"
-      LVP_FLUSH_MAX_DIRTY       = "5000"
-      LVP_PUBLISH_INTERVAL_S    = "0.1"
-      LVP_TOUCH_INTERVAL_S      = "0.25"
+      KAFKA_BOOTSTRAP_SERVERS      = local.msk_bootstrap_brokers
+      KAFKA_SECURITY_PROTOCOL      = "SASL_SSL"
+      KAFKA_SASL_MECHANISM         = "OAUTHBEARER"
+      LVP_KAFKA_MSK_IAM            = "true"
+      AWS_REGION                   = local.region
+      LVP_TOPIC_GOOD               = var.topics.good
+      LVP_TOPIC_BAD                = var.topics.bad
+      LVP_TOPIC_CHANGES            = var.topics.changes
+      LVP_CONSUMER_GROUP           = var.consumer_group
+      LVP_PRODUCE_TIMEOUT_S        = "5"
+      LVP_TABLE_PROFILES           = aws_dynamodb_table.profiles.name
+      LVP_TABLE_HISTORY            = aws_dynamodb_table.history.name
+      LVP_REORDER_WINDOW_S         = "10"
+      LVP_ACTIVE_TIMEOUT_S         = "75"
+      LVP_RETENTION_DAYS           = tostring(var.retention_days)
+      LVP_FLUSH_INTERVAL_S         = "1"
+      LVP_FLUSH_MAX_DIRTY          = "5000"
+      LVP_PUBLISH_INTERVAL_S       = "0.1"
+      LVP_TOUCH_INTERVAL_S         = "0.25"
       LVP_PROFILE_WRITE_INTERVAL_S = tostring(var.profile_write_interval_s)
-      LVP_FREEZE_AFTER_S        = "45"
-      LVP_ACTIVE_SHARDS         = tostring(var.active_shards)
-      LVP_PROFILES_METRICS_PORT = "9091"
-      LVP_DYNAMODB_CLIENT       = var.dynamodb_client
-      LVP_LOG_FORMAT            = "json"
+      LVP_FREEZE_AFTER_S           = "45"
+      LVP_ACTIVE_SHARDS            = tostring(var.active_shards)
+      LVP_PROFILES_METRICS_PORT    = "9091"
+      LVP_DYNAMODB_CLIENT          = var.dynamodb_client
+      LVP_LOG_FORMAT               = "json"
     }
 
     viewer = {
@@ -90,7 +90,7 @@ locals {
       LVP_VIEWER_HOST            = "0.0.0.0"
       LVP_VIEWER_PORT            = "8080"
       LVP_VIEWER_CORS_ORIGINS    = local.viewer_cors_origins # never the collector's list
-      LVP_VIEWER_TRUSTED_PROXIES = "1" # the client address and scheme the ALB appended
+      LVP_VIEWER_TRUSTED_PROXIES = "1"                       # the client address and scheme the ALB appended
       LVP_TABLE_VIEWER_STATE     = aws_dynamodb_table.viewer_state.name
       LVP_REQUEST_TIMEOUT_S      = "10"
       LVP_PUSH_INTERVAL_S        = "0.25"
