@@ -23,7 +23,7 @@ import orjson
 from collector.urlscrub import UrlScrubber
 from lvp.forwarded import client_ip
 from lvp.forwarded import first_forwarded_for as first_forwarded_for  # re-exported
-from lvp.pseudonym import Pseudonymizer, anonymize_ip
+from lvp.pseudonym import CACHE_SIZE, Pseudonymizer, anonymize_ip
 
 if TYPE_CHECKING:
     from lvp.config import Settings
@@ -148,7 +148,7 @@ class Identities:
         url_pseudonymize: Iterable[str] = (),
         keep_page_title: bool = False,
         keep_transaction_fields: bool = False,
-        pseudonym_cache_size: int = 100_000,
+        pseudonym_cache_size: int = CACHE_SIZE,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.key = key

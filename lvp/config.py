@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from lvp import pseudonym
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names its environment variable."""
@@ -80,7 +82,7 @@ class Settings:
         secret=True,
     )
     pseudonym_cache_size: int = _setting(
-        100_000,
+        pseudonym.CACHE_SIZE,
         "LVP_PSEUDONYM_CACHE_SIZE",
         "Identifiers whose pseudonym the collector (and a consumer pseudonymizing its input) "
         "remembers (~230 B each; a miss costs ~1.2 µs). About 3 per concurrent viewer (cookie, "

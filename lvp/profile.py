@@ -53,6 +53,19 @@ def is_active(profile: Mapping[str, Any], now: float, timeout_s: float) -> bool:
     return now - seen <= timeout_s
 
 
+def compare_versions(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
+    """Which of two versions of one viewer's profile (or touch patch) is the later: 1 ``a``, -1
+    ``b``, 0 the same or not known. More ``events`` is later; as many (or a side without the
+    count), the later ``last_seen``; no readable ``last_seen`` on a side: not known."""
+    ea, eb = a.get("events"), b.get("events")
+    if type(ea) is int and type(eb) is int and ea != eb:
+        return 1 if ea > eb else -1
+    sa, sb = epoch_of(a.get("last_seen")), epoch_of(b.get("last_seen"))
+    if sa is None or sb is None or sa == sb:
+        return 0
+    return 1 if sa > sb else -1
+
+
 def with_active(profile: Mapping[str, Any], now: float, timeout_s: float) -> dict[str, Any]:
     """The profile with ``active`` filled in, keys in :data:`PROFILE_FIELDS` order, anything
     extra the caller stored kept after them (`lvp profile get` / `list`)."""

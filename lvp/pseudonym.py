@@ -15,6 +15,8 @@ import itertools
 from typing import Final
 
 PSEUDONYM_LENGTH = 64
+#: How many identifiers a :class:`Pseudonymizer` remembers unless told (``LVP_PSEUDONYM_CACHE_SIZE``).
+CACHE_SIZE = 100_000
 
 
 def pseudonymize(raw: str, key: bytes) -> str:
@@ -37,7 +39,7 @@ class Pseudonymizer:
 
     __slots__ = ("_base", "_cache", "_max")
 
-    def __init__(self, key: bytes, cache_size: int = 100_000) -> None:
+    def __init__(self, key: bytes, cache_size: int = CACHE_SIZE) -> None:
         self._base = hmac.new(key, digestmod=hashlib.sha256)
         self._cache: dict[str, str] = {}
         self._max = max(1, cache_size)

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from lvp.changes import parse_message, partition_for
 from lvp.config import Settings
 from lvp.kafka import client_config
+from lvp.profile import compare_versions
 
 __all__ = ["LiveReadError", "freshen"]
 
@@ -30,15 +31,6 @@ _MARGIN_S = 30.0
 
 class LiveReadError(RuntimeError):
     """The changes topic could not be read (the stored profile is all there is)."""
-
-
-def _newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
-    if current is None:
-        return True
-    a, b = candidate.get("last_seen"), current.get("last_seen")
-    if not isinstance(a, str) or not isinstance(b, str):
-        return True
-    return a >= b  # ISO-8601 UTC with milliseconds: text order is time order
 
 
 def freshen(
@@ -95,11 +87,11 @@ def freshen(
                 if change.kind == "erasure" and change.viewer_id == viewer_id:
                     profile = None
                 elif change.kind == "profile" and change.profile is not None:
-                    if _newer(change.profile, profile):
+                    if profile is None or compare_versions(change.profile, profile) >= 0:
                         profile = change.profile
                 elif change.kind == "touches" and change.touches and profile is not None:
                     patch = change.touches.get(viewer_id)
-                    if patch is not None and _newer(patch, profile):
+                    if patch is not None and compare_versions(patch, profile) >= 0:
                         profile = {**profile, **patch}
     finally:
         reader.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lvp.enriched import iso
-from lvp.profile import PROFILE_FIELDS, STORED_FIELDS, api_profile, is_active, with_active
+from lvp.profile import PROFILE_FIELDS, STORED_FIELDS, api_profile, compare_versions, is_active, with_active
 from profiles.engine import ViewerState
 from profiles.state import STATUSES
 
@@ -79,3 +79,46 @@ def test_api_profile_keeps_only_api_fields_and_with_active_keeps_extras() -> Non
     assert tuple(api_profile(raw)) == STORED_FIELDS  # no `active` unless given
     out = with_active(raw, NOW, 75.0)
     assert tuple(out) == (*PROFILE_FIELDS, "state", "extra") and out["active"] is True
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (
+            {"events": 7, "last_seen": "2026-01-01T00:00:01.000Z"},
+            {"events": 6, "last_seen": "2026-01-01T00:00:05.000Z"},
+            1,
+        ),
+        (
+            {"events": 6, "last_seen": "2026-01-01T00:00:05.000Z"},
+            {"events": 7, "last_seen": "2026-01-01T00:00:01.000Z"},
+            -1,
+        ),
+        (
+            {"events": 6, "last_seen": "2026-01-01T00:00:02.000Z"},
+            {"events": 6, "last_seen": "2026-01-01T00:00:01.000Z"},
+            1,
+        ),
+        (
+            {"events": 6, "last_seen": "2026-01-01T00:00:01.000Z"},
+            {"events": 6, "last_seen": "2026-01-01T00:00:01.000Z"},
+            0,
+        ),
+        (
+            {"last_seen": "2026-01-01T00:00:01.000Z"},
+            {"events": 6, "last_seen": "2026-01-01T00:00:02.000Z"},
+            -1,
+        ),
+        ({"events": 9, "last_seen": None}, {"events": 9, "last_seen": "2026-01-01T00:00:02.000Z"}, 0),
+        (
+            {"events": True, "last_seen": "2026-01-01T00:00:03.000Z"},
+            {"events": 6, "last_seen": "2026-01-01T00:00:02.000Z"},
+            1,
+        ),
+    ],
+)
+def test_compare_versions_row_by_row(a: dict[str, object], b: dict[str, object], expected: int) -> None:
+    """More events is later; as many, or a count missing (or not an int), the later last_seen;
+    an unreadable last_seen: not known (0)."""
+    assert compare_versions(a, b) == expected
+    assert compare_versions(b, a) == -expected

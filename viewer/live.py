@@ -448,11 +448,6 @@ class LiveView:
         """Viewers kept (encoded) because a touch may bring them back."""
         return len(self._dormant)
 
-    @property
-    def recently_ended(self) -> int:
-        """Viewers who ended, kept (encoded) for the API for ENDED_KEEP_S."""
-        return len(self._ended)
-
     def _unkey(self, key: SortKey) -> None:
         keys = self._keys
         i = bisect_left(keys, key)

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from lvp.config import Settings
 from lvp.dynamo import client_kwargs
 from lvp.enriched import epoch_of
-from lvp.profile import api_profile, is_active
+from lvp.profile import api_profile, compare_versions, is_active
 from lvp.profile_codec import item_to_history, item_to_profile
 from lvp.tables import ERASED_AT_ATTRIBUTE, HISTORY_ATTRIBUTES, is_erasure_marker
 
@@ -167,16 +167,6 @@ def _from_view(request: Request, viewer_id: str, *, left: bool) -> dict[str, Any
     return api_profile(held, active=active)
 
 
-def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """``a`` is a later version of the same viewer's profile than ``b``: more events, or as many
-    and a later ``last_seen``."""
-    ea, eb = a.get("events"), b.get("events")
-    if isinstance(ea, int) and isinstance(eb, int) and ea != eb:
-        return ea > eb
-    sa, sb = epoch_of(a.get("last_seen")), epoch_of(b.get("last_seen"))
-    return sa is not None and (sb is None or sa > sb)
-
-
 async def get_profile(request: Request) -> Response:
     viewer_id = request.path_params["viewer_id"]
     if not VIEWER_ID.match(viewer_id):
@@ -193,7 +183,7 @@ async def get_profile(request: Request) -> Response:
         seen = epoch_of(kept.get("last_seen"))
         if seen is None or seen <= erased_at:
             kept = None  # from before an erasure whose tombstone this view has not read
-    if kept is not None and (profile is None or _newer(kept, profile)):
+    if kept is not None and (profile is None or compare_versions(kept, profile) > 0):
         return JSONResponse(kept)  # DynamoDB has not got the viewer's last change yet
     if profile is None:
         return _not_found(viewer_id)
