@@ -25,8 +25,9 @@ import orjson
 
 from collector import COLLECTOR_VERSION, ETL_VERSION
 from collector.columns import PARAMS, put
-from collector.identity import Identities, RequestIdentity, forms_in, probes
+from collector.identity import Identities, RequestIdentity, forms_in
 from collector.protocol import CONTEXTS_URI, EVENT_TYPES, MAX_MS, SP_VENDOR, UNSTRUCT_URI, DecodedEvent
+from lvp.cache import BoundedCache
 from lvp.enriched import INDEX, N_FIELDS
 from lvp.events import viewer_id_of
 from lvp.pseudonym import anonymize_ip
@@ -89,6 +90,7 @@ _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 # --- timestamps ---------------------------------------------------------------------------------
 
 _SECONDS: dict[int, str] = {}
+_MILLIS: Final = tuple(f"{i:03d}" for i in range(1000))
 
 
 def tstamp(ms: int) -> str:
@@ -100,7 +102,7 @@ def tstamp(ms: int) -> str:
         if len(_SECONDS) > 4096:
             _SECONDS.clear()
         head = _SECONDS[sec] = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(sec))
-    return f"{head}{milli:03d}"
+    return head + _MILLIS[milli]
 
 
 def derived_ms(collector_ms: int, dtm: int | None, stm: int | None, ttm: int | None) -> int:
@@ -136,11 +138,13 @@ def strip_sp(url: str) -> tuple[str, str | None]:
     return out + hash_ + fragment, value
 
 
-_URL_CACHE: dict[str, tuple[str, ...]] = {}
+_URL_CACHE: BoundedCache[str, tuple[str, ...]] = BoundedCache(10_000)
 
 
 def url_parts(
-    raw: str, scrub: Callable[[str], str] | None = None, cache: dict[str, tuple[str, ...]] | None = None
+    raw: str,
+    scrub: Callable[[str], str] | None = None,
+    cache: BoundedCache[str, tuple[str, ...]] | None = None,
 ) -> tuple[tuple[str, ...], str | None]:
     """(url without ``_sp``, scheme, host, port, path, query, fragment), and the ``_sp`` value.
     Unparseable URLs keep the (stripped) URL with empty parts. ``scrub`` (the collector's
@@ -170,9 +174,7 @@ def url_parts(
     except ValueError:
         parts = (url, "", "", "", "", "", "")
     if sp is None:
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[raw] = parts
+        cache.put(raw, parts)
     return parts, sp
 
 
@@ -216,7 +218,8 @@ class Enricher:
 
     def __init__(self, identities: Identities) -> None:
         self.identities = identities
-        self._url_cache: dict[str, tuple[str, ...]] = {}
+        #: page and referrer URL -> its parts (a site's pages, or one per viewer when URLs carry ids)
+        self._url_cache: BoundedCache[str, tuple[str, ...]] = BoundedCache(identities.viewer_cache_size)
         # page title and e-commerce fields: free text and order data, dropped unless kept
         self._dropped = (() if identities.keep_page_title else (I_PAGE_TITLE,)) + (
             () if identities.keep_transaction_fields else TRANSACTION_COLUMNS
@@ -314,12 +317,11 @@ class Enricher:
                 cols[idx] = value
 
         line = join_columns(cols)
-        pairs = self.identities.scrub_pairs(params, ident)
-        # the forms of raw values found in the line (usually none: one substring test per form)
-        # (as cheap as can be when no raw value is there: one substring test per probe)
+        pairs, probes = self.identities.scrub_targets(params, ident)
+        # the forms of raw values found in the line (usually none: one substring test per probe)
         found = (
             [(raw, rep, forms) for raw, rep in pairs if (forms := forms_in(raw, line))]
-            if pairs and any(probe in line for raw, _ in pairs for probe in probes(raw))
+            if any(probe in line for probe in probes)
             else None
         )
         if found:

@@ -1,9 +1,10 @@
 """Who sent a request, and what of it may travel on: the network user id (``sp`` cookie), the
 ``SP-Anonymous`` header, the client IP, and the pseudonyms that replace raw identifiers.
 
-Raw values live only inside one request's processing: the enriched event carries HMAC
-pseudonyms (:mod:`lvp.pseudonym`) and an anonymized IP; :meth:`Identities.scrub` replaces any
-raw identifier that still appears elsewhere in an outgoing message.
+Raw values never leave the collector's memory (its request processing and its bounded caches:
+pseudonyms and scrub targets are kept per identifier and per viewer): the enriched event carries
+HMAC pseudonyms (:mod:`lvp.pseudonym`) and an anonymized IP; :meth:`Identities.scrub` replaces
+any raw identifier that still appears elsewhere in an outgoing message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 from collector.urlscrub import UrlScrubber
+from lvp.cache import BoundedCache
 from lvp.forwarded import client_ip
 from lvp.forwarded import first_forwarded_for as first_forwarded_for  # re-exported
 from lvp.pseudonym import CACHE_SIZE, Pseudonymizer, anonymize_ip
@@ -75,7 +77,8 @@ def forms_in(raw: str, text: str) -> list[str]:
 def probes(raw: str) -> tuple[str, ...]:
     """What to look for to tell whether ``raw`` may occur in a text, in any form: its
     :func:`text_forms` and :func:`url_hints` (a hit is then confirmed with :func:`forms_in`).
-    Worked out in one go: on the hot path, ``raw`` is new with every new viewer."""
+    Worked out in one go: on the hot path, ``raw`` is new with every new viewer (and
+    :meth:`Identities.scrub_targets` keeps the result per viewer)."""
     forms = text_forms.__wrapped__(raw)
     end = _URL_SAFE_PREFIX.match(raw).end()  # type: ignore[union-attr]  # matches the empty string
     if end == len(raw):
@@ -122,7 +125,7 @@ def uuid_shaped(pseudonym: str) -> str:
 
 @dataclass(slots=True)
 class RequestIdentity:
-    """Identity facts of one request (raw values stay in memory for this request only)."""
+    """Identity facts of one request (raw values: in memory only)."""
 
     anonymous: bool
     nuid: str  # raw network user id (cookie value we set / keep); ANONYMOUS_NUID when anonymous
@@ -131,11 +134,19 @@ class RequestIdentity:
     ip_anonymized: str
     set_cookie: bool
     scrub_pairs: list[tuple[str, str]] = field(default_factory=list)  # (raw, replacement)
-    pair_cache: dict[tuple[Any, ...], list[tuple[str, str]]] = field(default_factory=dict)
+
+
+#: (raw, replacement) pairs of one event's identifiers, and every probe of their raw values
+ScrubTargets = tuple[list[tuple[str, str]], tuple[str, ...]]
 
 
 class Identities:
-    """Pseudonyms, the network user id cookie, and scrubbing; one per collector."""
+    """Pseudonyms, the network user id cookie, and scrubbing; one per collector.
+
+    ``pseudonym_cache_size`` bounds the pseudonyms it remembers (about three identifiers per
+    viewer: cookie, domain user id, user id); its caches of one entry per viewer (the scrub
+    targets of each combination of identifiers, and the enricher's and URL scrubber's URLs, when
+    URLs differ per viewer) hold a third as many, :attr:`viewer_cache_size`."""
 
     def __init__(
         self,
@@ -153,12 +164,14 @@ class Identities:
         self.trusted_proxies = trusted_proxies
         self.key = key
         self.pseudonym = Pseudonymizer(key, pseudonym_cache_size)
+        self.viewer_cache_size = max(1, pseudonym_cache_size // 3)
+        self._targets: BoundedCache[tuple[Any, ...], ScrubTargets] = BoundedCache(self.viewer_cache_size)
         self.cookie_name = cookie_name
         self.cookie_domain = cookie_domain
         self._expires_at = 0
         self._expires = ""
         #: page and referrer URLs: query/fragment values kept, pseudonymized or removed
-        self.urls = UrlScrubber(self.pseudonym, url_keep, url_pseudonymize)
+        self.urls = UrlScrubber(self.pseudonym, url_keep, url_pseudonymize, self.viewer_cache_size)
         self.keep_page_title = keep_page_title
         self.keep_transaction_fields = keep_transaction_fields
 
@@ -217,26 +230,38 @@ class Identities:
 
     # -- per event --
     def scrub_pairs(self, params: Mapping[str, Any], ident: RequestIdentity) -> list[tuple[str, str]]:
-        """(raw, replacement) for every identifier of one event long enough to search for (the
-        events of one request usually share them: kept per request)."""
-        key = tuple(  # only strings are searched for (and other values may not be hashable)
-            v if isinstance(v, str) else None
-            for v in (params.get(n) for n in ("uid", "duid", "nuid", "tnuid", "fp", IP_PARAM))
-        )
-        cached = ident.pair_cache.get(key)
-        if cached is not None:
-            return cached
+        """(raw, replacement) for every identifier of one event long enough to search for."""
+        return self.scrub_targets(params, ident)[0]
+
+    def scrub_targets(self, params: Mapping[str, Any], ident: RequestIdentity) -> ScrubTargets:
+        """:meth:`scrub_pairs` and every :func:`probes` of their raw values (in that order, each
+        once). A viewer's events share them from request to request (same cookie, address and
+        ids), so they are kept per combination of identifiers (:attr:`viewer_cache_size` of
+        them)."""
+        get = params.get
+        key = (
+            ident.anonymous, ident.nuid, ident.ip,
+            get("uid"), get("duid"), get("nuid"), get("tnuid"), get("fp"), get(IP_PARAM),
+        )  # fmt: skip
+        try:
+            hit = self._targets.get(key)
+        except TypeError:  # a value that is not text, nor hashable: worked out, not kept
+            return self._scrub_targets(params, ident)
+        if hit is None:
+            hit = self._targets.put(key, self._scrub_targets(params, ident))
+        return hit
+
+    def _scrub_targets(self, params: Mapping[str, Any], ident: RequestIdentity) -> ScrubTargets:
+        get = params.get
         pairs = list(ident.scrub_pairs)
         for name in IDENTIFIER_PARAMS:
-            raw = params.get(name)
+            raw = get(name)
             if isinstance(raw, str) and len(raw) >= MIN_SCRUB_LENGTH:
                 pairs.append((raw, self.pseudonym(raw)))
-        raw_ip = params.get(IP_PARAM)
+        raw_ip = get(IP_PARAM)
         if isinstance(raw_ip, str) and len(raw_ip) >= MIN_SCRUB_LENGTH:
             pairs.append((raw_ip, anonymize_ip(raw_ip) or "x"))
-        if len(ident.pair_cache) < 64:
-            ident.pair_cache[key] = pairs
-        return pairs
+        return pairs, tuple(dict.fromkeys(p for raw, _ in pairs for p in probes(raw)))
 
     @staticmethod
     def scrub(text: str, pairs: Iterable[tuple[str, str]]) -> str:

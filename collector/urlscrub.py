@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from typing import Final
 from urllib.parse import unquote
 
+from lvp.cache import BoundedCache
+
 #: How many rounds of URL-decoding a value gets before it is pseudonymized (double-encoded
 #: values are common: a URL inside a ``redirect=`` parameter).
 MAX_DECODE_ROUNDS: Final = 4
@@ -75,8 +77,7 @@ class UrlScrubber:
         self.pseudonym = pseudonym
         self.keep = _Names(keep)
         self.pseudonymized = _Names(pseudonymize)
-        self._cache: dict[str, str] = {}
-        self._max = cache_size
+        self._cache: BoundedCache[str, str] = BoundedCache(cache_size)
 
     def __call__(self, url: str) -> str:
         """``url`` with its query and fragment values scrubbed and its user info removed."""
@@ -84,10 +85,7 @@ class UrlScrubber:
             return url
         hit = self._cache.get(url)
         if hit is None:
-            hit = self.scrub(url)
-            if len(self._cache) >= self._max:
-                self._cache.clear()
-            self._cache[url] = hit
+            hit = self._cache.put(url, self.scrub(url))
         return hit
 
     def scrub(self, url: str) -> str:

@@ -271,3 +271,28 @@ def test_entities_without_identifiers_are_untouched(identities: Identities) -> N
     entities: list[dict[str, Any]] = [{"schema": "iglu:com.acme/x/jsonschema/1-0-0", "data": {"userId": "u"}}]
     identities.pseudonymize_entities(entities)
     assert entities[0]["data"] == {"userId": "u"}
+
+
+def test_lines_do_not_depend_on_the_caches_size(registry: Registry) -> None:
+    """Many viewers, each with its own page URL (ids in it), through caches far too small for
+    them and through ample ones, twice: the same lines, and the small caches stay bounded."""
+    small, ample = Identities(KEY, pseudonym_cache_size=6), Identities(KEY)
+    lines: dict[str, list[bytes]] = {"small": [], "ample": []}
+    for name, ids in (("small", small), ("ample", ample)):
+        enricher = Enricher(ids)
+        for _round in range(2):
+            for i in range(12):
+                params = media_params(
+                    uid=f"viewer-{i}@example.com",
+                    duid=f"device-{i:08d}",
+                    url=f"https://www.example.com/watch/{i}?email=viewer-{i}%40example.com&utm_source=x",
+                    refr=f"https://{IP}/from/{i}",
+                )
+                ident = ids.for_request({}, {"sp": f"cookie-{i:08d}"}, "10.1.2.3", None)
+                lines[name].append(
+                    enricher.enrich(decode_event(params, registry), ident, COLLECTOR_MS, "UA")[1]
+                )
+        assert enricher._url_cache.limit == ids.viewer_cache_size
+    assert lines["small"] == lines["ample"]
+    assert all(b"viewer-" not in line and IP.encode() not in line for line in lines["small"])
+    assert small.viewer_cache_size == 2 and len(small._targets) <= 2 and len(small.urls._cache) <= 2

@@ -117,3 +117,57 @@ def test_rate_limiter_token_bucket() -> None:
     assert limiter.check("5.6.7.8", now=0.0) == 0  # per client
     assert limiter.check("1.2.3.4", now=0.5) == 0  # refilled
     assert all("1.2.3.4" not in repr(k) for k in limiter._buckets)  # keyed by a hash, not the IP
+
+
+def test_scrub_targets_are_kept_per_viewer_across_requests() -> None:
+    ids = Identities(KEY)
+    params = {"uid": "alice@example.com", "duid": "alice-device-1", "ip": "198.51.100.5", "e": "pv"}
+    first = ids.scrub_targets(params, ids.for_request({}, {"sp": "cookie-123456"}, "203.0.113.7", None))
+    again = ids.scrub_targets(dict(params), ids.for_request({}, {"sp": "cookie-123456"}, "203.0.113.7", None))
+    assert again is first  # a later request of the same viewer: nothing worked out again
+    pairs, found = first
+    raws = ["cookie-123456", "203.0.113.7", "alice@example.com", "alice-device-1", "198.51.100.5"]
+    assert [raw for raw, _ in pairs] == raws
+    assert pairs[2] == ("alice@example.com", pseudonymize("alice@example.com", KEY))
+    # every probe once, in order: the e-mail's URL-encoded head ("alice%") too
+    assert found == (*raws[:3], "alice%", *raws[3:])
+    other = ids.scrub_targets(params, ids.for_request({}, {"sp": "cookie-654321"}, "203.0.113.7", None))
+    assert other is not first and other[0][0] == ("cookie-654321", pseudonymize("cookie-654321", KEY))
+
+
+def test_scrub_targets_of_an_anonymous_request_hold_no_request_identifiers() -> None:
+    ids = Identities(KEY)
+    params = {"duid": "device-123456"}
+    anonymous = ids.for_request({"sp-anonymous": "*"}, {}, "203.0.113.7", None)
+    named = ids.for_request({}, {"sp": ANONYMOUS_NUID}, "", None)  # same cookie value, not anonymous
+    assert [raw for raw, _ in ids.scrub_pairs(params, anonymous)] == ["device-123456"]
+    assert ids.scrub_pairs(params, named)[0][0] == ANONYMOUS_NUID
+
+
+def test_scrub_targets_skip_values_that_are_not_text() -> None:
+    ids = Identities(KEY)
+    ident = ids.for_request({"sp-anonymous": "*"}, {}, None, None)
+    pairs, found = ids.scrub_targets({"uid": 12345678, "duid": ["x"], "fp": "short"}, ident)
+    assert pairs == [] and found == ()
+
+
+@pytest.mark.parametrize(("size", "per_viewer"), [(12, 4), (100_000, 33_333), (2, 1)])
+def test_the_caches_are_bounded_by_the_pseudonym_cache_size(size: int, per_viewer: int) -> None:
+    """Pseudonyms: ``size`` identifiers; one entry per viewer: a third as many."""
+    ids = Identities(KEY, pseudonym_cache_size=size)
+    assert ids.viewer_cache_size == per_viewer
+    ident = ids.for_request({"sp-anonymous": "*"}, {}, None, None)
+    for i in range(min(size, 20) + 5):
+        ids.scrub_targets({"duid": f"device-{i:06d}"}, ident)
+        ids.urls(f"https://example.com/watch?viewer=device-{i:06d}")
+    assert 0 < len(ids._targets) <= per_viewer and 0 < len(ids.urls._cache) <= per_viewer
+    assert 0 < len(ids.pseudonym) <= size
+
+
+def test_scrub_targets_of_values_that_cannot_be_keys_are_worked_out_each_time() -> None:
+    ids = Identities(KEY)
+    ident = ids.for_request({"sp-anonymous": "*"}, {}, None, None)
+    params: dict[str, object] = {"duid": "device-123456", "uid": ["not", "text"], "fp": {"x": 1}}
+    pairs, found = ids.scrub_targets(params, ident)
+    assert pairs == [("device-123456", pseudonymize("device-123456", KEY))] and found == ("device-123456",)
+    assert len(ids._targets) == 0  # (nothing kept under a key that cannot be one)
