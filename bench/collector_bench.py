@@ -28,7 +28,9 @@ session and web_page entities, ad and ad_break entities during ads), GET /i page
 pings, page URLs holding an e-mail address or a client IP, and duplicated requests (a tracker
 retrying a POST byte for byte). No-loss check: every event of every request answered 200, warm-up
 and drain included, must be on the good topic, counted exactly; bad rows are counted apart
-(0 expected: the traffic is valid).
+(0 expected: the traffic is valid). The requests come from 200 viewers unless ``--viewers``
+says otherwise: a large audience (each viewer's cookie, ids and page URL new to the collector's
+caches until it comes back) is ``--viewers 20000 --requests 20000 --warmup 15``.
 
     python -m bench.collector_bench [--runs 5] [--duration 20] [--connections 128] [--quick]
     python -m bench.collector_bench --bootstrap-servers HOST:PORT   # an existing broker
@@ -634,7 +636,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {args.load_cpu})
-    requests = traffic(args.requests)
+    requests = traffic(args.requests, viewers=args.viewers)
     broker_proc = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
@@ -650,6 +652,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "connections": args.connections,
+            "viewers": args.viewers,
             "server_cpu": args.server_cpu,
             "load_cpu": args.load_cpu,
             "broker": "tansu (started by the benchmark)" if broker_proc else bootstrap,
@@ -700,7 +703,8 @@ def table(r: dict[str, Any]) -> str:
         f"server pinned to CPU {s['server_cpu']}, load generator and broker on CPU {s['load_cpu']}; "
         f"{s['connections']} keep-alive connections; {s['runs']} runs of {s['duration_s']:g} s per server "
         f"(after {s['warmup_s']:g} s warm-up); load average at start {r['load_average']:.2f}.",
-        f"Traffic: {t['requests']} requests cycled ({kinds['tp2']} tp2 POSTs of 1-10 media events, "
+        f"Traffic: {t['requests']} requests of {s['viewers']:,} viewers, cycled "
+        f"({kinds['tp2']} tp2 POSTs of 1-10 media events, "
         f"{kinds['pixel']} GET /i pixels, {kinds['duplicate']} duplicated POSTs), "
         f"{t['events_per_request']} events per request, {t['mean_post_event_bytes']} B per POSTed event.",
         "",
@@ -736,6 +740,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep-alive connections (default 128: both servers saturated)",
     )
     p.add_argument("--requests", type=int, default=2000, help="distinct requests cycled (default 2000)")
+    p.add_argument(
+        "--viewers",
+        type=int,
+        default=200,
+        help="viewers the requests come from (default 200; a large audience: as many as --requests, "
+        "and a warm-up that covers one cycle, so that the window sees each viewer again)",
+    )
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     p.add_argument("--bootstrap-servers", default="", help="use this broker instead of starting Tansu")

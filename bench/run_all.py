@@ -11,6 +11,7 @@ import sys
 
 BENCHMARKS = (
     "bench.collector_bench",
+    "bench.pipeline_bench",
     "bench.profiles_bench",
     "bench.decode_bench",
     "bench.writes_bench",
