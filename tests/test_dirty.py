@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from profiles.dirty import DirtyLedger
 
@@ -100,3 +102,40 @@ def test_it_is_small() -> None:
         d.mark(f"v{i:063d}", i % 4, 10**9 + i, 1000.0 + i % 60)
     per_viewer = sys.getsizeof(next(iter(d._entries.values())))
     assert per_viewer <= 40
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("mark", "mark", "pop", "earliest")),
+            st.integers(0, 5),
+            st.integers(-1, 1),
+            st.integers(-1, 50),
+        ),
+        max_size=200,
+    )
+)
+def test_earliest_is_the_smallest_first_offset_of_each_partition(
+    ops: list[tuple[str, int, int, int]],
+) -> None:
+    """Against the plain walk over every dirty viewer, whatever marks, lowerings, pops and
+    earlier questions came before (the heaps keep stale entries until they come to the top)."""
+    d = ledger()
+    for op, viewer, p, off in ops:
+        vid = f"v{viewer}"
+        if op == "mark":
+            known = d.first(vid)
+            d.mark(vid, known[0] if known else p, off, 1000.0)  # a viewer stays in its partition
+        elif op == "pop":
+            d.pop(vid)
+        else:
+            assert d.earliest() == naive(d)
+    assert d.earliest() == naive(d)
+
+
+def naive(d: DirtyLedger) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for v in d:
+        vp, voff = d.first(v)  # type: ignore[misc]
+        out[vp] = min(voff, out.get(vp, voff))
+    return out
