@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from bench import counted
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("load", "floor", "decode", "engine")
@@ -107,17 +108,8 @@ def work(mode: str, path: Path) -> int:
 
 
 def _instructions(mode: str, path: Path) -> int:
-    cmd = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, "-m", "bench.decode_bench", "--worker", mode, "--lines", str(path),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} worker failed:\n{proc.stderr[-3000:]}")
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
-    return int(found[1])
+    cmd = [sys.executable, "-m", "bench.decode_bench", "--worker", mode, "--lines", str(path)]
+    return counted.instructions(cmd, ROOT, timeout=1800)[0]
 
 
 def _cpu_seconds(mode: str, path: Path, repeats: int = 5) -> float:
@@ -133,8 +125,8 @@ def run(viewers: int) -> str:
     with tempfile.TemporaryDirectory(prefix="lvp-decode-bench-") as tmp:
         path = Path(tmp) / "lines.tsv"
         n = write_lines(path, viewers)
-        counted = shutil.which("valgrind") is not None
-        if counted:
+        have_valgrind = shutil.which("valgrind") is not None
+        if have_valgrind:
             raw = {mode: float(_instructions(mode, path)) for mode in MODES}
             per = {mode: (raw[mode] - raw["load"]) / n for mode in MODES[1:]}
             unit = "instructions per event (callgrind)"
@@ -142,21 +134,18 @@ def run(viewers: int) -> str:
             raw = {mode: _cpu_seconds(mode, path) for mode in MODES}
             per = {mode: (raw[mode] - raw["load"]) / n * 1e6 for mode in MODES[1:]}
             unit = "µs of CPU per event (valgrind not found: process CPU time, best of 5)"
-    fmt = "{:,.0f}" if counted else "{:,.2f}"
-    rows = [
-        f"{n:,} enriched lines of {viewers:,} viewers (the profiles bench's sessions); {unit}",
-        "",
-        "| work | per event | vs the floor |",
-        "| --- | ---: | ---: |",
-    ]
     names = {
         "floor": "decode floor: split the 131 columns, orjson the contexts + unstruct, last event per viewer",
         "decode": "`InputDecoder.decode` (what `lvp profiles` does first)",
         "engine": "decode + engine: apply, publish (fold, profile, settle), snapshot for the write",
     }
-    for mode in MODES[1:]:
-        rows.append(f"| {names[mode]} | {fmt.format(per[mode])} | {per[mode] / per['floor']:.2f} |")
-    rows += ["", f"floor / (decode + engine): {per['floor'] / per['engine']:.2f}"]
+    rows = [
+        f"{n:,} enriched lines of {viewers:,} viewers (the profiles bench's sessions); {unit}",
+        "",
+        *counted.table(names, per, "floor", have_valgrind),
+        "",
+        f"floor / (decode + engine): {per['floor'] / per['engine']:.2f}",
+    ]
     return "\n".join(rows)
 
 

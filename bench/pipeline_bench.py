@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from bench import counted
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_AUDIENCE = 200
@@ -70,9 +71,9 @@ def prepare(requests: int, viewers: int) -> tuple[list[Prepared], int]:
     return out, events
 
 
-def work(mode: str, requests: int, viewers: int, counted: bool) -> tuple[float, int]:
+def work(mode: str, requests: int, viewers: int, instrumented: bool) -> tuple[float, int]:
     """Prepare the traffic, run one round of ``mode`` to warm up, then one measured round; returns
-    (its process CPU seconds, its events). ``counted``: the worker runs under callgrind started
+    (its process CPU seconds, its events). ``instrumented``: the worker runs under callgrind started
     with ``--instr-atstart=no``, and only the measured round is instrumented (``callgrind_control``)."""
     import orjson
 
@@ -108,12 +109,12 @@ def work(mode: str, requests: int, viewers: int, counted: bool) -> tuple[float, 
 
     one_round()  # every viewer seen once: the caches as they are in a steady state
     pid = str(os.getpid())
-    if counted:
+    if instrumented:
         subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True)
     t0 = time.process_time()
     one_round()
     seconds = time.process_time() - t0
-    if counted:
+    if instrumented:
         subprocess.run(["callgrind_control", "--instr=off", pid], check=True, capture_output=True)
     return seconds, events
 
@@ -127,14 +128,8 @@ def _worker_cmd(mode: str, requests: int, viewers: int) -> list[str]:
 
 def _instructions(cmd: list[str]) -> float:
     """Instructions per event of the worker's measured round, under callgrind."""
-    full = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=/dev/null", *cmd]
-    proc = subprocess.run([*full, "--counted"], cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker failed:\n{proc.stderr[-3000:]}")
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
-    return int(found[1]) / int(proc.stdout.split()[-1])
+    count, out = counted.instructions([*cmd, "--counted"], ROOT, instr_atstart=False)
+    return count / int(out.split()[-1])
 
 
 def _cpu_us(cmd: list[str], repeats: int = 3) -> float:
@@ -148,30 +143,26 @@ def _cpu_us(cmd: list[str], repeats: int = 3) -> float:
 
 
 def run(requests: int, viewers: int) -> str:
-    counted = shutil.which("valgrind") is not None
-    measure = _instructions if counted else _cpu_us
+    have_valgrind = shutil.which("valgrind") is not None
+    measure = _instructions if have_valgrind else _cpu_us
     per = {
         "floor": measure(_worker_cmd("floor", requests, SMALL_AUDIENCE)),
         "small": measure(_worker_cmd("pipeline", requests, SMALL_AUDIENCE)),
         "large": measure(_worker_cmd("pipeline", requests, viewers)),
     }
-    unit = "instructions per event (callgrind)" if counted else (
+    unit = "instructions per event (callgrind)" if have_valgrind else (
         "µs of CPU per event (valgrind not found: process CPU time, best of 3)"
     )  # fmt: skip
-    fmt = "{:,.0f}" if counted else "{:,.2f}"
-    rows = [
-        f"{requests:,} requests of the collector bench's traffic per round; one steady round; {unit}",
-        "",
-        "| work | per event | vs the forward floor |",
-        "| --- | ---: | ---: |",
-    ]
     names = {
         "floor": "forward floor: parse the body, serialize each event (the forwarder's in-process work)",
         "small": f"collector pipeline, {SMALL_AUDIENCE:,} viewers",
         "large": f"collector pipeline, {viewers:,} viewers (each back after all the others)",
     }
-    for key, name in names.items():
-        rows.append(f"| {name} | {fmt.format(per[key])} | {per[key] / per['floor']:.2f} |")
+    rows = [
+        f"{requests:,} requests of the collector bench's traffic per round; one steady round; {unit}",
+        "",
+        *counted.table(names, per, "floor", have_valgrind),
+    ]
     rows += ["", f"large audience / small audience: {per['large'] / per['small']:.2f}"]
     return "\n".join(rows)
 
