@@ -40,12 +40,13 @@ from bench import counted
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_AUDIENCE = 200
 
-Prepared = tuple[str, dict[str, str], dict[str, str], list[Any], str | None, str]
+#: (route, headers, cookies, events, payload_data schema or None, query string, POST body or b"")
+Prepared = tuple[str, dict[str, str], dict[str, str], list[Any], str | None, str, bytes]
 
 
 def prepare(requests: int, viewers: int) -> tuple[list[Prepared], int]:
-    """The collector bench's requests as the routes hand them to the pipeline: (route, headers,
-    cookies, events, payload_data schema, query string); and the events per round."""
+    """The collector bench's requests as the routes hand them to the pipeline (:data:`Prepared`),
+    and the events per round."""
     import orjson
 
     from bench.collector_bench import traffic
@@ -59,14 +60,14 @@ def prepare(requests: int, viewers: int) -> tuple[list[Prepared], int]:
         cookies = dict(c.strip().partition("=")[::2] for c in headers.get("cookie", "").split(";") if c)
         if method == "POST":
             doc = orjson.loads(r.body)
-            out.append(("tp2", headers, cookies, doc["data"], doc["schema"], ""))
+            out.append(("tp2", headers, cookies, doc["data"], doc["schema"], "", r.body))
         else:
             query = urlsplit(target).query
             params: dict[str, str] = {}
             for k, v in parse_qsl(query, keep_blank_values=True):
                 if v and k not in params:
                     params[k] = v
-            out.append(("i", headers, cookies, [params], None, query))
+            out.append(("i", headers, cookies, [params], None, query, b""))
         events += r.events
     return out, events
 
@@ -89,18 +90,15 @@ def work(mode: str, requests: int, viewers: int, instrumented: bool) -> tuple[fl
     identities = Identities.from_settings(settings.require_pseudonym_key(), settings)
     pipeline = Pipeline(registry, identities, "good", "bad")
     prepared, events = prepare(requests, viewers)
-    bodies = [
-        orjson.dumps({"schema": s, "data": items}) if s else b"" for _r, _h, _c, items, s, _q in prepared
-    ]
     now_ms = int(time.time() * 1000)
 
     def one_round() -> None:
         if mode == "floor":
-            for body, (_r, _h, _c, items, _s, _q) in zip(bodies, prepared, strict=True):
+            for _r, _h, _c, items, _s, _q, body in prepared:
                 for event in orjson.loads(body)["data"] if body else items:
                     orjson.dumps(event)
             return
-        for route, headers, cookies, items, schema, query in prepared:
+        for route, headers, cookies, items, schema, query, _body in prepared:
             ident = identities.for_request(headers, cookies, "127.0.0.1", None)
             info = RequestInfo(ident, now_ms, headers, route, query)
             out = pipeline.process(items, info, registry.validator(schema) if schema else None)

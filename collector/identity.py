@@ -73,18 +73,17 @@ def forms_in(raw: str, text: str) -> list[str]:
     return found
 
 
-@functools.lru_cache(maxsize=4096)
 def probes(raw: str) -> tuple[str, ...]:
     """What to look for to tell whether ``raw`` may occur in a text, in any form: its
     :func:`text_forms` and :func:`url_hints` (a hit is then confirmed with :func:`forms_in`).
-    Worked out in one go: on the hot path, ``raw`` is new with every new viewer (and
-    :meth:`Identities.scrub_targets` keeps the result per viewer)."""
-    forms = text_forms.__wrapped__(raw)
+    Worked out in one go, not cached here: the hot path keeps the result per viewer
+    (:meth:`Identities.scrub_targets`); a bad row works it out again."""
+    forms: tuple[str, ...] = text_forms.__wrapped__(raw)
     end = _URL_SAFE_PREFIX.match(raw).end()  # type: ignore[union-attr]  # matches the empty string
     if end == len(raw):
-        return forms  # type: ignore[no-any-return]
+        return forms
     head = raw[:end]
-    return forms + ((head + "%", head + "+") if raw[end] == " " else (head + "%",))  # type: ignore[no-any-return]
+    return forms + ((head + "%", head + "+") if raw[end] == " " else (head + "%",))
 
 
 @functools.lru_cache(maxsize=4096)
