@@ -265,14 +265,18 @@ class Enricher:
             cols[I_UNSTRUCT] = ev.ue_text or (_UNSTRUCT_HEAD + orjson.dumps(ev.ue) + b"}").decode()
         elif e in EVENT_SCHEMAS:
             cols[I_VENDOR], cols[I_NAME], cols[I_FORMAT], cols[I_VERSION] = EVENT_SCHEMAS[e]
-        if ev.entities:
-            text = ev.co_text
+        entities, text = ev.entities, ev.co_text
+        if entities is None and text is not None and "client_session" in text:
+            entities = orjson.loads(text)["data"]  # (validated, not parsed: see DecodedEvent)
+        if entities:
             # entity identifiers (client_session.userId) are rare: skip the walk when the text says so
             changed = (text is None or "client_session" in text) and self.identities.pseudonymize_entities(
-                ev.entities
+                entities
             )
             if changed or text is None:
-                text = (_CONTEXTS_HEAD + orjson.dumps(ev.entities) + b"}").decode()
+                text = (_CONTEXTS_HEAD + orjson.dumps(entities) + b"}").decode()
+            cols[I_CONTEXTS] = text
+        elif entities is None and text:
             cols[I_CONTEXTS] = text
 
         # identity

@@ -37,6 +37,7 @@ from referencing.jsonschema import DRAFT4 as REF_DRAFT4
 
 if TYPE_CHECKING:
     from lvp.iglu_resolver import Lookup, Resolver
+    from lvp.iglu_typed import TypedContexts
 
 log = logging.getLogger(__name__)
 
@@ -660,6 +661,7 @@ class Registry:
         self.resolver = resolver
         self.lookup_wait = lookup_wait
         self._remote: dict[str, _Remote] = {}
+        self._typed: Any = None  # TypedContexts, False when none can be built, None: not yet
         all_roots = ([BUNDLED_ROOT] if bundled else []) + [Path(r) for r in roots]
         for root in all_roots:
             self._load_root(Path(root))
@@ -792,6 +794,18 @@ class Registry:
     def validate(self, uri: str, instance: Any) -> list[Failure]:
         """``[]`` when ``instance`` is valid against ``uri``; raises :class:`UnknownSchema`."""
         return self.validator(uri).validate(instance)
+
+    def typed_contexts(self) -> TypedContexts | None:
+        """One msgspec decode checking a contexts text against the local schemas that it can type
+        (:mod:`lvp.iglu_typed`), built on first use; None when there is none."""
+        if self._typed is None:
+            from lvp.iglu_typed import CONTEXTS_URI, TypedContexts
+
+            wrapper = self._schemas.get(SchemaKey.parse(CONTEXTS_URI))
+            entities = [(key.uri, doc) for key, doc in self._schemas.items()]
+            built = TypedContexts.build(wrapper, entities) if wrapper is not None else None
+            self._typed = built if built is not None else False
+        return self._typed or None
 
     def compile_all(self) -> int:
         """Compile every schema now (startup check); returns how many."""

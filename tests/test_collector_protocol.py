@@ -5,10 +5,15 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from collector.enrich import Enricher
+from collector.identity import Identities
 from collector.protocol import (
     CONTEXTS_URI,
     UNSTRUCT_URI,
+    Decoder,
     Rejected,
     b64url_decode,
     b64url_encode,
@@ -164,3 +169,96 @@ def test_wrappers_must_be_iglu(registry: Registry, params: dict[str, Any], error
     err = rejected(params, registry)
     assert err.kind == "schema_violations"
     assert [m["error"]["error"] for m in err.messages] == [error]
+
+
+# --- the Decoder's typed contexts check gives what the complete path gives ------------------------
+
+_KEY = b"k" * 32
+_WEB_PAGE = {
+    "schema": "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
+    "data": {"id": "4afcbac6-5a45-4866-b91a-832649be7f80"},
+}
+_CLIENT_SESSION = {
+    "schema": "iglu:com.snowplowanalytics.snowplow/client_session/jsonschema/1-0-2",
+    "data": {"userId": "0b7a9c1e-4f3d-4c2b-9a8e-1d2c3b4a5f6e", "sessionId": "1b7a9c1e-4f3d-4c2b-9a8e-1d2c3b4a5f6e",
+             "sessionIndex": 1, "previousSessionId": None, "storageMechanism": "COOKIE_1"},
+}  # fmt: skip
+
+
+def _outcome(decoder: Decoder, params: dict[str, str]) -> tuple[Any, ...]:
+    """What the collector makes of ``params``: the enriched line, or the bad row's kind and messages."""
+    identities = Identities(_KEY)
+    ident = identities.for_request({}, {"sp": "c0ffee00-0000-4000-8000-000000000001"}, "10.1.2.3", None)
+    try:
+        ev = decoder.decode(params)
+    except Rejected as rej:
+        return ("bad", rej.kind, rej.messages)
+    return ("good", *Enricher(identities).enrich(ev, ident, 1_765_000_000_000, "UA"))
+
+
+def test_typed_contexts_are_not_parsed_and_give_the_same_line(registry: Registry) -> None:
+    params = event(eid="68859d61-0f9e-4e6d-89a6-9df092d6f7ef", co=co(PLAYER, SESSION, _WEB_PAGE))
+    typed, plain = Decoder(registry), Decoder(registry, typed=False)
+    assert typed.decode(params).entities is None  # checked without making dicts
+    assert plain.decode(params).entities == [PLAYER, SESSION, _WEB_PAGE]
+    assert _outcome(typed, params) == _outcome(plain, params)
+    # an entity it cannot type (client_session: its user id is pseudonymized) takes the complete path
+    with_session = event(eid="68859d61-0f9e-4e6d-89a6-9df092d6f7ef", co=co(PLAYER, _CLIENT_SESSION))
+    assert typed.decode(with_session).entities == [PLAYER, _CLIENT_SESSION]
+    good = _outcome(typed, with_session)
+    assert good == _outcome(plain, with_session) and "0b7a9c1e" not in good[2].decode()
+
+
+_edge_values = st.sampled_from(
+    [
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        2**63,
+        1e300,
+        "",
+        "x" * 5000,
+        "video",
+        "client_session",
+        "2026-13-01T00:00:00Z",
+        [1],
+        {},
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.sampled_from(["player", "session", "page"]),
+            st.sampled_from(
+                ["currentTime", "paused", "mediaType", "label", "mediaSessionId", "startedAt", "id", "x"]
+            ),
+            _edge_values,
+        ),
+        max_size=3,
+    ),
+    duplicate=st.booleans(),
+    as_cx=st.booleans(),
+    wrapper=st.sampled_from([CONTEXTS_URI, "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"]),
+)
+def test_typed_contexts_decide_as_the_complete_path(
+    registry: Registry, changes: list[tuple[str, str, Any]], duplicate: bool, as_cx: bool, wrapper: str
+) -> None:
+    entities = {
+        "player": dict(PLAYER["data"]),
+        "session": dict(SESSION["data"]),
+        "page": dict(_WEB_PAGE["data"]),
+    }
+    for which, name, value in changes:
+        entities[which][name] = value
+    schemas = {"player": PLAYER["schema"], "session": SESSION["schema"], "page": _WEB_PAGE["schema"]}
+    text = co(*({"schema": schemas[k], "data": v} for k, v in entities.items()), wrapper=wrapper)
+    if duplicate:  # a duplicated key whose first value was valid
+        text = text.replace('"paused":false', '"paused":false,"paused":"no"', 1)
+    params = event(eid="68859d61-0f9e-4e6d-89a6-9df092d6f7ef")
+    params["cx" if as_cx else "co"] = b64url_encode(text.encode()) if as_cx else text
+    assert _outcome(Decoder(registry), params) == _outcome(Decoder(registry, typed=False), params)
