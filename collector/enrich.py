@@ -51,7 +51,14 @@ _REFR_URL: Final = tuple(
     for c in ("page_referrer", "refr_urlscheme", "refr_urlhost", "refr_urlport", "refr_urlpath",
               "refr_urlquery", "refr_urlfragment")
 )  # fmt: skip
+# the parts after the URL itself are adjacent columns: written as one slice
+_PAGE_PARTS: Final = slice(_PAGE_URL[1], _PAGE_URL[-1] + 1)
+_REFR_PARTS: Final = slice(_REFR_URL[1], _REFR_URL[-1] + 1)
+assert _PAGE_URL[1:] == tuple(range(_PAGE_PARTS.start, _PAGE_PARTS.stop))
+assert _REFR_URL[1:] == tuple(range(_REFR_PARTS.start, _REFR_PARTS.stop))
 I_APP_ID = INDEX["app_id"]
+I_PAGE_URL = INDEX["page_url"]
+I_REFERRER = INDEX["page_referrer"]
 I_ETL = INDEX["etl_tstamp"]
 I_COLLECTOR = INDEX["collector_tstamp"]
 I_DVCE_CREATED = INDEX["dvce_created_tstamp"]
@@ -306,8 +313,8 @@ class Enricher:
         url = get("url")
         if url:
             parts, sp = url_parts(url, scrub, cache)
-            for idx, value in zip(_PAGE_URL, parts, strict=True):
-                cols[idx] = value
+            cols[I_PAGE_URL] = parts[0]
+            cols[_PAGE_PARTS] = parts[1:]
             if sp:
                 refr_duid, _, refr_ts = sp.partition(".")
                 if refr_duid:
@@ -317,8 +324,8 @@ class Enricher:
         refr = get("refr")
         if refr:
             parts, _ = url_parts(refr, scrub, cache)
-            for idx, value in zip(_REFR_URL, parts, strict=True):
-                cols[idx] = value
+            cols[I_REFERRER] = parts[0]
+            cols[_REFR_PARTS] = parts[1:]
 
         line = join_columns(cols)
         pairs, probes = self.identities.scrub_targets(params, ident)

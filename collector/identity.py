@@ -165,6 +165,8 @@ class Identities:
         self.pseudonym = Pseudonymizer(key, pseudonym_cache_size)
         self.viewer_cache_size = max(1, pseudonym_cache_size // 3)
         self._targets: BoundedCache[tuple[Any, ...], ScrubTargets] = BoundedCache(self.viewer_cache_size)
+        #: client address -> anonymized (a viewer's requests come from one address)
+        self._anonymized: BoundedCache[str, str] = BoundedCache(self.viewer_cache_size)
         self.cookie_name = cookie_name
         self.cookie_domain = cookie_domain
         self._expires_at = 0
@@ -203,7 +205,10 @@ class Identities:
         if not nuid or not _COOKIE_VALUE_RE.match(nuid):
             nuid = str(uuid.uuid4())
         ip = client_ip(headers, peer, self.trusted_proxies)
-        ident = RequestIdentity(False, nuid, self.pseudonym(nuid), ip, anonymize_ip(ip), True)
+        anonymized = self._anonymized.get(ip)
+        if anonymized is None:
+            anonymized = self._anonymized.put(ip, anonymize_ip(ip))
+        ident = RequestIdentity(False, nuid, self.pseudonym(nuid), ip, anonymized, True)
         if len(nuid) >= MIN_SCRUB_LENGTH:
             ident.scrub_pairs.append((nuid, ident.nuid_pseudonym))
         if len(ip) >= MIN_SCRUB_LENGTH:

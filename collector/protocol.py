@@ -69,6 +69,20 @@ _COPIED_AS_IS: Final[dict[str, int]] = {
 }
 
 
+#: well-formed dimensions seen (a few screen and window sizes come again and again) -> (w, h)
+_DIMS: dict[str, tuple[str, str]] = {}
+
+
+def _dims(value: str) -> tuple[str, str] | None:
+    """(width, height) of a well-formed ``WIDTHxHEIGHT``, remembered (at most 4,096); else None."""
+    if _DIM_RE.match(value) is None:
+        return None
+    w, _, h = value.partition("x")
+    if len(_DIMS) < 4096:
+        _DIMS[value] = (w, h)
+    return w, h
+
+
 class Rejected(Exception):
     """An event that becomes a bad row of type ``kind`` with ``messages``."""
 
@@ -203,14 +217,12 @@ def check_protocol(
         if spec is None or not value:
             continue
         check, how, i, j = spec
-        if check == CHECK_MS and len(value) < 15 and _MS_RE.match(value):
+        if check == CHECK_MS and len(value) < 15 and value.isascii() and value.isdigit():
             setattr(ev, name, int(value))  # < 10**14 ms: before year 5138
         elif check == CHECK_INT and len(value) < 10 and value.isascii() and value.isdigit():
             pass  # below 10**9: a 32-bit integer
-        elif check == CHECK_DIM and _DIM_RE.match(value):
-            w, _, h = value.partition("x")
-            cols[i] = w
-            cols[j] = h
+        elif check == CHECK_DIM and (dims := _DIMS.get(value) or _dims(value)) is not None:
+            cols[i], cols[j] = dims
             continue
         elif check and not _check_value(name, check, value, ev, errors):
             continue

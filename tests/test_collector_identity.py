@@ -160,7 +160,9 @@ def test_the_caches_are_bounded_by_the_pseudonym_cache_size(size: int, per_viewe
     for i in range(min(size, 20) + 5):
         ids.scrub_targets({"duid": f"device-{i:06d}"}, ident)
         ids.urls(f"https://example.com/watch?viewer=device-{i:06d}")
+        assert ids.for_request({}, {}, f"198.51.100.{i}", None).ip_anonymized == "198.51.100.x"
     assert 0 < len(ids._targets) <= per_viewer and 0 < len(ids.urls._cache) <= per_viewer
+    assert 0 < len(ids._anonymized) <= per_viewer
     assert 0 < len(ids.pseudonym) <= size
 
 
@@ -171,3 +173,14 @@ def test_scrub_targets_of_values_that_cannot_be_keys_are_worked_out_each_time() 
     pairs, found = ids.scrub_targets(params, ident)
     assert pairs == [("device-123456", pseudonymize("device-123456", KEY))] and found == ("device-123456",)
     assert len(ids._targets) == 0  # (nothing kept under a key that cannot be one)
+
+
+def test_a_viewers_address_is_anonymized_once() -> None:
+    ids = Identities(KEY)
+    first = ids.for_request({}, {}, "2001:db8:85a3:8d3:1319:8a2e:370:7348", None)
+    again = ids.for_request({}, {}, "2001:db8:85a3:8d3:1319:8a2e:370:7348", None)
+    assert first.ip_anonymized == again.ip_anonymized == "2001:db8:85a3:x:x:x:x:x"
+    assert list(ids._anonymized.items()) == [
+        ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3:x:x:x:x:x")
+    ]
+    assert ids.for_request({}, {}, "not an address", None).ip_anonymized == ""  # (dropped, as before)

@@ -19,6 +19,7 @@ from collector.protocol import (
     b64url_encode,
     decode_event,
 )
+from lvp.enriched import INDEX
 from lvp.iglu import Registry
 
 MEDIA = "com.snowplowanalytics.snowplow.media"
@@ -131,6 +132,16 @@ def test_tracker_protocol_violations(registry: Registry, params: dict[str, Any],
     assert err.kind == "tracker_protocol_violations"
     assert {m["field"] for m in err.messages} == fields
     assert all(m["expectation"] for m in err.messages)
+
+
+def test_dimensions_seen_before_give_the_same_columns(registry: Registry) -> None:
+    first = decode_event(event(res="1280x720", vp="1280x720"), registry)
+    again = decode_event(event(res="1280x720", vp="1280x720"), registry)
+    assert first.cols == again.cols and first.cols is not None
+    assert first.cols[INDEX["dvce_screenwidth"]] == first.cols[INDEX["br_viewwidth"]] == "1280"
+    assert first.cols[INDEX["dvce_screenheight"]] == "720"
+    err = rejected(event(res="1280x720", vp="1280x720 "), registry)  # a remembered prefix is no help
+    assert [m["field"] for m in err.messages] == ["vp"]
 
 
 def test_schema_violations_are_precise(registry: Registry) -> None:
