@@ -32,7 +32,12 @@ and drain included, must be on the good topic, counted exactly; bad rows are cou
 says otherwise: a large audience (each viewer's cookie, ids and page URL new to the collector's
 caches until it comes back) is ``--viewers 20000 --requests 20000 --warmup 15``.
 
-    python -m bench.collector_bench [--runs 5] [--duration 20] [--connections 128] [--quick]
+With ``--split`` a third server runs in each run: the collector's own server (routes, cookie,
+CORS, identity, metrics, envelope, Kafka sink) with a pipeline that only serializes each event, as
+the forwarder does. Its ratio to the forwarder says what serving costs; the collector's cost
+beyond it is its pipeline (``bench/pipeline_bench.py`` counts that part's instructions).
+
+    python -m bench.collector_bench [--runs 5] [--duration 20] [--connections 128] [--split] [--quick]
     python -m bench.collector_bench --bootstrap-servers HOST:PORT   # an existing broker
 
 Target (issue 11): collector events per CPU-second >= 0.5 x the forwarder's.
@@ -70,6 +75,9 @@ SP = "com.snowplowanalytics.snowplow"
 TARGET_RATIO = 0.50
 BENCH_KEY = "collector-bench-pseudonym-key-0123"
 PHASES = ("forwarder", "collector")
+#: --split: the collector's server with a pipeline that only serializes each event (what the
+#: forwarder does in process): how much of the collector's cost is serving, how much the pipeline
+SERVING = "collector-serving"
 
 
 # --- traffic shaped like the JavaScript tracker's -----------------------------------------------
@@ -338,6 +346,24 @@ def forwarder_app(settings: Any) -> Any:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def _serialize_only(topic: str) -> Any:
+    """A stand-in for ``Pipeline.process`` doing the forwarder's in-process work: each event's
+    JSON, keyed by its ``duid``, every event good."""
+    import orjson
+
+    from collector.pipeline import Outcome
+
+    def process(items: list[Any], req: Any, envelope: Any = None) -> Outcome:
+        out = Outcome()
+        for item in items:
+            duid = item.get("duid") if isinstance(item, dict) else None
+            out.messages.append((topic, duid.encode() if isinstance(duid, str) else b"", orjson.dumps(item)))
+            out.good += 1
+        return out
+
+    return process
+
+
 def serve(kind: str, port: int) -> None:
     import uvicorn
 
@@ -353,6 +379,8 @@ def serve(kind: str, port: int) -> None:
 
         app = create_app(settings)
         options = uvicorn_options(settings)  # what `lvp collector` runs (its slow-client guard too)
+        if kind == SERVING:
+            app.state.collector.pipeline.process = _serialize_only(settings.topic_good)
     uvicorn.run(app, **{**options, "host": "127.0.0.1", "port": port, "log_level": "warning"})
 
 
@@ -660,17 +688,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "traffic": traffic_summary(requests),
         "runs": [],
     }
+    phases = (*PHASES, SERVING) if args.split else PHASES
+    results["phases"] = list(phases)
     try:
         for _ in range(args.runs):
-            one: dict[str, Any] = {kind: _phase(kind, args, bootstrap, requests) for kind in PHASES}
+            one: dict[str, Any] = {kind: _phase(kind, args, bootstrap, requests) for kind in phases}
             base = one["forwarder"]["events_per_cpu_s"]
             one["ratio"] = one["collector"]["events_per_cpu_s"] / base if base else 0.0
+            if args.split:
+                one["serving_ratio"] = one[SERVING]["events_per_cpu_s"] / base if base else 0.0
             results["runs"].append(one)
     finally:
         if broker_proc is not None:
             stop_process(broker_proc)
     runs = results["runs"]
-    for kind in PHASES:
+    for kind in phases:
         phase = [r[kind] for r in runs]
         results[kind] = {
             key: _median(phase, key)
@@ -690,6 +722,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["collector"]["bad_rows"] = sum(r["collector"]["bad_rows"] for r in runs)
     results["ratio"] = _median(runs, "ratio")
     results["ratios"] = [r["ratio"] for r in runs]
+    if args.split:
+        results["serving_ratio"] = _median(runs, "serving_ratio")
     results["target_ratio"] = TARGET_RATIO
     return results
 
@@ -712,8 +746,11 @@ def table(r: dict[str, Any]) -> str:
         "| p50 ms | p99 ms | acked events (all runs) | on the good topic | lost | non-200 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, p in (("forwarder: parse, produce raw, acked (baseline)", f),
-                     ("collector: validated, pseudonymized, enriched, acked", c)):  # fmt: skip
+    rows = [("forwarder: parse, produce raw, acked (baseline)", f),
+            ("collector: validated, pseudonymized, enriched, acked", c)]  # fmt: skip
+    if SERVING in r:
+        rows.append(("collector without its pipeline: serialized as the forwarder does, acked", r[SERVING]))
+    for label, p in rows:
         lines.append(
             f"| {label} | {p['events_per_cpu_s']:,.0f} | {p['cpu_us_per_event']:.1f} | {p['events_per_s']:,.0f} | "
             f"{p['server_cpu_share']:.0%} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['acked_events']:,} | "
@@ -725,6 +762,11 @@ def table(r: dict[str, Any]) -> str:
         f"Collector / forwarder events per CPU-second: median **{r['ratio']:.2f}** over {len(r['ratios'])} "
         f"runs ({ratios}); target >= {r['target_ratio']:.2f}. Bad rows: {c['bad_rows']}.",
     ]
+    if SERVING in r:
+        lines.append(
+            f"Collector without its pipeline / forwarder: median **{r['serving_ratio']:.2f}** (what serving, "
+            "the routes and the Kafka sink cost; the rest of the collector's cost is its pipeline)."
+        )
     return "\n".join(lines)
 
 
@@ -754,7 +796,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--json", type=Path, default=None, help="results file (default bench/results/collector-*.json)"
     )
-    p.add_argument("--serve", choices=PHASES, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="also measure the collector with a pipeline that only serializes (serving vs pipeline)",
+    )
+    p.add_argument("--serve", choices=(*PHASES, SERVING), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -770,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2))
     print(table(results))
     print(f"\n(results: {out})")
-    ok = all(results[k]["events_per_cpu_s"] > 0 and results[k]["lost"] == 0 for k in PHASES)
+    ok = all(results[k]["events_per_cpu_s"] > 0 and results[k]["lost"] == 0 for k in results["phases"])
     return 0 if ok else 1
 
 

@@ -321,14 +321,45 @@ _FLAT_PROPERTY_KEYWORDS = frozenset(
 _FLAT_TYPES = frozenset(("string", "number", "integer", "boolean", "null"))
 
 
-def _flat_property_code(name: str, spec: Any, ns: dict[str, Any]) -> list[str] | None:
-    """The lines checking one property of a flat object (``v`` its value), or None when the
-    property says something :func:`_flat_object_accept` does not handle."""
+def flat_object_parts(schema: Any) -> tuple[dict[str, Any], list[str], bool] | None:
+    """(properties, required, additionalProperties) of a schema that says nothing but ``type:
+    object`` with those three (annotations aside), each well-formed; None for any other schema.
+    What the generated checks (here and :mod:`lvp.iglu_typed`) start from."""
+    if (
+        not isinstance(schema, dict)
+        or set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties"}
+        or schema.get("type") != "object"
+    ):
+        return None
+    props, required = schema.get("properties", {}), schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if (
+        not isinstance(props, dict)
+        or not isinstance(required, list)
+        or not all(isinstance(r, str) for r in required)
+        or (extra is not True and extra is not False)
+    ):
+        return None
+    return props, required, extra
+
+
+def flat_property_types(spec: Any) -> list[str] | None:
+    """The JSON types a property of a flat object allows, when it says nothing but what the
+    generated checks handle (:data:`_FLAT_PROPERTY_KEYWORDS`, scalar types); else None."""
     if not isinstance(spec, dict) or set(spec) - _ANNOTATIONS - _FLAT_PROPERTY_KEYWORDS:
         return None
     types = spec.get("type")
     types = [types] if isinstance(types, str) else types
     if not isinstance(types, list) or not types or set(types) - _FLAT_TYPES:
+        return None
+    return types
+
+
+def _flat_property_code(name: str, spec: Any, ns: dict[str, Any]) -> list[str] | None:
+    """The lines checking one property of a flat object (``v`` its value), or None when the
+    property says something :func:`_flat_object_accept` does not handle."""
+    types = flat_property_types(spec)
+    if types is None:
         return None
     n = len(ns)
     fail = "return _fb(d)"
@@ -401,21 +432,10 @@ def _flat_object_accept(schema: Any, fallback: Callable[[Any], bool]) -> Callabl
     bounds, lengths, string enums, patterns and formats, as fastjsonschema checks them) and hands
     everything else, a failure included, to ``fallback`` (the complete validator) for the verdict.
     None for any other schema. Tests hold it to both validators' verdicts."""
-    if (
-        not isinstance(schema, dict)
-        or set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties"}
-        or schema.get("type") != "object"
-    ):
+    parts = flat_object_parts(schema)
+    if parts is None:
         return None
-    props, required = schema.get("properties", {}), schema.get("required", [])
-    extra = schema.get("additionalProperties", True)
-    if (
-        not isinstance(props, dict)
-        or not isinstance(required, list)
-        or not all(isinstance(r, str) for r in required)
-        or (extra is not True and extra is not False)
-    ):
-        return None
+    props, required, extra = parts
     ns: dict[str, Any] = {"_M": object(), "_fb": fallback}
     lines = ["def accept(d):", "    if type(d) is not dict: return _fb(d)"]
     if extra is False:

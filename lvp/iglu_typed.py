@@ -34,10 +34,17 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-from lvp.iglu import _ANNOTATIONS, _FAST_FORMATS, _FLAT_PROPERTY_KEYWORDS, _FLAT_TYPES, DOLLAR_FINDER, _always
+from lvp.iglu import (
+    _ANNOTATIONS,
+    _FAST_FORMATS,
+    DOLLAR_FINDER,
+    _always,
+    _self_describing_object,
+    flat_object_parts,
+    flat_property_types,
+)
 
 CONTEXTS_URI = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
-_OBJECT_KEYWORDS = frozenset(("type", "properties", "required", "additionalProperties"))
 _FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 #: post-decode format checks of one entity type: (attribute, check) pairs
@@ -71,11 +78,8 @@ def _int_bounds(bounds: Mapping[str, float]) -> dict[str, Any]:
 def property_type(spec: Any) -> tuple[Any, Callable[[str], bool] | None] | None:
     """(msgspec type, format check of its string values or None) accepting only what ``spec``
     (one property of a flat object) accepts; None when ``spec`` says more than this handles."""
-    if not isinstance(spec, dict) or set(spec) - _ANNOTATIONS - _FLAT_PROPERTY_KEYWORDS:
-        return None
-    types = spec.get("type")
-    types = [types] if isinstance(types, str) else types
-    if not isinstance(types, list) or not types or set(types) - _FLAT_TYPES:
+    types = flat_property_types(spec)
+    if types is None:
         return None
     fmt_name = spec.get("format")
     fmt: Callable[[str], bool] = _always
@@ -146,17 +150,10 @@ def property_type(spec: Any) -> tuple[Any, Callable[[str], bool] | None] | None:
 def entity_type(uri: str, schema: Mapping[str, Any]) -> tuple[type[msgspec.Struct], FormatChecks] | None:
     """The tagged struct ``{"schema": uri, "data": {...}}`` for a flat schema, with its format
     checks; None for a schema this module does not translate."""
-    if set(schema) - _ANNOTATIONS - _OBJECT_KEYWORDS or schema.get("type") != "object":
+    parts = flat_object_parts(schema)
+    if parts is None:
         return None
-    props, required = schema.get("properties", {}), schema.get("required", [])
-    extra = schema.get("additionalProperties", True)
-    if (
-        not isinstance(props, dict)
-        or not isinstance(required, list)
-        or not all(isinstance(r, str) for r in required)
-        or (extra is not True and extra is not False)
-    ):
-        return None
+    props, required, _extra = parts  # (a key not described is left to the validators either way)
     fields: list[Any] = []
     rename: dict[str, str] = {}
     checks: list[tuple[str, Callable[[str], bool]]] = []
@@ -212,8 +209,6 @@ class TypedContexts:
             or (hi is not None and type(hi) is not int)
         ):
             return None
-        from lvp.iglu import _self_describing_object
-
         uri_rx = _self_describing_object(items)
         if uri_rx is None:
             return None

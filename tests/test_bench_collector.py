@@ -30,14 +30,16 @@ def test_traffic_is_tracker_shaped() -> None:
 
 def test_collector_bench_quick(broker: str, output_dir: Path) -> None:
     out = output_dir / "collector-bench-quick.json"
-    cmd = [sys.executable, "-m", "bench.collector_bench", "--quick", "--bootstrap-servers", broker]
+    cmd = [sys.executable, "-m", "bench.collector_bench", "--quick", "--split", "--bootstrap-servers", broker]
     proc = subprocess.run([*cmd, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert len(result["runs"]) == result["setup"]["runs"] == 2
+    phases = ("forwarder", "collector", "collector-serving")
+    assert result["phases"] == list(phases)
     for run in result["runs"]:
-        for phase in ("forwarder", "collector"):
+        for phase in phases:
             p = run[phase]
             assert p["events"] > 0 and p["events_per_s"] > 0 and p["events_per_cpu_s"] > 0
             assert p["server_cpu_s"] > 0
@@ -47,9 +49,14 @@ def test_collector_bench_quick(broker: str, output_dir: Path) -> None:
             assert p["events_on_topic"] == p["acked_events_total"]
             assert p["lost"] == 0
         assert run["collector"]["bad_rows"] == 0  # the tracker-shaped traffic is all valid
-        assert run["ratio"] > 0
-    for phase in ("forwarder", "collector"):
+        assert run["ratio"] > 0 and run["serving_ratio"] > 0
+    for phase in phases:
         assert result[phase]["events_per_cpu_s"] > 0 and result[phase]["lost"] == 0
     assert result["ratio"] == statistics.median(r["ratio"] for r in result["runs"]) > 0
     assert f"median **{result['ratio']:.2f}**" in proc.stdout
     assert "| collector: validated, pseudonymized, enriched, acked |" in proc.stdout
+    # --split: the collector's server with a pipeline that only serializes, as the forwarder does
+    assert result["serving_ratio"] == statistics.median(r["serving_ratio"] for r in result["runs"]) > 0
+    assert (
+        f"Collector without its pipeline / forwarder: median **{result['serving_ratio']:.2f}**" in proc.stdout
+    )

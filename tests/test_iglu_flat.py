@@ -4,28 +4,19 @@ decides; and they do accept the media entities trackers send (the point of havin
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from iglu_fixtures import AD, AD_BREAK, MEDIA_PLAYER, SESSION, WEB_PAGE, registry_with
 
 from lvp.iglu import Registry, SchemaValidator, _flat_object_accept
 
-SP = "com.snowplowanalytics.snowplow"
-MEDIA = "com.snowplowanalytics.snowplow.media"
-MEDIA_PLAYER = f"iglu:{SP}/media_player/jsonschema/2-0-0"
-SESSION = f"iglu:{MEDIA}/session/jsonschema/1-0-0"
-WEB_PAGE = f"iglu:{SP}/web_page/jsonschema/1-0-0"
-AD = f"iglu:{MEDIA}/ad/jsonschema/1-0-0"
-AD_BREAK = f"iglu:{MEDIA}/ad_break/jsonschema/1-0-0"
 EDGES = "iglu:com.acme/edges/jsonschema/1-0-0"
 
 EDGES_SCHEMA: dict[str, Any] = {
-    "$schema": "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#",
-    "self": {"vendor": "com.acme", "name": "edges", "format": "jsonschema", "version": "1-0-0"},
     "type": "object",
     "properties": {
         "xmin": {"type": "number", "minimum": 1, "exclusiveMinimum": True},
@@ -42,13 +33,7 @@ EDGES_SCHEMA: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    root = tmp_path_factory.mktemp("flat-schemas")
-    path = root / "schemas" / "com.acme" / "edges" / "jsonschema" / "1-0-0"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(EDGES_SCHEMA))
-    reg = Registry([root])
-    reg.compile_all()
-    return reg
+    return registry_with(tmp_path_factory.mktemp("flat-schemas"), EDGES, EDGES_SCHEMA)
 
 
 def _alone(v: SchemaValidator) -> Any:

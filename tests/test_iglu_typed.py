@@ -11,23 +11,15 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from iglu_fixtures import AD, AD_BREAK, MEDIA_PLAYER, SESSION, SP, WEB_PAGE, registry_with
 
 from lvp.iglu import Registry
 from lvp.iglu_typed import CONTEXTS_URI, TypedContexts, entity_type, property_type
 
-SP = "com.snowplowanalytics.snowplow"
-MEDIA = "com.snowplowanalytics.snowplow.media"
-MEDIA_PLAYER = f"iglu:{SP}/media_player/jsonschema/2-0-0"
-SESSION = f"iglu:{MEDIA}/session/jsonschema/1-0-0"
-WEB_PAGE = f"iglu:{SP}/web_page/jsonschema/1-0-0"
-AD = f"iglu:{MEDIA}/ad/jsonschema/1-0-0"
-AD_BREAK = f"iglu:{MEDIA}/ad_break/jsonschema/1-0-0"
 CLIENT_SESSION = f"iglu:{SP}/client_session/jsonschema/1-0-2"
 BOUNDS = "iglu:com.acme/bounds/jsonschema/1-0-0"
 
 BOUNDS_SCHEMA: dict[str, Any] = {
-    "$schema": "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#",
-    "self": {"vendor": "com.acme", "name": "bounds", "format": "jsonschema", "version": "1-0-0"},
     "type": "object",
     "properties": {
         "n": {"type": "integer", "minimum": 1.5, "maximum": 9.5, "exclusiveMaximum": True},
@@ -47,13 +39,7 @@ BOUNDS_SCHEMA: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    root = tmp_path_factory.mktemp("typed-schemas")
-    path = root / "schemas" / "com.acme" / "bounds" / "jsonschema" / "1-0-0"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(BOUNDS_SCHEMA))
-    reg = Registry([root])
-    reg.compile_all()
-    return reg
+    return registry_with(tmp_path_factory.mktemp("typed-schemas"), BOUNDS, BOUNDS_SCHEMA)
 
 
 @pytest.fixture(scope="module")
