@@ -518,4 +518,7 @@ def test_the_collector_keeps_serving_cached_schemas_while_the_iglu_server_hangs(
     good = read_topic(broker, settings.topic_good, 4, lambda v: marker.encode() in v)
     assert sorted(int(v.split(marker.encode() + b"-")[1][:1]) for _, v in good) == [1, 3, 4, 5]
     bad = read_topic(broker, settings.topic_bad, 1, lambda v: marker.encode() in v)
-    assert len(bad) == 1 and b"did not finish within 0.5 s" in bad[0][1]
+    # the caller's wait and the repository request both give up after LVP_IGLU_TIMEOUT_S: whichever
+    # comes first (a loaded machine decides) names the hang
+    assert len(bad) == 1
+    assert b"did not finish within 0.5 s" in bad[0][1] or b"did not answer within 0.5 s" in bad[0][1]
