@@ -33,15 +33,17 @@ from collector.columns import (
     PUT_COPY,
     put,
 )
+from lvp.cache import BoundedCache
 from lvp.enriched import N_FIELDS
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA
 from lvp.iglu import IgluError, Registry, SchemaKey, UnknownSchema
 
 SP_VENDOR: Final = "com.snowplowanalytics.snowplow"
 UNSTRUCT_PREFIX: Final = f"iglu:{SP_VENDOR}/unstruct_event/jsonschema/1-"
 CONTEXTS_PREFIX: Final = f"iglu:{SP_VENDOR}/contexts/jsonschema/1-"
 PAYLOAD_DATA_PREFIX: Final = f"iglu:{SP_VENDOR}/payload_data/jsonschema/1-"
-UNSTRUCT_URI: Final = f"iglu:{SP_VENDOR}/unstruct_event/jsonschema/1-0-0"
-CONTEXTS_URI: Final = f"iglu:{SP_VENDOR}/contexts/jsonschema/1-0-0"
+UNSTRUCT_URI: Final = UNSTRUCT_SCHEMA
+CONTEXTS_URI: Final = CONTEXTS_SCHEMA
 
 #: tracker ``e`` -> enriched ``event`` column
 EVENT_TYPES: Final[dict[str, str]] = {
@@ -70,17 +72,15 @@ _COPIED_AS_IS: Final[dict[str, int]] = {
 
 
 #: well-formed dimensions seen (a few screen and window sizes come again and again) -> (w, h)
-_DIMS: dict[str, tuple[str, str]] = {}
+_DIMS: BoundedCache[str, tuple[str, str]] = BoundedCache(4096)
 
 
 def _dims(value: str) -> tuple[str, str] | None:
-    """(width, height) of a well-formed ``WIDTHxHEIGHT``, remembered (at most 4,096); else None."""
+    """(width, height) of a well-formed ``WIDTHxHEIGHT``, remembered; else None."""
     if _DIM_RE.match(value) is None:
         return None
     w, _, h = value.partition("x")
-    if len(_DIMS) < 4096:
-        _DIMS[value] = (w, h)
-    return w, h
+    return _DIMS.put(value, (w, h))
 
 
 class Rejected(Exception):

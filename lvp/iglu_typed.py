@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
+from lvp.events import CONTEXTS_SCHEMA
 from lvp.iglu import (
     _ANNOTATIONS,
     _FAST_FORMATS,
@@ -44,7 +45,7 @@ from lvp.iglu import (
     flat_property_types,
 )
 
-CONTEXTS_URI = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0"
+CONTEXTS_URI = CONTEXTS_SCHEMA  # (lvp.events: the one definition)
 _FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 #: post-decode format checks of one entity type: (attribute, check) pairs

@@ -1,5 +1,5 @@
-"""Shared by the tests of the generated and typed Iglu checks: the media schemas' URIs and a
-registry with one more schema of the test's own."""
+"""Shared by the tests of the generated and typed Iglu checks: the media schemas' URIs (as
+:mod:`lvp.events` names them) and a registry with one more schema of the test's own."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lvp.events import (
+    MEDIA_AD_BREAK_SCHEMA,
+    MEDIA_AD_SCHEMA,
+    MEDIA_PLAYER_SCHEMA,
+    MEDIA_SESSION_SCHEMA,
+    WEB_PAGE_SCHEMA,
+)
 from lvp.iglu import Registry, SchemaKey
 
 SP = "com.snowplowanalytics.snowplow"
-MEDIA = "com.snowplowanalytics.snowplow.media"
-MEDIA_PLAYER = f"iglu:{SP}/media_player/jsonschema/2-0-0"
-SESSION = f"iglu:{MEDIA}/session/jsonschema/1-0-0"
-WEB_PAGE = f"iglu:{SP}/web_page/jsonschema/1-0-0"
-AD = f"iglu:{MEDIA}/ad/jsonschema/1-0-0"
-AD_BREAK = f"iglu:{MEDIA}/ad_break/jsonschema/1-0-0"
+MEDIA_PLAYER = MEDIA_PLAYER_SCHEMA
+SESSION = MEDIA_SESSION_SCHEMA
+WEB_PAGE = WEB_PAGE_SCHEMA
+AD = MEDIA_AD_SCHEMA
+AD_BREAK = MEDIA_AD_BREAK_SCHEMA
 SELF_DESCRIBING = "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#"
 
 
