@@ -684,6 +684,8 @@ class Sent:
     #: ``exact`` when it knows them for every event
     known: Counter[str] = field(default_factory=Counter)
     exact: bool = False
+    #: the whole query string and headers, for a report of messages that cannot be found
+    whole: tuple[bytes, list[tuple[bytes, bytes]]] = (b"", [])
 
 
 @dataclass
@@ -747,7 +749,7 @@ class Fuzzer:
         new_errors = self.errors[errors_before:]
         assert not new_errors, f"the collector logged errors: {[r.getMessage() for r in new_errors]}"
         desc = f"{method} {path}?{query[:120]!r} body[:200]={body[:200]!r}"
-        self.sent.append(Sent(marker, case, route, status, expected, desc, known, exact))
+        self.sent.append(Sent(marker, case, route, status, expected, desc, known, exact, (query, hdrs)))
         return response
 
     @staticmethod
@@ -868,9 +870,12 @@ class Fuzzer:
             n_good += len(goods)
             n_bad += len(bads)
             if len(goods) + len(bads) != req.expected:
+                markers = {r.marker for r in self.sent}  # (every case of this run)
+                strays = [m for m in by_marker if m not in markers]  # (a user agent not as sent)
                 problems.append(
                     f"{req.request}: status {req.status}, {req.expected} events expected, "
-                    f"{len(goods)} good + {len(bads)} bad rows found"
+                    f"{len(goods)} good + {len(bads)} bad rows found; marker {req.marker}, "
+                    f"messages under no sent marker: {strays[:5]!r}; the request: {req.whole!r:.20000}"
                 )
                 continue
             if req.route != "other" and req.status == 200 and not goods:
