@@ -363,18 +363,17 @@ class PageProbe:
 
 # --- consumer lag, from the group's committed offsets --------------------------------------------
 def committed_lag(bootstrap: str, topic: str, group: str) -> int | None:
+    """Messages of ``topic`` past the group's committed offsets (None if it cannot be read). The
+    ends come from a fetch (:func:`lvp.kafka.end_offsets`): Tansu's ListOffsets falls short."""
     from confluent_kafka import Consumer, TopicPartition
+
+    from lvp.kafka import end_offsets
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        parts = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = c.committed(parts, timeout=10)
-        lag = 0
-        for tp in committed:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            lag += max(0, high - max(tp.offset, 0))
-        return lag
+        ends = end_offsets({"bootstrap.servers": bootstrap}, topic, timeout=10)
+        committed = c.committed([TopicPartition(topic, p) for p in ends], timeout=10)
+        return sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
     except Exception:
         return None
     finally:

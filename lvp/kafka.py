@@ -8,6 +8,7 @@ MSK); these helpers add what each role needs.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -152,3 +153,45 @@ def _set_changes_retention(admin: AdminClient, settings: Settings, where: str, t
                 f"{where} refused the retention of {settings.topic_changes} "
                 f"({changes_topic_config(settings)}): {exc}"
             ) from None
+
+
+def end_offsets(config: dict[str, Any], topic: str, timeout: float = 15.0) -> dict[int, int]:
+    """Each partition's end offset (the offset the next message will get), as a fetch reports it.
+
+    Not from a ListOffsets request: Tansu answers one with the first offset of the partition's
+    last record batch + 1, short of the end by the rest of that batch. A consumer placed at the
+    end of every partition reaches "end of partition" at once, and that event carries the end
+    offset. Raises TimeoutError when some partition did not report within ``timeout``."""
+    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+
+    conf = {
+        **config,
+        "group.id": config.get("group.id") or "lvp-end-offsets",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    }
+    consumer = Consumer(conf)
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.partitions])
+        ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(meta.partitions):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = sorted(set(meta.partitions) - set(ends))
+                raise TimeoutError(f"{topic}: no end offset for partitions {missing} within {timeout:g} s")
+            msg = consumer.poll(min(left, 0.5))
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                ends[msg.partition() or 0] = msg.offset() or 0
+            elif err is None:  # a message produced meanwhile: the end is past it
+                p = msg.partition() or 0
+                ends.pop(p, None)
+        return ends
+    finally:
+        consumer.close()

@@ -5,7 +5,7 @@ live in one process (tests) and ``--metrics-port`` serves exactly one consumer's
 
 Consumer lag is computed from the high watermark the consumer *saw while fetching*
 (``get_watermark_offsets(cached=True)``), never from a ListOffsets request: Tansu answers
-ListOffsets with a wrong high watermark (docs: real-components.md).
+ListOffsets with a high watermark short of the end (README: "Where Tansu is not Apache Kafka").
 """
 
 from __future__ import annotations

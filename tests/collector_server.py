@@ -69,7 +69,10 @@ def read_topic(
     timeout: float = 20.0,
 ) -> list[tuple[bytes | None, bytes]]:
     """Every (key, value) in ``topic`` from the beginning whose value ``match``es, waiting until
-    at least ``expected`` of them arrived (or the deadline passed) and every partition is read."""
+    at least ``expected`` of them arrived (or the deadline passed) and every partition is read at
+    least past the offsets ListOffsets gave when the call began (Tansu's: the first offset of the
+    last record batch + 1, enough to know that batch is read): an end of partition reported
+    short of that (a fetch answered from an older view of the log) does not end the read."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -81,6 +84,7 @@ def read_topic(
     try:
         meta = consumer.list_topics(topic, timeout=10)
         parts = [TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions]  # OFFSET 0
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
         consumer.assign(parts)
         out: list[tuple[bytes | None, bytes]] = []
         eof: set[int] = set()
@@ -92,7 +96,9 @@ def read_topic(
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    eof.add(msg.partition() or 0)
+                    p = msg.partition() or 0
+                    if (msg.offset() or 0) >= ends.get(p, 0):
+                        eof.add(p)
                     if len(out) >= expected and len(eof) == len(parts):
                         break
                 continue

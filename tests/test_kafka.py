@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from confluent_kafka import Consumer, Producer
+import pytest
+from collector_server import unique
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from lvp.config import Settings
-from lvp.kafka import consumer_config, create_topics, producer_config
+from lvp.kafka import consumer_config, create_topics, end_offsets, producer_config
 
 
 def test_create_topics_is_idempotent(make_settings) -> None:  # type: ignore[no-untyped-def]
@@ -37,6 +39,47 @@ def test_keyed_roundtrip_through_real_broker(lvp_settings: Settings) -> None:
     for key in ("v0", "v1", "v2"):
         seq = [int(v[1:]) for k, v in got if k == key]
         assert seq == sorted(seq)
+
+
+def test_end_offsets_are_where_the_next_message_goes(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """Several record batches per partition (each flushed on its own): the end is past the last
+    message of the last batch (Tansu's ListOffsets says the last batch's first offset + 1)."""
+    s: Settings = make_settings(topic_partitions=3)
+    create_topics(s)
+    assert end_offsets(s.kafka_config(), s.topic_good) == {0: 0, 1: 0, 2: 0}
+    p = Producer(producer_config(s, **{"linger.ms": 0}))
+    sent = {0: 0, 1: 0, 2: 0}
+    for size in (5, 1, 7, 3):  # one batch per partition per round
+        for part in sent:
+            for i in range(size + part):
+                p.produce(s.topic_good, value=f"m{i}".encode(), partition=part)
+                sent[part] += 1
+        assert p.flush(10) == 0
+    assert end_offsets(s.kafka_config(), s.topic_good) == sent
+    # the offsets a consumer reads agree: the last message of each partition is at end - 1
+    c = Consumer(consumer_config(s, group_id=unique("end-check"), **{"enable.partition.eof": True}))
+    c.assign([TopicPartition(s.topic_good, part, 0) for part in sent])
+    last: dict[int, int] = {}
+    done: set[int] = set()
+    for _ in range(200):
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error() is not None:
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                done.add(m.partition())
+                if done == set(sent):
+                    break
+            continue
+        last[m.partition()] = m.offset()
+    c.close()
+    assert {part: off + 1 for part, off in last.items()} == sent
+
+
+def test_end_offsets_of_a_missing_topic_is_an_error(make_settings) -> None:  # type: ignore[no-untyped-def]
+    s: Settings = make_settings()
+    with pytest.raises((KafkaException, KeyError)):
+        end_offsets(s.kafka_config(), unique("no-such-topic"), timeout=5)
 
 
 def _topic_config(s: Settings, topic: str) -> dict[str, str]:
