@@ -67,11 +67,11 @@ def work(mode: str, path: Path) -> int:
     import orjson
 
     from lvp.enriched import INDEX
-    from profiles.consumer import GC_THRESHOLDS
+    from lvp.gc_policy import SERVICE_GC_THRESHOLDS
     from profiles.engine import ViewerState
     from profiles.inputs import InputDecoder
 
-    gc.set_threshold(*GC_THRESHOLDS)  # as the consumer runs
+    gc.set_threshold(*SERVICE_GC_THRESHOLDS)  # as the consumer runs
     lines = [line.encode() for line in path.read_text().splitlines()]
     decode = InputDecoder().decode
     if mode == "floor":

@@ -19,6 +19,7 @@ from collector.paths import parse_paths
 from collector.routes import PIXEL_PATHS, TP2_PATH, Collector
 from collector.sink import KafkaSink
 from lvp.config import Settings
+from lvp.gc_policy import service_gc
 from lvp.iglu import Registry
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ def create_app(
             settings.topic_bad,
         )
         try:
-            yield
+            with service_gc():  # (lvp.gc_policy: a few dozen short-lived containers per event)
+                yield
         finally:
             await asyncio.to_thread(sink.close)
 

@@ -50,7 +50,6 @@ keys by viewer id; configure a Snowbridge partition key accordingly).
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import operator
 import threading
@@ -75,6 +74,7 @@ from confluent_kafka import (
 from lvp import badrows
 from lvp.changes import TOUCH_FIELDS, TOUCH_KEY_PREFIX, encode_touches, partition_for, significant_signer
 from lvp.config import Settings
+from lvp.gc_policy import service_gc
 from lvp.kafka import consumer_config, producer_config
 from lvp.profile import PROFILE_FIELDS
 from lvp.pseudonym import Pseudonymizer
@@ -97,12 +97,6 @@ _PROGRESS_INTERVAL_S: Final = 2.0
 _PRODUCER_FLUSH_S: Final = 10.0
 #: Events waiting for their viewers' stored state before consumption pauses.
 _MAX_WAITING: Final = 200_000
-#: CPython's cyclic GC thresholds while :meth:`ProfilesConsumer.run` consumes (restored after).
-#: Decoding allocates a few dozen containers per event, so with the default (700, 10, 10) a young
-#: collection runs every ~15 events and the older generations — every tracked viewer's state —
-#: are walked again and again, for garbage that reference counting frees anyway (measured: ~15%
-#: of the consumer's CPU time).
-GC_THRESHOLDS: Final = (50_000, 50, 100)
 #: The health check fails once the poll loop has not turned for this long (s).
 STALL_S: Final = 60.0
 #: Most viewers in one touches message (a message stays well below Kafka's 1 MB default).
@@ -314,62 +308,60 @@ class ProfilesConsumer:
         next_freeze = now + self.freeze_after_s
         next_erasures = now
         ok = True
-        gc_thresholds = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
         try:
-            while not self._stop.is_set():
-                busy = tracked.urgent or tracked.changed
-                msgs = consumer.consume(self.batch_size, 0.05 if busy else 0.2)
-                if msgs:
-                    self._handle(msgs)
-                now = self.heartbeat = time.monotonic()
-                self._poll_load()
-                if self.tracked.to_load and self._load_job is None and now >= self._load_retry_at:
-                    self._start_load()
-                self._poll_flush()
-                if now >= next_erasures:
-                    if not self._poll_erasures():
-                        ok = False
-                        break  # the erasure reader is refused: stop rather than write erased viewers
-                    next_erasures = now + ERASURE_POLL_S
-                if now >= next_publish:
-                    self._publish()
-                    next_publish = now + s.publish_interval_s
-                if now >= next_touches:
-                    self._publish_touches()
-                    next_touches = now + s.touch_interval_s
-                if self.exit_at_end and self.tracked.dirty and self._caught_up():
-                    self._flush_all = True  # end of input: write everything now
-                if (
-                    self._inflight is None
-                    and now >= self._retry_at
-                    and (now >= next_flush or len(tracked.urgent) >= s.flush_max_dirty or self._flush_all)
-                ):
-                    self._start_flush(now)
-                    next_flush = now + s.flush_interval_s
-                if self._paused and not self._must_pause():
-                    self._resume()
-                if now >= next_lag:
-                    self._update_lag()
-                    next_lag = now + _LAG_INTERVAL_S
-                if self.progress is not None and now >= next_progress:
-                    self._report_progress()
-                    next_progress = now + _PROGRESS_INTERVAL_S
-                if now >= next_evict:
-                    self._evict()
-                    next_evict = now + self.evict_after_s / 2
-                if now >= next_freeze:
-                    self.freeze_quiet()
-                    next_freeze = now + self.freeze_after_s
-                self._producer.poll(0)
-                if self._caught_up() and self._inflight is None and not self.tracked.urgent:
-                    if self.progress is not None and not self._caught_up_reported:
-                        self._caught_up_reported = True
-                        self._report_progress("caught up")
-                    if self.exit_at_end and (self._at_end() or self.tracked.unreadable):
-                        break
+            with service_gc():  # (lvp.gc_policy: decoding allocates dozens of containers per event)
+                while not self._stop.is_set():
+                    busy = tracked.urgent or tracked.changed
+                    msgs = consumer.consume(self.batch_size, 0.05 if busy else 0.2)
+                    if msgs:
+                        self._handle(msgs)
+                    now = self.heartbeat = time.monotonic()
+                    self._poll_load()
+                    if self.tracked.to_load and self._load_job is None and now >= self._load_retry_at:
+                        self._start_load()
+                    self._poll_flush()
+                    if now >= next_erasures:
+                        if not self._poll_erasures():
+                            ok = False
+                            break  # the erasure reader is refused: stop rather than write erased viewers
+                        next_erasures = now + ERASURE_POLL_S
+                    if now >= next_publish:
+                        self._publish()
+                        next_publish = now + s.publish_interval_s
+                    if now >= next_touches:
+                        self._publish_touches()
+                        next_touches = now + s.touch_interval_s
+                    if self.exit_at_end and self.tracked.dirty and self._caught_up():
+                        self._flush_all = True  # end of input: write everything now
+                    if (
+                        self._inflight is None
+                        and now >= self._retry_at
+                        and (now >= next_flush or len(tracked.urgent) >= s.flush_max_dirty or self._flush_all)
+                    ):
+                        self._start_flush(now)
+                        next_flush = now + s.flush_interval_s
+                    if self._paused and not self._must_pause():
+                        self._resume()
+                    if now >= next_lag:
+                        self._update_lag()
+                        next_lag = now + _LAG_INTERVAL_S
+                    if self.progress is not None and now >= next_progress:
+                        self._report_progress()
+                        next_progress = now + _PROGRESS_INTERVAL_S
+                    if now >= next_evict:
+                        self._evict()
+                        next_evict = now + self.evict_after_s / 2
+                    if now >= next_freeze:
+                        self.freeze_quiet()
+                        next_freeze = now + self.freeze_after_s
+                    self._producer.poll(0)
+                    if self._caught_up() and self._inflight is None and not self.tracked.urgent:
+                        if self.progress is not None and not self._caught_up_reported:
+                            self._caught_up_reported = True
+                            self._report_progress("caught up")
+                        if self.exit_at_end and (self._at_end() or self.tracked.unreadable):
+                            break
         finally:
-            gc.set_threshold(*gc_thresholds)
             ok = self._shutdown() and ok and not self.tracked.unreadable
         return 0 if ok else 1
 

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from collector.app import create_app
 from lvp.cli import build_parser, settings_from_args
 from lvp.config import ConfigError, Settings
+from lvp.gc_policy import SERVICE_GC_THRESHOLDS
 from lvp.iglu import IgluError
 
 
@@ -44,3 +47,16 @@ def test_collector_command_flags() -> None:
     settings = settings_from_args(args)
     assert (settings.collector_host, settings.collector_port, settings.cors_origins) == ("0.0.0.0", 9999, "*")
     assert args.func.__module__ == "collector.cli"
+
+
+def test_the_garbage_collector_policy_holds_while_the_collector_serves(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """lvp.gc_policy: raised thresholds from the lifespan's start to its end, then what was there."""
+    from collector_server import TEST_KEY, serve_collector
+
+    before = gc.get_threshold()
+    with serve_collector(make_settings(pseudonym_key=TEST_KEY)) as running:
+        assert httpx.get(running.url + "/health", timeout=15).status_code == 200
+        assert gc.get_threshold() == SERVICE_GC_THRESHOLDS
+    assert gc.get_threshold() == before

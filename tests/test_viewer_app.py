@@ -3,6 +3,7 @@ uvicorn thread, httpx for HTTP and a raw streaming reader for SSE."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from support.viewer import (
 )
 
 from lvp.config import Settings
+from lvp.gc_policy import SERVICE_GC_THRESHOLDS
 from viewer.app import create_app
 
 TOKEN = "test-token-app-0123456789"
@@ -342,6 +344,15 @@ def test_health_metrics_and_cors(settings: Settings) -> None:
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert http.get("/api/nope").status_code == 404
+
+
+def test_the_garbage_collector_policy_holds_while_the_viewer_serves(settings: Settings) -> None:
+    """lvp.gc_policy: raised thresholds from the lifespan's start to its end, then what was there."""
+    before = gc.get_threshold()
+    with running(settings) as (_base, http):
+        assert http.get("/health").status_code == 200
+        assert gc.get_threshold() == SERVICE_GC_THRESHOLDS
+    assert gc.get_threshold() == before
 
 
 def test_metrics_can_require_a_token(settings: Settings) -> None:

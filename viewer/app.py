@@ -40,6 +40,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lvp.config import Settings
+from lvp.gc_policy import service_gc
 from viewer import auth, profiles_api
 from viewer.auth import Authenticator, AuthMiddleware, ConnectionLimiter, LoginThrottle, Principal
 from viewer.hub import RETRY_FRAME
@@ -278,7 +279,8 @@ def create_app(
         await profile_reader.open()
         await service.start(read_changes=read_changes)
         try:
-            yield
+            with service_gc():  # (lvp.gc_policy: the live view holds every active viewer)
+                yield
         finally:
             await service.stop()
             await profile_reader.close()
