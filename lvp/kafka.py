@@ -28,10 +28,12 @@ GROUP_DEFAULTS: dict[str, Any] = {
 
 #: How long a producer waits to fill a batch. A broker's work is mostly per produce request and
 #: per record batch, hardly per message: at 1,000-3,000 messages/s, Tansu spent ~140-590 µs of CPU
-#: per message at 2-5 ms (small batches, each fetched again by every consumer) and ~40-100 µs at
-#: 20 ms. The wait is added once to a request's answer and to an event's way to the page.
-#: Override with KAFKA_LINGER_MS.
-LINGER_MS = 20
+#: per message at 2-5 ms (small batches, each fetched again by every consumer), ~40-120 µs at
+#: 20 ms (depending on the day) and, in runs beside 20 ms ones at 105-121 µs, ~60-77 µs at 60 ms
+#: (the whole stack at 20,000 and 25,000 viewers, BENCHMARKS.md). The
+#: wait is added once to a request's answer and to each producer on an event's way to the page
+#: (collector, then consumer: ~+80 ms at the median against 20 ms). Override with KAFKA_LINGER_MS.
+LINGER_MS = 60
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
