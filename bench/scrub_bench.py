@@ -35,7 +35,8 @@ import orjson
 
 from collector.enrich import Enricher
 from collector.identity import Identities
-from collector.protocol import CONTEXTS_URI, UNSTRUCT_URI, DecodedEvent, decode_event
+from collector.protocol import DecodedEvent, decode_event
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA
 from lvp.iglu import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,14 +57,17 @@ def event_params(i: int, url: str) -> dict[str, str]:
         {"schema": "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
          "data": {"id": "b7272b85-472b-493a-91f1-734e138ef09a"}},
     ]  # fmt: skip
-    ue = {"schema": UNSTRUCT_URI, "data": {"schema": f"iglu:{MEDIA}/ping_event/jsonschema/1-0-0", "data": {}}}
+    ue = {
+        "schema": UNSTRUCT_SCHEMA,
+        "data": {"schema": f"iglu:{MEDIA}/ping_event/jsonschema/1-0-0", "data": {}},
+    }
     return {
         "e": "ue", "tv": "js-4.6.6", "tna": "sp", "aid": "bench", "p": "web",
         "eid": f"00000000-0000-4000-8000-{i:012d}", "dtm": str(COLLECTOR_MS - 400), "stm": str(COLLECTOR_MS - 10),
         "uid": email(i), "duid": f"d{i:07d}-1f2a-4b3c-8d4e-5f6a7b8c9d0e", "vid": "3",
         "sid": "0f3d2c1b-aaaa-4bbb-8ccc-123456789abc", "url": url, "refr": "https://search.example/",
         "res": "1920x1080", "vp": "1280x720", "lang": "en-GB", "cs": "UTF-8", "cookie": "1",
-        "ue_pr": orjson.dumps(ue).decode(), "co": orjson.dumps({"schema": CONTEXTS_URI, "data": entities}).decode(),
+        "ue_pr": orjson.dumps(ue).decode(), "co": orjson.dumps({"schema": CONTEXTS_SCHEMA, "data": entities}).decode(),
     }  # fmt: skip
 
 

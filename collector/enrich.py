@@ -26,10 +26,10 @@ import orjson
 from collector import COLLECTOR_VERSION, ETL_VERSION
 from collector.columns import PARAMS, put
 from collector.identity import Identities, RequestIdentity, forms_in
-from collector.protocol import CONTEXTS_URI, EVENT_TYPES, MAX_MS, SP_VENDOR, UNSTRUCT_URI, DecodedEvent
+from collector.protocol import EVENT_TYPES, MAX_MS, SP_VENDOR, DecodedEvent
 from lvp.cache import BoundedCache
 from lvp.enriched import INDEX, N_FIELDS
-from lvp.events import viewer_id_of
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA, viewer_id_of
 from lvp.pseudonym import anonymize_ip
 
 #: Schema of the non-self-describing event types (Snowplow enrich's values).
@@ -87,8 +87,8 @@ I_PAGE_TITLE = INDEX["page_title"]
 #: The e-commerce columns (order id, affiliation, city, state, country, items, amounts).
 TRANSACTION_COLUMNS: Final = tuple(i for c, i in INDEX.items() if c.startswith(("tr_", "ti_")))
 
-_CONTEXTS_HEAD: Final = b'{"schema":"' + CONTEXTS_URI.encode() + b'","data":'
-_UNSTRUCT_HEAD: Final = b'{"schema":"' + UNSTRUCT_URI.encode() + b'","data":'
+_CONTEXTS_HEAD: Final = b'{"schema":"' + CONTEXTS_SCHEMA.encode() + b'","data":'
+_UNSTRUCT_HEAD: Final = b'{"schema":"' + UNSTRUCT_SCHEMA.encode() + b'","data":'
 _CLEAN: Final = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 _JSON_COLUMNS: Final = frozenset((I_CONTEXTS, I_UNSTRUCT))
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}

@@ -42,8 +42,6 @@ SP_VENDOR: Final = "com.snowplowanalytics.snowplow"
 UNSTRUCT_PREFIX: Final = f"iglu:{SP_VENDOR}/unstruct_event/jsonschema/1-"
 CONTEXTS_PREFIX: Final = f"iglu:{SP_VENDOR}/contexts/jsonschema/1-"
 PAYLOAD_DATA_PREFIX: Final = f"iglu:{SP_VENDOR}/payload_data/jsonschema/1-"
-UNSTRUCT_URI: Final = UNSTRUCT_SCHEMA
-CONTEXTS_URI: Final = CONTEXTS_SCHEMA
 
 #: tracker ``e`` -> enriched ``event`` column
 EVENT_TYPES: Final[dict[str, str]] = {
@@ -332,7 +330,7 @@ def check_schemas(ev: DecodedEvent, ue_json: Any, co_json: Any, registry: Regist
                 if (check is not None and check(data)) or _validate(registry, inner_uri, data, errors):
                     ev.ue = inner
                     ev.ue_key = registry.key_of(inner_uri)
-                    if uri != UNSTRUCT_URI or len(ue_json) != 2:  # other keys are dropped
+                    if uri != UNSTRUCT_SCHEMA or len(ue_json) != 2:  # other keys are dropped
                         ev.ue_text = None
     if co_json is not None:
         wrapped = _wrapper(co_json, CONTEXTS_PREFIX, "contexts", errors)
@@ -350,7 +348,7 @@ def check_schemas(ev: DecodedEvent, ue_json: Any, co_json: Any, registry: Regist
                         ok = False
                 if ok:
                     ev.entities = entities
-                    if uri != CONTEXTS_URI or len(co_json) != 2:  # other keys are dropped
+                    if uri != CONTEXTS_SCHEMA or len(co_json) != 2:  # other keys are dropped
                         ev.co_text = None
     if errors:
         raise Rejected("schema_violations", errors)

@@ -819,9 +819,10 @@ class Registry:
         """One msgspec decode checking a contexts text against the local schemas that it can type
         (:mod:`lvp.iglu_typed`), built on first use; None when there is none."""
         if self._typed is None:
-            from lvp.iglu_typed import CONTEXTS_URI, TypedContexts
+            from lvp.events import CONTEXTS_SCHEMA
+            from lvp.iglu_typed import TypedContexts
 
-            wrapper = self._schemas.get(SchemaKey.parse(CONTEXTS_URI))
+            wrapper = self._schemas.get(SchemaKey.parse(CONTEXTS_SCHEMA))
             entities = [(key.uri, doc) for key, doc in self._schemas.items()]
             built = TypedContexts.build(wrapper, entities) if wrapper is not None else None
             self._typed = built if built is not None else False

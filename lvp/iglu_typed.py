@@ -45,7 +45,6 @@ from lvp.iglu import (
     flat_property_types,
 )
 
-CONTEXTS_URI = CONTEXTS_SCHEMA  # (lvp.events: the one definition)
 _FAILS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 #: post-decode format checks of one entity type: (attribute, check) pairs
@@ -234,7 +233,7 @@ class TypedContexts:
             "Contexts",
             [("data", Annotated[list[entity], meta])],  # type: ignore[valid-type]
             tag_field="schema",
-            tag=CONTEXTS_URI,
+            tag=CONTEXTS_SCHEMA,
             forbid_unknown_fields=True,
         )
         return cls(msgspec.json.Decoder(wrapper).decode, formats, len(members))

@@ -1,5 +1,5 @@
-"""Shared by the tests of the generated and typed Iglu checks: the media schemas' URIs (as
-:mod:`lvp.events` names them) and a registry with one more schema of the test's own."""
+"""Shared by the tests of the generated and typed Iglu checks: a registry with one more schema
+of the test's own (the media schemas' URIs are :mod:`lvp.events`'s ``*_SCHEMA`` constants)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lvp.events import (
-    MEDIA_AD_BREAK_SCHEMA,
-    MEDIA_AD_SCHEMA,
-    MEDIA_PLAYER_SCHEMA,
-    MEDIA_SESSION_SCHEMA,
-    WEB_PAGE_SCHEMA,
-)
 from lvp.iglu import Registry, SchemaKey
 
 SP = "com.snowplowanalytics.snowplow"
-MEDIA_PLAYER = MEDIA_PLAYER_SCHEMA
-SESSION = MEDIA_SESSION_SCHEMA
-WEB_PAGE = WEB_PAGE_SCHEMA
-AD = MEDIA_AD_SCHEMA
-AD_BREAK = MEDIA_AD_BREAK_SCHEMA
 SELF_DESCRIBING = "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#"
 
 

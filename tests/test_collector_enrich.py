@@ -12,9 +12,9 @@ from snowplow_analytics_sdk.event_transformer import transform
 from collector import COLLECTOR_VERSION
 from collector.enrich import Enricher, derived_ms, join_columns, strip_sp, tstamp, url_parts
 from collector.identity import ANONYMOUS_NUID, Identities, uuid_shaped
-from collector.protocol import CONTEXTS_URI, MAX_MS, UNSTRUCT_URI, decode_event
+from collector.protocol import MAX_MS, decode_event
 from lvp.enriched import FIELDS, N_FIELDS, format_tstamp, from_tsv, to_tsv
-from lvp.events import from_enriched
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA, from_enriched
 from lvp.iglu import Registry
 from lvp.pseudonym import pseudonymize
 
@@ -83,10 +83,10 @@ def media_params(**extra: str) -> dict[str, str]:
         "cs": "UTF-8",
         "cookie": "1",
         "ue_pr": orjson.dumps(
-            {"schema": UNSTRUCT_URI, "data": {"schema": f"iglu:{MEDIA}/ad_quartile_event/jsonschema/1-0-0",
+            {"schema": UNSTRUCT_SCHEMA, "data": {"schema": f"iglu:{MEDIA}/ad_quartile_event/jsonschema/1-0-0",
                                               "data": {"percentProgress": 25}}}
         ).decode(),
-        "co": orjson.dumps({"schema": CONTEXTS_URI, "data": entities}).decode(),
+        "co": orjson.dumps({"schema": CONTEXTS_SCHEMA, "data": entities}).decode(),
     }  # fmt: skip
     params.update(extra)
     return params
@@ -149,7 +149,7 @@ def test_media_event_becomes_a_full_enriched_event(registry: Registry) -> None:
     session = ev["contexts_com_snowplowanalytics_snowplow_client_session_1"][0]
     assert session["userId"] == uuid_shaped(p(DUID))  # pseudonymized, still a UUID
     cols = from_tsv(line)
-    assert orjson.loads(cols["contexts"])["schema"] == CONTEXTS_URI
+    assert orjson.loads(cols["contexts"])["schema"] == CONTEXTS_SCHEMA
     # what the profiles consumer reads from it
     viewer = from_enriched(cols)
     assert viewer.viewer_id == p(UID) and viewer.name == "ad_quartile" and viewer.ad_id == "ad-7"

@@ -17,8 +17,9 @@ from leak_forms import leak_hits
 from snowplow_analytics_sdk.event_transformer import transform
 
 from collector.badrows import REDACTED
-from collector.protocol import CONTEXTS_URI, UNSTRUCT_URI, b64url_encode
+from collector.protocol import b64url_encode
 from lvp.config import Settings
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA
 from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
 
@@ -82,9 +83,9 @@ def test_personal_data_in_urls_titles_and_transactions_never_reaches_kafka(runni
             r = client.get("/i", params=params, headers={"X-Forwarded-For": IP6})
             assert r.status_code == 200, r.text
         # bad events: identifiers, e-mails, IPs and URLs inside base64url ue_px / cx, and plain co
-        ue = {"schema": UNSTRUCT_URI, "data": {"schema": "iglu:com.acme/not_there/jsonschema/1-0-0",
+        ue = {"schema": UNSTRUCT_SCHEMA, "data": {"schema": "iglu:com.acme/not_there/jsonschema/1-0-0",
               "data": {"email": EMAIL, "note": f"write to {EMAIL} from {IP}", "link": f"https://x.example/r?t={TOKEN}"}}}  # fmt: skip
-        co = {"schema": CONTEXTS_URI, "data": [{"schema": "iglu:com.acme/who/jsonschema/1-0-0",
+        co = {"schema": CONTEXTS_SCHEMA, "data": [{"schema": "iglu:com.acme/who/jsonschema/1-0-0",
               "data": {"userId": UID, "ip": IP, "ref": f"https://y.example/#t={TOKEN}"}}]}  # fmt: skip
         bad = {"e": "ue", "tv": "js-4.6.6", "p": "web", "aid": marker,
                "ue_px": b64url_encode(orjson.dumps(ue)), "cx": b64url_encode(orjson.dumps(co))}  # fmt: skip

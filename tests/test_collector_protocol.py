@@ -10,16 +10,9 @@ from hypothesis import strategies as st
 
 from collector.enrich import Enricher
 from collector.identity import Identities
-from collector.protocol import (
-    CONTEXTS_URI,
-    UNSTRUCT_URI,
-    Decoder,
-    Rejected,
-    b64url_decode,
-    b64url_encode,
-    decode_event,
-)
+from collector.protocol import Decoder, Rejected, b64url_decode, b64url_encode, decode_event
 from lvp.enriched import INDEX
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA
 from lvp.iglu import Registry
 
 MEDIA = "com.snowplowanalytics.snowplow.media"
@@ -36,10 +29,10 @@ def registry() -> Registry:
 
 
 def ue(schema: str, data: Any) -> str:
-    return orjson.dumps({"schema": UNSTRUCT_URI, "data": {"schema": schema, "data": data}}).decode()
+    return orjson.dumps({"schema": UNSTRUCT_SCHEMA, "data": {"schema": schema, "data": data}}).decode()
 
 
-def co(*entities: Any, wrapper: str = CONTEXTS_URI) -> str:
+def co(*entities: Any, wrapper: str = CONTEXTS_SCHEMA) -> str:
     return orjson.dumps({"schema": wrapper, "data": list(entities)}).decode()
 
 
@@ -172,7 +165,7 @@ def test_schema_violations_are_precise(registry: Registry) -> None:
         (event(ue_pr='{"schema": "iglu:com.acme/x/jsonschema/1-0-0", "data": {}}'), "CriterionMismatch"),
         (event(co=co(PLAYER, wrapper="iglu:com.acme/contexts/jsonschema/1-0-0")), "CriterionMismatch"),
         (event(co=co({"schema": "bad uri", "data": {}})), "ValidationError"),
-        (event(co=orjson.dumps({"schema": CONTEXTS_URI, "data": {"a": 1}}).decode()), "ValidationError"),
+        (event(co=orjson.dumps({"schema": CONTEXTS_SCHEMA, "data": {"a": 1}}).decode()), "ValidationError"),
         (event(ue_pr=ue("iglu:com.acme/nope/jsonschema/1-0-0", {})), "ResolutionError"),
     ],
 )  # fmt: skip
@@ -254,7 +247,9 @@ _edge_values = st.sampled_from(
     ),
     duplicate=st.booleans(),
     as_cx=st.booleans(),
-    wrapper=st.sampled_from([CONTEXTS_URI, "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"]),
+    wrapper=st.sampled_from(
+        [CONTEXTS_SCHEMA, "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1"]
+    ),
 )
 def test_typed_contexts_decide_as_the_complete_path(
     registry: Registry, changes: list[tuple[str, str, Any]], duplicate: bool, as_cx: bool, wrapper: str

@@ -17,9 +17,10 @@ from snowplow_tracker import Emitter, SelfDescribingJson, Subject, Tracker
 from snowplow_tracker.events import PageView, SelfDescribing
 
 from collector.identity import ANONYMOUS_NUID
-from collector.protocol import CONTEXTS_URI, UNSTRUCT_URI, b64url_encode
+from collector.protocol import b64url_encode
 from lvp.config import Settings
 from lvp.enriched import from_tsv
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA
 from lvp.kafka import create_topics
 from lvp.pseudonym import pseudonymize
 
@@ -186,7 +187,7 @@ def test_real_tracker_events_reach_the_good_topic(
         assert ev["useragent"] == "Mozilla/5.0 (X11; Linux x86_64) Test" and ev["dvce_screenwidth"] == 1920
         names.append(ev["event_name"])
         if ev["event"] == "unstruct":  # the tracker's contexts 1-0-1 wrapper is written as 1-0-0
-            assert orjson.loads(from_tsv(line)["contexts"])["schema"] == CONTEXTS_URI
+            assert orjson.loads(from_tsv(line)["contexts"])["schema"] == CONTEXTS_SCHEMA
             assert (
                 ev["contexts_com_snowplowanalytics_snowplow_media_player_2"][0]["label"] == "Big Buck Bunny"
             )
@@ -221,11 +222,11 @@ def ev(marker: str, **params: str) -> dict[str, str]:
 
 
 def ue(schema: str, data: Any) -> str:
-    return orjson.dumps({"schema": UNSTRUCT_URI, "data": {"schema": schema, "data": data}}).decode()
+    return orjson.dumps({"schema": UNSTRUCT_SCHEMA, "data": {"schema": schema, "data": data}}).decode()
 
 
 def co(*entities: dict[str, Any]) -> str:
-    return orjson.dumps({"schema": CONTEXTS_URI, "data": list(entities)}).decode()
+    return orjson.dumps({"schema": CONTEXTS_SCHEMA, "data": list(entities)}).decode()
 
 
 PLAYER = "iglu:com.snowplowanalytics.snowplow/media_player/jsonschema/2-0-0"

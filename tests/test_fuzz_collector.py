@@ -50,11 +50,11 @@ from snowplow_analytics_sdk.event_transformer import transform
 from support.asgi import AsgiResponse, running_app
 
 from collector.app import create_app
-from collector.protocol import CONTEXTS_URI, PAYLOAD_DATA_PREFIX, UNSTRUCT_URI
+from collector.protocol import PAYLOAD_DATA_PREFIX
 from lvp.badrows import BADROW_VERSIONS
 from lvp.config import Settings
 from lvp.enriched import INDEX, N_FIELDS
-from lvp.events import ViewerEvent
+from lvp.events import CONTEXTS_SCHEMA, UNSTRUCT_SCHEMA, ViewerEvent
 from lvp.kafka import create_topics
 from lvp.pseudonym import Pseudonymizer
 from profiles.engine import ViewerState
@@ -241,10 +241,10 @@ def tracker_events(encode_base64: bool) -> list[dict[str, str]]:
     ]
     for i, (name, data, ad, paused) in enumerate(SCRIPT, start=3):
         ue = {
-            "schema": UNSTRUCT_URI,
+            "schema": UNSTRUCT_SCHEMA,
             "data": {"schema": f"iglu:{MEDIA}/{name}/jsonschema/1-0-0", "data": data},
         }
-        co = {"schema": CONTEXTS_URI, "data": _entities(i * 1.5, ad=ad, paused=paused)}
+        co = {"schema": CONTEXTS_SCHEMA, "data": _entities(i * 1.5, ad=ad, paused=paused)}
         ev = {**_common(i), "e": "ue"}
         if encode_base64:
             ev["ue_px"] = b64url(orjson.dumps(ue))
@@ -1425,7 +1425,7 @@ def test_regression_nesting_orjson_reads_but_cannot_write(
 ) -> None:
     """orjson reads 1024 levels but writes 255: a 300-level ue_pr made the bad row unwritable and
     the whole request (its good events too) failed with a logged TypeError."""
-    deep_ue = '{"schema":"' + UNSTRUCT_URI + '","data":' + "[" * 300 + "]" * 300 + "}"
+    deep_ue = '{"schema":"' + UNSTRUCT_SCHEMA + '","data":' + "[" * 300 + "]" * 300 + "}"
     ok = {**POST_EVENTS[0]}
     good, bad = process(
         pipeline, {**POST_EVENTS[5], "ue_pr": deep_ue}, ok, {**ok, "extra": [[["x"] * 3] * 3] * 300}
@@ -1482,7 +1482,7 @@ def test_regression_escaped_raw_identifier_inside_json(pipeline: Any) -> None:
     """A raw identifier with a character JSON escapes (``"``) was searched for only as is, so
     its escaped form inside the contexts column and bad rows was not replaced."""
     raw = 'ali"ce@example.com'
-    co = render({"schema": CONTEXTS_URI, "data": [
+    co = render({"schema": CONTEXTS_SCHEMA, "data": [
         {"schema": PLAYER, "data": {"currentTime": 1, "paused": False, "ended": False, "label": raw}}]})  # fmt: skip
     good, _ = process(pipeline, {**POST_EVENTS[5], "uid": raw, "co": co})
     [line] = good

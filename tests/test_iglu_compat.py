@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.protocol import CONTEXTS_URI, UNSTRUCT_URI, b64url_encode, decode_event
-from lvp.events import MEDIA_EVENTS
+from collector.protocol import b64url_encode, decode_event
+from lvp.events import CONTEXTS_SCHEMA, MEDIA_EVENTS, UNSTRUCT_SCHEMA
 from lvp.iglu import Registry
 
 SP = "com.snowplowanalytics.snowplow"
@@ -346,7 +346,7 @@ def test_ad_pause_with_progress_passes_the_collector(registry: Registry) -> None
     for name in ("ad_pause", "ad_resume"):
         inner = {"schema": f"iglu:{MEDIA}/{name}_event/jsonschema/1-0-0", "data": {"percentProgress": 50}}
         contexts = {
-            "schema": CONTEXTS_URI,
+            "schema": CONTEXTS_SCHEMA,
             "data": [
                 {
                     "schema": f"iglu:{SP}/media_player/jsonschema/2-0-0",
@@ -359,7 +359,7 @@ def test_ad_pause_with_progress_passes_the_collector(registry: Registry) -> None
             "e": "ue",
             "tv": "js-4.6.6",
             "p": "web",
-            "ue_px": b64url_encode(orjson.dumps({"schema": UNSTRUCT_URI, "data": inner})),
+            "ue_px": b64url_encode(orjson.dumps({"schema": UNSTRUCT_SCHEMA, "data": inner})),
             "cx": b64url_encode(orjson.dumps(contexts)),
         }
         ev = decode_event(params, registry)

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from iglu_fixtures import AD, AD_BREAK, MEDIA_PLAYER, SESSION, WEB_PAGE, registry_with
+from iglu_fixtures import registry_with
 
+from lvp.events import (
+    MEDIA_AD_BREAK_SCHEMA,
+    MEDIA_AD_SCHEMA,
+    MEDIA_PLAYER_SCHEMA,
+    MEDIA_SESSION_SCHEMA,
+    WEB_PAGE_SCHEMA,
+)
 from lvp.iglu import Registry, SchemaValidator, _flat_object_accept
 
 EDGES = "iglu:com.acme/edges/jsonschema/1-0-0"
@@ -56,7 +63,14 @@ def _check(registry: Registry, uri: str, instance: Any) -> bool:
 
 
 def test_media_entities_get_the_generated_check(registry: Registry) -> None:
-    for uri in (MEDIA_PLAYER, SESSION, WEB_PAGE, AD, AD_BREAK, EDGES):
+    for uri in (
+        MEDIA_PLAYER_SCHEMA,
+        MEDIA_SESSION_SCHEMA,
+        WEB_PAGE_SCHEMA,
+        MEDIA_AD_SCHEMA,
+        MEDIA_AD_BREAK_SCHEMA,
+        EDGES,
+    ):
         assert registry.validator(uri).fast_check.__name__ == "accept", uri
     # the entities the media plugin sends are accepted without the complete validator
     player = {"currentTime": 12.5, "duration": 596.47, "paused": False, "ended": False, "muted": False,
@@ -64,10 +78,10 @@ def test_media_entities_get_the_generated_check(registry: Registry) -> None:
               "playbackRate": 1, "loop": False}  # fmt: skip
     session = {"mediaSessionId": "s1", "startedAt": "2026-12-06T02:33:23.276Z", "pingInterval": 30,
                "timePlayed": 12.5, "ads": 2, "avgPlaybackRate": 1, "contentWatched": 12}  # fmt: skip
-    assert _check(registry, MEDIA_PLAYER, player)
-    assert _check(registry, SESSION, session)
-    assert _check(registry, WEB_PAGE, {"id": "0b7a9c1e-4f3d-4c2b-9a8e-1d2c3b4a5f6e"})
-    assert _check(registry, AD_BREAK, {"breakId": "1", "startTime": 0, "breakType": "linear"})
+    assert _check(registry, MEDIA_PLAYER_SCHEMA, player)
+    assert _check(registry, MEDIA_SESSION_SCHEMA, session)
+    assert _check(registry, WEB_PAGE_SCHEMA, {"id": "0b7a9c1e-4f3d-4c2b-9a8e-1d2c3b4a5f6e"})
+    assert _check(registry, MEDIA_AD_BREAK_SCHEMA, {"breakId": "1", "startTime": 0, "breakType": "linear"})
 
 
 EDGE_CASES: list[tuple[Any, bool]] = [
@@ -133,12 +147,12 @@ _scalars = (
     | st.dictionaries(st.text(max_size=2), st.integers(), max_size=1)
 )
 _KEYS = {
-    MEDIA_PLAYER: ["currentTime", "duration", "paused", "ended", "volume", "playbackRate", "mediaType",
+    MEDIA_PLAYER_SCHEMA: ["currentTime", "duration", "paused", "ended", "volume", "playbackRate", "mediaType",
                    "label", "loop", "x"],
-    SESSION: ["mediaSessionId", "startedAt", "pingInterval", "timePlayed", "ads", "avgPlaybackRate", "y"],
-    WEB_PAGE: ["id", "other"],
-    AD: ["adId", "podPosition", "duration", "skippable", "name"],
-    AD_BREAK: ["breakId", "startTime", "breakType", "podSize"],
+    MEDIA_SESSION_SCHEMA: ["mediaSessionId", "startedAt", "pingInterval", "timePlayed", "ads", "avgPlaybackRate", "y"],
+    WEB_PAGE_SCHEMA: ["id", "other"],
+    MEDIA_AD_SCHEMA: ["adId", "podPosition", "duration", "skippable", "name"],
+    MEDIA_AD_BREAK_SCHEMA: ["breakId", "startTime", "breakType", "podSize"],
     EDGES: ["s", "xmin", "xmax", "kind", "code", "when", "flag", "z"],
 }  # fmt: skip
 

@@ -11,10 +11,18 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from iglu_fixtures import AD, AD_BREAK, MEDIA_PLAYER, SESSION, SP, WEB_PAGE, registry_with
+from iglu_fixtures import SP, registry_with
 
+from lvp.events import (
+    CONTEXTS_SCHEMA,
+    MEDIA_AD_BREAK_SCHEMA,
+    MEDIA_AD_SCHEMA,
+    MEDIA_PLAYER_SCHEMA,
+    MEDIA_SESSION_SCHEMA,
+    WEB_PAGE_SCHEMA,
+)
 from lvp.iglu import Registry
-from lvp.iglu_typed import CONTEXTS_URI, TypedContexts, entity_type, property_type
+from lvp.iglu_typed import TypedContexts, entity_type, property_type
 
 CLIENT_SESSION = f"iglu:{SP}/client_session/jsonschema/1-0-2"
 BOUNDS = "iglu:com.acme/bounds/jsonschema/1-0-0"
@@ -51,7 +59,7 @@ def typed(registry: Registry) -> TypedContexts:
 
 def contexts(*entities: Any) -> str:
     return json.dumps(
-        {"schema": CONTEXTS_URI, "data": list(entities)}, separators=(",", ":"), ensure_ascii=False
+        {"schema": CONTEXTS_SCHEMA, "data": list(entities)}, separators=(",", ":"), ensure_ascii=False
     )
 
 
@@ -61,9 +69,9 @@ def valid(registry: Registry, text: str) -> int | None:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(doc, dict) or set(doc) != {"schema", "data"} or doc["schema"] != CONTEXTS_URI:
+    if not isinstance(doc, dict) or set(doc) != {"schema", "data"} or doc["schema"] != CONTEXTS_SCHEMA:
         return None
-    if registry.validate(CONTEXTS_URI, doc["data"]):
+    if registry.validate(CONTEXTS_SCHEMA, doc["data"]):
         return None
     for entity in doc["data"]:
         if entity["schema"] not in registry or registry.validate(entity["schema"], entity["data"]):
@@ -85,19 +93,29 @@ SESSION_DATA = {"mediaSessionId": "8e2b86b8-86af-47df-a403-e5715a5b2c16", "start
                 "pingInterval": 30, "timePaused": 0.003, "timePlayed": 391.022, "ads": 2, "adBreaks": 1,
                 "avgPlaybackRate": 1, "contentWatched": 391}  # fmt: skip
 TRACKER_CONTEXTS = contexts(
-    {"schema": MEDIA_PLAYER, "data": PLAYER},
-    {"schema": SESSION, "data": SESSION_DATA},
-    {"schema": WEB_PAGE, "data": {"id": "4afcbac6-5a45-4866-b91a-832649be7f80"}},
+    {"schema": MEDIA_PLAYER_SCHEMA, "data": PLAYER},
+    {"schema": MEDIA_SESSION_SCHEMA, "data": SESSION_DATA},
+    {"schema": WEB_PAGE_SCHEMA, "data": {"id": "4afcbac6-5a45-4866-b91a-832649be7f80"}},
 )
 
 
 def test_the_media_plugins_contexts_are_typed(registry: Registry, typed: TypedContexts) -> None:
-    for uri in (MEDIA_PLAYER, SESSION, WEB_PAGE, AD, AD_BREAK, BOUNDS):
+    for uri in (
+        MEDIA_PLAYER_SCHEMA,
+        MEDIA_SESSION_SCHEMA,
+        WEB_PAGE_SCHEMA,
+        MEDIA_AD_SCHEMA,
+        MEDIA_AD_BREAK_SCHEMA,
+        BOUNDS,
+    ):
         assert entity_type(uri, registry.schema(uri)) is not None, uri
     assert held(registry, typed, TRACKER_CONTEXTS) == 3
-    ad = {"schema": AD, "data": {"adId": "a1", "podPosition": 1, "duration": 15, "skippable": True}}
-    brk = {"schema": AD_BREAK, "data": {"breakId": "b1", "startTime": 0, "breakType": "linear"}}
-    assert held(registry, typed, contexts(ad, brk, {"schema": MEDIA_PLAYER, "data": PLAYER})) == 3
+    ad = {
+        "schema": MEDIA_AD_SCHEMA,
+        "data": {"adId": "a1", "podPosition": 1, "duration": 15, "skippable": True},
+    }
+    brk = {"schema": MEDIA_AD_BREAK_SCHEMA, "data": {"breakId": "b1", "startTime": 0, "breakType": "linear"}}
+    assert held(registry, typed, contexts(ad, brk, {"schema": MEDIA_PLAYER_SCHEMA, "data": PLAYER})) == 3
 
 
 BOUNDS_CASES: list[tuple[dict[str, Any], bool]] = [
@@ -154,15 +172,17 @@ def test_bounds_enums_formats(
         ),  # escapes: orjson's
         TRACKER_CONTEXTS.replace('"volume":100', '"volume":1' + "0" * 400),
         TRACKER_CONTEXTS.replace('"currentTime":391.02', '"currentTime":1e400'),
-        TRACKER_CONTEXTS.replace(CONTEXTS_URI, CONTEXTS_URI.replace("1-0-0", "1-0-1")),  # typed: 1-0-0 only
+        TRACKER_CONTEXTS.replace(
+            CONTEXTS_SCHEMA, CONTEXTS_SCHEMA.replace("1-0-0", "1-0-1")
+        ),  # typed: 1-0-0 only
         TRACKER_CONTEXTS[:-1] + ',"extra":1}',  # a third key in the wrapper
         TRACKER_CONTEXTS[:-2],  # truncated
         TRACKER_CONTEXTS + "x",
         contexts(),  # minItems 1
         contexts({"schema": "iglu:com.acme/unknown/jsonschema/1-0-0", "data": {}}),
         contexts({"schema": CLIENT_SESSION, "data": {"userId": "u", "sessionId": "s", "sessionIndex": 1}}),
-        contexts({"schema": WEB_PAGE, "data": {"id": "p"}, "extra": 1}),
-        contexts({"schema": WEB_PAGE}),
+        contexts({"schema": WEB_PAGE_SCHEMA, "data": {"id": "p"}, "extra": 1}),
+        contexts({"schema": WEB_PAGE_SCHEMA}),
         "[]",
         "",
     ],
@@ -186,7 +206,7 @@ def test_schemas_it_does_not_translate() -> None:
     ):
         assert entity_type(BOUNDS, {**base, **change}) is None, change
     assert property_type({"type": "string", "enum": ["abc"], "maxLength": 2}) is None  # nothing accepted
-    assert TypedContexts.build({"type": "object"}, [(WEB_PAGE, {"type": "object"})]) is None
+    assert TypedContexts.build({"type": "object"}, [(WEB_PAGE_SCHEMA, {"type": "object"})]) is None
 
 
 _values = (
@@ -204,15 +224,15 @@ _values = (
     | st.dictionaries(st.text(max_size=2), st.integers(), max_size=1)
 )
 _KEYS = {
-    MEDIA_PLAYER: ["currentTime", "duration", "paused", "ended", "volume", "playbackRate", "mediaType", "label", "q"],
-    SESSION: ["mediaSessionId", "startedAt", "pingInterval", "timePlayed", "ads", "avgPlaybackRate", "y"],
-    WEB_PAGE: ["id", "other"],
-    AD: ["adId", "podPosition", "duration", "skippable", "name"],
-    AD_BREAK: ["breakId", "startTime", "breakType", "podSize"],
+    MEDIA_PLAYER_SCHEMA: ["currentTime", "duration", "paused", "ended", "volume", "playbackRate", "mediaType", "label", "q"],
+    MEDIA_SESSION_SCHEMA: ["mediaSessionId", "startedAt", "pingInterval", "timePlayed", "ads", "avgPlaybackRate", "y"],
+    WEB_PAGE_SCHEMA: ["id", "other"],
+    MEDIA_AD_SCHEMA: ["adId", "podPosition", "duration", "skippable", "name"],
+    MEDIA_AD_BREAK_SCHEMA: ["breakId", "startTime", "breakType", "podSize"],
     BOUNDS: ["s", "n", "m", "x", "k", "t", "w", "any", "b", "z"],
 }  # fmt: skip
-_BASE = {MEDIA_PLAYER: {"currentTime": 1, "paused": False, "ended": False}, SESSION: {"mediaSessionId": "s"},
-         WEB_PAGE: {"id": "p"}, AD: {"adId": "a"}, AD_BREAK: {"breakId": "b"}, BOUNDS: {"s": "ab"}}  # fmt: skip
+_BASE = {MEDIA_PLAYER_SCHEMA: {"currentTime": 1, "paused": False, "ended": False}, MEDIA_SESSION_SCHEMA: {"mediaSessionId": "s"},
+         WEB_PAGE_SCHEMA: {"id": "p"}, MEDIA_AD_SCHEMA: {"adId": "a"}, MEDIA_AD_BREAK_SCHEMA: {"breakId": "b"}, BOUNDS: {"s": "ab"}}  # fmt: skip
 
 
 def _entity_text(data: st.DataObject, likely_valid: bool = False) -> str:
@@ -230,7 +250,7 @@ def test_it_never_says_yes_where_the_validators_say_no(
     registry: Registry, typed: TypedContexts, data: st.DataObject
 ) -> None:
     entities = [_entity_text(data) for _ in range(data.draw(st.integers(0, 3)))]
-    held(registry, typed, f'{{"schema":"{CONTEXTS_URI}","data":[{",".join(entities)}]}}')
+    held(registry, typed, f'{{"schema":"{CONTEXTS_SCHEMA}","data":[{",".join(entities)}]}}')
 
 
 def test_it_says_yes_to_most_generated_valid_contexts(registry: Registry, typed: TypedContexts) -> None:
@@ -242,7 +262,7 @@ def test_it_says_yes_to_most_generated_valid_contexts(registry: Registry, typed:
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         nonlocal seen, yes
-        text = f'{{"schema":"{CONTEXTS_URI}","data":[{_entity_text(data, likely_valid=True)}]}}'
+        text = f'{{"schema":"{CONTEXTS_SCHEMA}","data":[{_entity_text(data, likely_valid=True)}]}}'
         if valid(registry, text) is not None:
             seen += 1
             yes += held(registry, typed, text) is not None
