@@ -163,7 +163,8 @@ def end_offsets(config: dict[str, Any], topic: str, timeout: float = 15.0) -> di
     Not from a ListOffsets request: Tansu answers one with the first offset of the partition's
     last record batch + 1, short of the end by the rest of that batch. A consumer placed at the
     end of every partition reaches "end of partition" at once, and that event carries the end
-    offset. Raises TimeoutError when some partition did not report within ``timeout``."""
+    offset. Raises TimeoutError when some partition did not report within ``timeout``, and
+    KafkaException (``UNKNOWN_TOPIC_OR_PART``) when there is no such topic."""
     from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
     conf = {
@@ -174,9 +175,10 @@ def end_offsets(config: dict[str, Any], topic: str, timeout: float = 15.0) -> di
     }
     consumer = Consumer(conf)
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        if meta.error is not None:
-            raise KafkaException(meta.error)
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None:  # (a broker may leave a missing topic out)
+            unknown = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"{topic}: no such topic")
+            raise KafkaException(unknown if meta is None else meta.error)
         consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.partitions])
         ends: dict[int, int] = {}
         deadline = time.monotonic() + timeout
