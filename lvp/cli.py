@@ -48,6 +48,11 @@ def setting_flag(parser: argparse.ArgumentParser, flag: str, setting: str, **kwa
     parser.add_argument(flag, dest=_PREFIX + setting, default=None, **kwargs)
 
 
+def flag_value(args: argparse.Namespace, setting: str) -> Any:
+    """What the flag :func:`setting_flag` added for ``setting`` was given; None when not given."""
+    return getattr(args, _PREFIX + setting, None)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {k[len(_PREFIX) :]: v for k, v in vars(args).items() if k.startswith(_PREFIX)}
     return Settings.from_env(**overrides)

@@ -63,7 +63,10 @@ class Settings:
         "Compacted topic of profile changes that every `lvp viewer` process reads in full.",
     )
     topic_partitions: int = _setting(
-        4, "LVP_TOPIC_PARTITIONS", "Partitions for topics created by `lvp topics create`."
+        4,
+        "LVP_TOPIC_PARTITIONS",
+        "Partitions for topics created by `lvp topics create` (`lvp up` gives its embedded broker's "
+        "topics 1 unless this is set).",
     )
     topic_replication: int = _setting(
         1, "LVP_TOPIC_REPLICATION", "Replication factor for topics created by `lvp topics create`."

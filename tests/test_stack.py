@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from lvp.local.broker import free_port, stop_process, wait_for_port
+from lvp.local.stack import EMBEDDED_PARTITIONS, embedded_partitions
 
 TOKEN = "stack-smoke-token"
 
@@ -86,6 +87,9 @@ def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Pat
             time.sleep(0.3)
         text = (output_dir / "lvp-up.log").read_text()
         assert f"http://127.0.0.1:{ports['tracker']}/" in text and TOKEN in text
+        assert topic_partitions(ports["broker"]) == {
+            "snowplow-enriched-good": 1, "snowplow-bad-rows": 1, "lvp-viewer-changes": 1,
+        }  # fmt: skip
         assert httpx.get(f"http://127.0.0.1:{ports['tracker']}/").status_code == 200
 
         expect = tmp_path / "expect.jsonl"
@@ -134,6 +138,22 @@ def test_lvp_up_runs_the_stack_and_stops_cleanly(tmp_path: Path, output_dir: Pat
     assert left == [], f"orphan processes: {left}"
 
 
+def topic_partitions(broker_port: int) -> dict[str, int]:
+    """Partition count of every topic on the broker at ``broker_port``."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker_port}"}).list_topics(timeout=10)
+    return {name: len(t.partitions) for name, t in meta.topics.items() if not name.startswith("__")}
+
+
+def test_the_embedded_broker_gets_one_partition_unless_one_is_set() -> None:
+    assert embedded_partitions(None, {}) == EMBEDDED_PARTITIONS == 1
+    assert embedded_partitions(None, {"LVP_TOPIC_PARTITIONS": " "}) == 1  # empty: not set
+    assert embedded_partitions(None, {"LVP_TOPIC_PARTITIONS": "6"}) is None  # the setting as set
+    assert embedded_partitions(2, {}) is None  # --partitions 2
+    assert embedded_partitions(2, {"LVP_TOPIC_PARTITIONS": "6"}) is None
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -164,13 +184,15 @@ def test_sigterm_stops_the_whole_stack(tmp_path: Path, output_dir: Path) -> None
     embedded broker and DynamoDB, as Ctrl-C does."""
     ports = {name: free_port() for name in PORT_NAMES}
     log = output_dir / "lvp-up-sigterm.log"
-    up = _up(ports, _stack_env(tmp_path), log)
+    up = _up(ports, {**_stack_env(tmp_path), "LVP_TOPIC_PARTITIONS": "3"}, log)
     try:
         deadline = time.monotonic() + 120
         while b"is up" not in log.read_bytes():
             assert up.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "lvp up did not come up"
             time.sleep(0.3)
+        # a partition count that is set is kept (the default for the embedded broker is 1)
+        assert set(topic_partitions(ports["broker"]).values()) == {3}
         family = descendants(up.pid)
         assert len(family) >= 6
         up.send_signal(signal.SIGTERM)

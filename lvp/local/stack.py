@@ -22,10 +22,11 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lvp.cli import setting_flag, settings_from_args
+from lvp.cli import flag_value, setting_flag, settings_from_args
 from lvp.config import ConfigError, dev_secret
 from lvp.local.broker import interrupted_by, start_broker, stop_process, wait_for_port
 
@@ -111,6 +112,25 @@ def _check_ports(ports: dict[str, tuple[str, int]]) -> None:
             f"already in use: {', '.join(busy)}; stop what holds them (another `lvp up`?) or choose "
             "other ports with those flags"
         )
+
+
+#: Partitions of the topics `lvp up` creates on its embedded broker, unless ``--partitions`` or
+#: LVP_TOPIC_PARTITIONS says otherwise. The stack runs one consumer of each topic, so more
+#: partitions buy it nothing, while the producers' batches (per partition) get smaller and the
+#: broker's work is mostly per batch: at 15,000 viewers Tansu spent 86 µs of CPU per event with
+#: 4 partitions and 44 µs with 1, the whole stack 685 against 633 µs (the stack bench side by side,
+#: BENCHMARKS.md). A broker of your own (KAFKA_BOOTSTRAP_SERVERS) gets LVP_TOPIC_PARTITIONS
+#: (default 4): partitions are how consumers scale out.
+EMBEDDED_PARTITIONS = 1
+
+
+def embedded_partitions(flag: int | None, env: Mapping[str, str]) -> int | None:
+    """The partition count `lvp up` sets for its embedded broker's topics: None (the setting as
+    given) when ``--partitions`` (``flag``) or LVP_TOPIC_PARTITIONS is given, else
+    :data:`EMBEDDED_PARTITIONS`."""
+    if flag is not None or env.get("LVP_TOPIC_PARTITIONS", "").strip():
+        return None
+    return EMBEDDED_PARTITIONS
 
 
 #: Where `lvp up` keeps DynamoDB Local's data inside LVP_STATE_DIR.
@@ -236,7 +256,12 @@ def _run_stack(args: argparse.Namespace) -> int:
             services.append(proc)
             env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
             settings = settings.with_(kafka_bootstrap_servers=bootstrap)
-            print(f"Kafka: embedded Tansu broker on {bootstrap}")
+            parts = embedded_partitions(flag_value(args, "topic_partitions"), os.environ)
+            if parts is not None:
+                env["LVP_TOPIC_PARTITIONS"] = str(parts)
+                settings = settings.with_(topic_partitions=parts)
+            parts_text = f"{settings.topic_partitions} partition(s) per topic"
+            print(f"Kafka: embedded Tansu broker on {bootstrap}, {parts_text}")
         if settings.aws_endpoint_url:
             print(f"DynamoDB: using {settings.aws_endpoint_url}")
         else:
