@@ -1,5 +1,5 @@
-"""Shared by the tests of the generated and typed Iglu checks: a registry with one more schema
-of the test's own (the media schemas' URIs are :mod:`lvp.events`'s ``*_SCHEMA`` constants)."""
+"""Shared by the tests of the generated and typed Iglu checks: the entity schemas the media plugin
+sends (:mod:`lvp.events`'s constants) and a registry with one more schema of the test's own."""
 
 from __future__ import annotations
 
@@ -7,9 +7,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lvp.events import (
+    MEDIA_AD_BREAK_SCHEMA,
+    MEDIA_AD_SCHEMA,
+    MEDIA_PLAYER_SCHEMA,
+    MEDIA_SESSION_SCHEMA,
+    WEB_PAGE_SCHEMA,
+)
 from lvp.iglu import Registry, SchemaKey
 
 SP = "com.snowplowanalytics.snowplow"
+#: The entity schemas of the media plugin's events (player, session, page, ad, ad break).
+MEDIA_ENTITY_SCHEMAS = (
+    MEDIA_PLAYER_SCHEMA,
+    MEDIA_SESSION_SCHEMA,
+    WEB_PAGE_SCHEMA,
+    MEDIA_AD_SCHEMA,
+    MEDIA_AD_BREAK_SCHEMA,
+)
 SELF_DESCRIBING = "http://iglucentral.com/schemas/com.snowplowanalytics.self-desc/schema/jsonschema/1-0-0#"
 
 

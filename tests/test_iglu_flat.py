@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from iglu_fixtures import registry_with
+from iglu_fixtures import MEDIA_ENTITY_SCHEMAS, registry_with
 
 from lvp.events import (
     MEDIA_AD_BREAK_SCHEMA,
@@ -63,14 +63,7 @@ def _check(registry: Registry, uri: str, instance: Any) -> bool:
 
 
 def test_media_entities_get_the_generated_check(registry: Registry) -> None:
-    for uri in (
-        MEDIA_PLAYER_SCHEMA,
-        MEDIA_SESSION_SCHEMA,
-        WEB_PAGE_SCHEMA,
-        MEDIA_AD_SCHEMA,
-        MEDIA_AD_BREAK_SCHEMA,
-        EDGES,
-    ):
+    for uri in (*MEDIA_ENTITY_SCHEMAS, EDGES):
         assert registry.validator(uri).fast_check.__name__ == "accept", uri
     # the entities the media plugin sends are accepted without the complete validator
     player = {"currentTime": 12.5, "duration": 596.47, "paused": False, "ended": False, "muted": False,

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from iglu_fixtures import SP, registry_with
+from iglu_fixtures import MEDIA_ENTITY_SCHEMAS, SP, registry_with
 
 from lvp.events import (
     CONTEXTS_SCHEMA,
@@ -100,14 +100,7 @@ TRACKER_CONTEXTS = contexts(
 
 
 def test_the_media_plugins_contexts_are_typed(registry: Registry, typed: TypedContexts) -> None:
-    for uri in (
-        MEDIA_PLAYER_SCHEMA,
-        MEDIA_SESSION_SCHEMA,
-        WEB_PAGE_SCHEMA,
-        MEDIA_AD_SCHEMA,
-        MEDIA_AD_BREAK_SCHEMA,
-        BOUNDS,
-    ):
+    for uri in (*MEDIA_ENTITY_SCHEMAS, BOUNDS):
         assert entity_type(uri, registry.schema(uri)) is not None, uri
     assert held(registry, typed, TRACKER_CONTEXTS) == 3
     ad = {
