@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from support.viewer import make_profile
 
 from lvp.enriched import iso
 from lvp.profile import STORED_FIELDS, is_active
 from viewer.live import (
+    SEARCH_IDLE_S,
+    SEARCH_INDEXES,
+    STATUS_RANK,
     CursorError,
     LiveView,
     Subscription,
@@ -212,6 +217,69 @@ def test_windows_in_page_order_with_status_and_search() -> None:
             Subscription.parse(*bad)
     counts = view.stream_counts()
     assert counts["media_titles"] == 2 and counts["active"] == 30
+
+
+def _scan(view: LiveView, sub: Subscription) -> tuple[list[str], int]:
+    """The window of ``sub`` by a scan of every active viewer in page order (the reference)."""
+    rows = sorted(
+        (STATUS_RANK[p["status"]], p["media_label"] or "unknown", p["viewer_id"]) for p in view.profiles()
+    )
+    found = [k[2] for k in rows if sub.matches(k)]
+    return found[: sub.limit], len(found)
+
+
+def test_search_windows_follow_every_change_as_a_scan_would() -> None:
+    """Search windows read an index kept up to date by each change (new viewers, status and
+    title changes, endings, erasures, expiry): after every step each window equals a scan of
+    the view, whatever the status filter, including texts indexed before the changes."""
+    rng = random.Random(11)
+    clock = Clock()
+    view = LiveView(75, clock)
+    subs = [
+        Subscription.parse(5, None, "a"),
+        Subscription.parse(50, None, "film 1"),
+        Subscription.parse(3, "paused", "b"),
+        Subscription.parse(4, "watching", "film"),
+        Subscription.parse(10, None, "zz"),  # matches nothing
+    ]
+    for sub in subs[:3]:
+        view.window(sub)  # indexed before the changes; the others only after them
+    statuses = ("watching", "paused", "buffering", "watching_ad", "idle", "ended")
+    events: dict[str, int] = {}
+    for step in range(600):
+        vid = f"{rng.randrange(80):02d}{rng.choice('abcdef')}"
+        events[vid] = events.get(vid, 0) + 1
+        roll = rng.random()
+        if roll < 0.05:
+            view.apply(vid, None)
+        else:
+            title = rng.choice(["Film 1", "Film 2", "News", None])
+            seen = clock.t - (200 if roll < 0.1 else 0)  # now and then too old: not active
+            view.apply(vid, prof(vid, rng.choice(statuses), seen, media_label=title, events=events[vid]))
+        if step % 50 == 49:
+            clock.t += 40
+            view.expire()
+        for sub in subs if step % 7 == 0 else subs[:3]:
+            assert view.window(sub) == _scan(view, sub), (step, sub.q, sub.status)
+    assert view.window(subs[1])[1] > 0 and view.window(subs[4]) == ([], 0)
+
+
+def test_search_indexes_are_bounded_and_dropped_when_unread() -> None:
+    clock = Clock()
+    view = LiveView(75, clock)
+    for i in range(40):
+        view.apply(f"v{i:02d}", prof(f"v{i:02d}", media_label=f"Film {i % 4}"))
+    texts = [f"v{i:02d}" for i in range(SEARCH_INDEXES + 5)]
+    for q in texts:
+        assert view.window(Subscription.parse(10, None, q)) == _scan(view, Subscription.parse(10, None, q))
+    assert len(view._searches) == SEARCH_INDEXES and texts[0] not in view._searches  # least recent out
+    clock.t += SEARCH_IDLE_S + 1
+    sub = Subscription.parse(10, None, "film 2")
+    view.apply("v99", prof("v99", seen=clock.t, media_label="Film 2"))
+    assert view.window(sub) == _scan(view, sub) and list(view._searches) == ["film 2"]  # idle ones gone
+    # a text dropped and read again is rebuilt from the view as it is now
+    view.apply("v02", None)
+    assert view.window(Subscription.parse(10, None, texts[2])) == ([], 0)
 
 
 def test_a_touch_brings_back_a_viewer_whose_last_profile_is_old() -> None:

@@ -45,6 +45,13 @@ ENDED_KEEP_S = 60.0
 # how many titles the counts of a stream frame carry (the REST snapshot carries all of them).
 MAX_QUERY = 64
 STREAM_MEDIA = 20
+# A search window reads a sorted index of the keys its text matches, kept up to date with every
+# change (its cost follows its rows and the changes, not the audience: a scan of 15,000 keys took
+# ~3 ms, and windows were scanned at every push a change concerned them). At most SEARCH_INDEXES
+# texts are indexed (the least recently read dropped first), each dropped SEARCH_IDLE_S after it
+# was last read; an index is a list of references to the keys, 8 B per matching viewer.
+SEARCH_INDEXES = 32
+SEARCH_IDLE_S = 60.0
 # The page order: status (this rank), then media title, then viewer id. Touches (position,
 # last_seen) never move a row, so a page of 100,000 viewers does not reshuffle every second.
 STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(ACTIVE_STATUSES)}
@@ -104,7 +111,12 @@ class Subscription:
         if self.status is not None and key[0] != STATUS_RANK[self.status]:
             return False
         q = self.q
-        return q is None or q in key[2] or q in _lower(key[1])
+        return q is None or _text_matches(q, key)
+
+
+def _text_matches(q: str, key: SortKey) -> bool:
+    """Whether the viewer id or the media title of ``key`` contains ``q`` (lowercase)."""
+    return q in key[2] or q in _lower(key[1])
 
 
 def _lower(text: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate cache
@@ -115,6 +127,12 @@ def _lower(text: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a del
             _cache.clear()
         low = _cache[text] = text.lower()
     return low
+
+
+def _remove_key(keys: list[SortKey], key: SortKey) -> None:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
 
 
 @dataclass(slots=True)
@@ -153,6 +171,8 @@ class LiveView:
         self._entries: dict[str, Entry] = {}
         self._heap: list[tuple[float, str]] = []
         self._keys: list[SortKey] = []  # every entry's key, sorted (the stream windows' order)
+        # search text -> (the keys it matches, sorted; when a window last read it), least recent first
+        self._searches: dict[str, tuple[list[SortKey], float]] = {}
         self._upserts: set[str] = set()
         self._removes: set[str] = set()
         self._taken_old_keys: dict[str, SortKey] = {}
@@ -206,20 +226,28 @@ class LiveView:
 
     def window(self, sub: Subscription) -> tuple[list[str], int]:
         """The viewer ids ``sub`` shows now, in page order, and how many viewers match it.
-        Costs O(limit) without a search text (a bisect into the sorted keys), a scan of the
-        matching status range with one."""
-        keys = self._keys
+        O(limit): a bisect into the sorted keys, or into the search text's index (built by one
+        scan when a window first reads it, then kept up to date by every change)."""
+        keys = self._keys if sub.q is None else self._search_keys(sub.q)
         lo, hi = 0, len(keys)
         if sub.status is not None:
             rank = STATUS_RANK[sub.status]
             lo = bisect_left(keys, (rank,))
             hi = bisect_left(keys, (rank + 1,), lo)
-        q = sub.q
-        if q is None:
-            return [k[2] for k in keys[lo : min(hi, lo + sub.limit)]], hi - lo
-        lower = _lower
-        found = [k[2] for k in keys[lo:hi] if q in k[2] or q in lower(k[1])]
-        return found[: sub.limit], len(found)
+        return [k[2] for k in keys[lo : min(hi, lo + sub.limit)]], hi - lo
+
+    def _search_keys(self, q: str) -> list[SortKey]:
+        """The sorted keys ``q`` matches (see :data:`SEARCH_INDEXES`)."""
+        now = self.clock()
+        searches = self._searches
+        held = searches.pop(q, None)
+        keys = held[0] if held is not None else [k for k in self._keys if _text_matches(q, k)]
+        for text in [t for t, (_k, read) in searches.items() if now - read > SEARCH_IDLE_S]:
+            del searches[text]
+        while len(searches) >= SEARCH_INDEXES:
+            del searches[next(iter(searches))]
+        searches[q] = (keys, now)
+        return keys
 
     def stream_counts(self, counts: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """:meth:`counts` for a stream frame: the top :data:`STREAM_MEDIA` titles only (a frame
@@ -297,10 +325,10 @@ class LiveView:
             entry.heap_at = old.heap_at
             if old.key != key:
                 self._unkey(old.key)
-                insort(self._keys, key)
+                self._add_key(key)
                 self._old_keys.setdefault(viewer_id, old.key)
         else:
-            insort(self._keys, key)
+            self._add_key(key)
         self._retired.pop(viewer_id, None)
         self._entries[viewer_id] = entry
         self.by_status[status] += 1
@@ -448,11 +476,17 @@ class LiveView:
         """Viewers kept (encoded) because a touch may bring them back."""
         return len(self._dormant)
 
+    def _add_key(self, key: SortKey) -> None:
+        insort(self._keys, key)
+        for q, (keys, _read) in self._searches.items():
+            if _text_matches(q, key):
+                insort(keys, key)
+
     def _unkey(self, key: SortKey) -> None:
-        keys = self._keys
-        i = bisect_left(keys, key)
-        if i < len(keys) and keys[i] == key:
-            del keys[i]
+        _remove_key(self._keys, key)
+        for q, (keys, _read) in self._searches.items():
+            if _text_matches(q, key):
+                _remove_key(keys, key)
 
     def _uncount(self, entry: Entry) -> None:
         for counter, key in ((self.by_status, entry.status), (self.by_media, entry.media)):
