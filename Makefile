@@ -11,7 +11,10 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.html
 
-$(VENV)/.installed: pyproject.toml
+# The modules setup.py compiles with mypyc (lvp/compiled.py): an edit of one builds them again.
+COMPILED_SRC := $(shell $(PY) -c 'import runpy; print(" ".join(m.replace(".", "/") + ".py" for m in runpy.run_path("lvp/compiled.py")["MODULES"]))')
+
+$(VENV)/.installed: pyproject.toml setup.py lvp/compiled.py $(COMPILED_SRC)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,local]'
@@ -64,4 +67,5 @@ bench: setup
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .tools-venv node_modules tracker-frontend/node_modules tracker-frontend/dist .lvp test-output
+	rm -rf $(VENV) .tools-venv node_modules tracker-frontend/node_modules tracker-frontend/dist .lvp test-output build
+	find . -name '*.so' -not -path './node_modules/*' -not -path './.venv/*' -delete

@@ -346,22 +346,31 @@ def forwarder_app(settings: Any) -> Any:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def _serialize_only(topic: str) -> Any:
-    """A stand-in for ``Pipeline.process`` doing the forwarder's in-process work: each event's
-    JSON, keyed by its ``duid``, every event good."""
-    import orjson
+class _SerializeOnly:
+    """The collector's pipeline with ``process`` doing only the forwarder's in-process work: each
+    event's JSON, keyed by its ``duid``, every event good. Everything else is the real pipeline's
+    (which may be compiled, and then takes no new attributes: it is wrapped, not patched)."""
 
-    from collector.pipeline import Outcome
+    def __init__(self, pipeline: Any, topic: str) -> None:
+        self._pipeline = pipeline
+        self._topic = topic
 
-    def process(items: list[Any], req: Any, envelope: Any = None) -> Outcome:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipeline, name)
+
+    def process(self, items: list[Any], req: Any, envelope: Any = None) -> Any:
+        import orjson
+
+        from collector.pipeline import Outcome
+
         out = Outcome()
         for item in items:
             duid = item.get("duid") if isinstance(item, dict) else None
-            out.messages.append((topic, duid.encode() if isinstance(duid, str) else b"", orjson.dumps(item)))
+            out.messages.append(
+                (self._topic, duid.encode() if isinstance(duid, str) else b"", orjson.dumps(item))
+            )
             out.good += 1
         return out
-
-    return process
 
 
 def serve(kind: str, port: int) -> None:
@@ -380,7 +389,8 @@ def serve(kind: str, port: int) -> None:
         app = create_app(settings)
         options = uvicorn_options(settings)  # what `lvp collector` runs (its slow-client guard too)
         if kind == SERVING:
-            app.state.collector.pipeline.process = _serialize_only(settings.topic_good)
+            collector = app.state.collector
+            collector.pipeline = _SerializeOnly(collector.pipeline, settings.topic_good)
     uvicorn.run(app, **{**options, "host": "127.0.0.1", "port": port, "log_level": "warning"})
 
 

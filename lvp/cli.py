@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, get_type_hints
 
+from lvp import compiled
 from lvp.config import SETTINGS, ConfigError, Settings
 from lvp.errors import Unavailable
 from lvp.logs import LOG_FORMATS, log_format_from_env, setup_logging
@@ -95,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lvp: configuration error: {exc}", file=sys.stderr)
         return 2
+    old = compiled.stale()
+    if old:  # an editable install edited since its build: Python would run the old build
+        logging.getLogger("lvp").warning(
+            "compiled modules older than their source (run `make setup`): %s", ", ".join(old)
+        )
     if level > logging.DEBUG:  # per-request / per-client lines: httpx (lvp simulate sends
         for noisy in _CHATTY_LOGGERS:  # thousands), botocore's "Found credentials in ..."
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lvp import compiled
 from lvp.config import Settings
 from lvp.local.broker import start_broker, stop_process
 from lvp.local.localdb import have_dynamodb_local, start_dynamodb_local, start_moto_server
@@ -17,6 +18,14 @@ from lvp.local.localdb import have_dynamodb_local, start_dynamodb_local, start_m
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 TEST_KEY = "test-pseudonym-key-not-secret-0123"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An editable install keeps the compiled modules next to their sources, and Python loads the
+    build: after an edit of one of them, the tests would run the old code."""
+    old = compiled.stale()
+    if old:
+        pytest.exit(f"compiled modules older than their source: {', '.join(old)}; run `make setup`", 4)
 
 
 @pytest.fixture(scope="session")
