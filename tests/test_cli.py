@@ -1,4 +1,5 @@
-"""The `lvp` entry point: a closed output pipe ends a command quietly (exit 141, no traceback)."""
+"""The `lvp` entry point: a closed output pipe ends a command quietly (exit 141, no traceback); a
+stale compiled build is warned about."""
 
 from __future__ import annotations
 
@@ -43,3 +44,17 @@ def test_an_unreachable_service_is_one_clear_line() -> None:
     assert kafka_line in topics.stderr.splitlines()  # after librdkafka's own connection errors
     assert tables.stderr.startswith(f"lvp: DynamoDB at http://127.0.0.1:{closed} (AWS_ENDPOINT_URL): ")
     assert "Traceback" not in topics.stderr + tables.stderr
+
+
+def test_a_stale_compiled_build_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lvp import cli, compiled
+
+    line = "compiled modules older than their source (run `make setup`): collector.protocol"
+    monkeypatch.setattr(compiled, "stale", lambda: ["collector.protocol"])
+    assert cli.main(["settings"]) == 0
+    assert line in capsys.readouterr().err
+    monkeypatch.setattr(compiled, "stale", lambda: [])
+    assert cli.main(["settings"]) == 0
+    assert "compiled modules" not in capsys.readouterr().err
