@@ -4,7 +4,7 @@ Two servers take the same requests, one after the other, in the same run and set
 
 - the **forwarder** (baseline): a Starlette app that reads the body, parses the JSON (orjson) and
   produces every event raw to Kafka with the collector's producer settings
-  (``lvp.kafka.producer_config``: acks=all, idempotence, lz4, linger 20 ms), answering 200 once
+  (``lvp.kafka.producer_config``: acks=all, idempotence, lz4, linger 60 ms), answering 200 once
   every event is acknowledged (a poll thread, one wake-up of the event loop per request);
 - the **collector** (``collector.app.create_app`` under its production uvicorn options): protocol
   and Iglu validation, pseudonyms, privacy scrubbing, the enriched TSV line, acked by Kafka.
@@ -18,10 +18,13 @@ benchmark starts it, the Tansu broker run on the other CPU (``--load-cpu``). The
 ``--runs N`` repeats the pair N times (fresh topics each time) and reports the medians, the ratio
 of each run and their median.
 
-Each connection has one request in flight, and a request waits for the producer's linger (20 ms)
-and the acks: with 32 connections the forwarder is capped near 1,450 requests/s and idles at
-about a third of its core, paying its fixed costs over fewer events. The default of 128
-connections keeps both servers busy, so each is measured at its best CPU cost per event.
+Each connection has one request in flight, and a request waits for the producer's linger
+(``lvp.kafka.LINGER_MS``, 60 ms) and the acks: the connections cap the offered load near
+connections / (linger + ~5 ms) requests per second. A server under that cap idles part of its
+core and pays its fixed costs over fewer events (128 connections left the forwarder at 61-77 %
+of its core with a 60 ms linger). The default of 512 connections keeps both servers busy, so
+each is measured at its best CPU cost per event; the header prints the packages both are made of,
+since a release of any of them moves the figures.
 
 Traffic (``traffic()``): tp2 POSTs from the media plugin (1-10 events, mostly pings; media_player,
 session and web_page entities, ad and ad_break entities during ads), GET /i page views and page
@@ -37,7 +40,7 @@ CORS, identity, metrics, envelope, Kafka sink) with a pipeline that only seriali
 the forwarder does. Its ratio to the forwarder says what serving costs; the collector's cost
 beyond it is its pipeline (``bench/pipeline_bench.py`` counts that part's instructions).
 
-    python -m bench.collector_bench [--runs 5] [--duration 20] [--connections 128] [--split] [--quick]
+    python -m bench.collector_bench [--runs 5] [--duration 20] [--connections 512] [--split] [--quick]
     python -m bench.collector_bench --bootstrap-servers HOST:PORT   # an existing broker
 
 Target (issue 11): collector events per CPU-second >= 0.5 x the forwarder's.
@@ -624,7 +627,27 @@ def _machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "packages": _versions(),
     }
+
+
+#: what the two servers are made of: a release of any of them moves both figures
+PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "confluent-kafka", "orjson", "msgspec")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    from lvp import compiled
+
+    out["collector modules"] = "compiled" if all(compiled.report().values()) else "plain Python"
+    return out
 
 
 def _phase(kind: str, args: argparse.Namespace, bootstrap: str, requests: list[Request]) -> dict[str, Any]:
@@ -747,6 +770,7 @@ def table(r: dict[str, Any]) -> str:
         f"server pinned to CPU {s['server_cpu']}, load generator and broker on CPU {s['load_cpu']}; "
         f"{s['connections']} keep-alive connections; {s['runs']} runs of {s['duration_s']:g} s per server "
         f"(after {s['warmup_s']:g} s warm-up); load average at start {r['load_average']:.2f}.",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items()) + ".",
         f"Traffic: {t['requests']} requests of {s['viewers']:,} viewers, cycled "
         f"({kinds['tp2']} tp2 POSTs of 1-10 media events, "
         f"{kinds['pixel']} GET /i pixels, {kinds['duplicate']} duplicated POSTs), "
@@ -788,8 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--connections",
         type=int,
-        default=128,
-        help="keep-alive connections (default 128: both servers saturated)",
+        default=512,
+        help="keep-alive connections (default 512: both servers saturated with the 60 ms linger)",
     )
     p.add_argument("--requests", type=int, default=2000, help="distinct requests cycled (default 2000)")
     p.add_argument(
