@@ -55,6 +55,13 @@ def test_collector_bench_quick(broker: str, output_dir: Path) -> None:
     assert result["ratio"] == statistics.median(r["ratio"] for r in result["runs"]) > 0
     assert f"median **{result['ratio']:.2f}**" in proc.stdout
     assert "| collector: validated, pseudonymized, enriched, acked |" in proc.stdout
+    # the packages both servers are made of, as installed (a release of any moves the figures)
+    from importlib import metadata
+
+    packages = result["machine"]["packages"]
+    assert packages["starlette"] == metadata.version("starlette")
+    assert packages["confluent-kafka"] == metadata.version("confluent-kafka")
+    assert f"starlette {packages['starlette']}" in proc.stdout
     # --split: the collector's server with a pipeline that only serializes, as the forwarder does
     assert result["serving_ratio"] == statistics.median(r["serving_ratio"] for r in result["runs"]) > 0
     assert (
