@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 setup: $(VENV)/.installed node_modules/.installed tracker-frontend/dist/index.html
 
 # The modules setup.py compiles with mypyc (lvp/compiled.py): an edit of one builds them again.
-COMPILED_SRC := $(shell $(PY) -c 'import runpy; print(" ".join(m.replace(".", "/") + ".py" for m in runpy.run_path("lvp/compiled.py")["MODULES"]))')
+COMPILED_SRC := $(shell $(PY) lvp/compiled.py)
 
 $(VENV)/.installed: pyproject.toml setup.py lvp/compiled.py $(COMPILED_SRC)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)

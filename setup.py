@@ -19,8 +19,8 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-#: the module list, read without importing the project (its dependencies are not installed yet)
-MODULES: tuple[str, ...] = runpy.run_path(str(ROOT / "lvp" / "compiled.py"))["MODULES"]
+#: the modules' sources, read without importing the project (its dependencies are not installed yet)
+SOURCES: list[str] = runpy.run_path(str(ROOT / "lvp" / "compiled.py"))["sources"]()
 
 #: setup.py commands that build code (metadata queries such as egg_info do not compile)
 BUILDING = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
@@ -39,7 +39,7 @@ def ext_modules() -> list:  # type: ignore[type-arg]
         return []
     from mypyc.build import mypycify
 
-    return mypycify([m.replace(".", "/") + ".py" for m in MODULES], opt_level="3")
+    return mypycify(SOURCES, opt_level="3")
 
 
 class BuildEveryTime(build_ext):

@@ -5,7 +5,8 @@ is here; the Python source is what they are compiled from, and what runs where n
 built (``LVP_COMPILE=0 pip install ...``, or no compiler). An editable install (``make setup``)
 puts the extensions next to the sources, where Python prefers them: after an edit of one of these
 modules, the extension is stale until ``make setup`` builds it again (``tests/conftest.py`` stops
-on a stale one). This module imports nothing of the project, so that ``setup.py`` can read it.
+on a stale one). This module imports nothing of the project, so that ``setup.py`` can read it;
+``python lvp/compiled.py`` prints the sources (the Makefile's list).
 """
 
 from __future__ import annotations
@@ -31,11 +32,21 @@ MODULES: Final[tuple[str, ...]] = (
 ROOT: Final = Path(__file__).resolve().parent.parent
 
 
+def source_of(module: str, root: Path = ROOT) -> Path:
+    """The Python source of ``module`` under ``root``."""
+    return root.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def sources() -> list[str]:
+    """The compiled modules' sources, relative to the project root (what mypyc is given)."""
+    return [source_of(module, Path()).as_posix() for module in MODULES]
+
+
 def extension_of(module: str, root: Path = ROOT) -> Path | None:
     """The compiled extension of ``module`` next to its source under ``root``, if there is one."""
-    base = root.joinpath(*module.split("."))
+    source = source_of(module, root)
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = base.with_name(base.name + suffix)
+        path = source.with_suffix(suffix)
         if path.exists():
             return path
     return None
@@ -47,7 +58,7 @@ def stale(root: Path = ROOT) -> list[str]:
     out = []
     for module in MODULES:
         ext = extension_of(module, root)
-        source = root.joinpath(*module.split(".")).with_suffix(".py")
+        source = source_of(module, root)
         if ext is not None and source.exists() and ext.stat().st_mtime < source.stat().st_mtime:
             out.append(module)
     return out
@@ -62,3 +73,7 @@ def is_compiled(module: str) -> bool:
 def report() -> dict[str, bool]:
     """Each listed module: compiled or not, as Python would import it now."""
     return {module: is_compiled(module) for module in MODULES}
+
+
+if __name__ == "__main__":
+    print(" ".join(sources()))

@@ -124,13 +124,23 @@ def test_compiled_modules_write_what_their_python_source_writes(tmp_path: Path) 
     assert _masked(built["messages"]) == _masked(plain["messages"])
 
 
+def test_the_sources_are_the_modules_files() -> None:
+    assert len(compiled.sources()) == len(compiled.MODULES)
+    for module, path in zip(compiled.MODULES, compiled.sources(), strict=True):
+        assert (ROOT / path).is_file() and (ROOT / path) == compiled.source_of(module)
+    printed = subprocess.run(
+        [sys.executable, str(ROOT / "lvp" / "compiled.py")], capture_output=True, text=True, check=True
+    )
+    assert printed.stdout.split() == compiled.sources()  # what the Makefile reads
+
+
 def test_stale_extension_is_reported(tmp_path: Path) -> None:
     module = compiled.MODULES[0]
-    source = tmp_path.joinpath(*module.split(".")).with_suffix(".py")
+    source = compiled.source_of(module, tmp_path)
     source.parent.mkdir(parents=True)
     source.write_text("x = 1\n")
     assert compiled.extension_of(module, tmp_path) is None and compiled.stale(tmp_path) == []
-    ext = source.with_name(source.stem + importlib.machinery.EXTENSION_SUFFIXES[0])
+    ext = source.with_suffix(importlib.machinery.EXTENSION_SUFFIXES[0])
     ext.write_bytes(b"")
     now = time.time()
     os.utime(source, (now, now))
