@@ -5,9 +5,12 @@ watch straight through, some sit through a mid-roll ad break, some pause for min
 back. The real `lvp profiles` runs against Tansu and DynamoDB Local twice on the same traffic in
 the same run:
 
-* **lazy** — the current policy: new viewers and status changes written at the next flush,
+* **lazy** — the current policy: new viewers and status changes written
+  ``LVP_STATUS_WRITE_DELAY_S`` (30 s) later, with every change meanwhile,
   other changes (counters, ads, touches) with the viewer's next write or every
   ``LVP_PROFILE_WRITE_INTERVAL_S`` (300 s) or when the viewer goes quiet;
+* **status at once** — the same, but new viewers and status changes written at the next flush
+  (``LVP_STATUS_WRITE_DELAY_S=0``, the policy before the delay): what the delay saves;
 * **eager** (baseline) — every change written at the next flush (``LVP_PROFILE_WRITE_INTERVAL_S``
   set to almost 0): what the consumer did before, about one write per event when events are more
   than a flush apart, as the Snowplow accelerator does.
@@ -15,7 +18,8 @@ the same run:
 Time is scaled by ``--scale`` (default 60: an hour in a minute): the sessions' own times (pings,
 ads, pauses), the write interval, the active timeout and the reorder window are all divided by
 it, so the counts per viewer-hour are those of real time.
-Writes come from the consumer's ``lvp_profiles_writes_total``; CPU from /proc for the consumer and
+Profile writes come from the consumer's ``lvp_profiles_writes_total``, write requests (profile
+and history items) from its ``lvp_profiles_flush_size`` sum; CPU from /proc for the consumer and
 DynamoDB Local. Medians over ``--runs``.
 
     python -m bench.writes_bench [--viewers 300] [--scale 60] [--runs 3] [--quick]
@@ -40,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 PING_S = 30.0
 WRITE_INTERVAL_S = 300.0
+STATUS_DELAY_S = 30.0  # LVP_STATUS_WRITE_DELAY_S' default (tests/test_bench_writes.py checks it)
+MODES = ("lazy", "status at once", "eager")
 ACTIVE_TIMEOUT_S = 75.0
 TARGET = 15.0
 
@@ -112,7 +118,7 @@ def one_run(
     from lvp.kafka import create_topics, producer_config
     from lvp.local.broker import free_port
 
-    tag = f"wb-{mode}-{uuid.uuid4().hex[:8]}"
+    tag = f"wb-{mode.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
     scale = args.scale
     settings = Settings.from_env(
         {},
@@ -131,7 +137,8 @@ def one_run(
         touch_interval_s=0.1,
         active_timeout_s=ACTIVE_TIMEOUT_S / scale,
         reorder_window_s=10.0 / scale,
-        profile_write_interval_s=WRITE_INTERVAL_S / scale if mode == "lazy" else 0.001,
+        profile_write_interval_s=WRITE_INTERVAL_S / scale if mode != "eager" else 0.001,
+        status_write_delay_s=STATUS_DELAY_S / scale if mode == "lazy" else 0.0,
     )
     create_topics(settings)
     create_tables(settings)
@@ -146,6 +153,7 @@ def one_run(
         ("LVP_ACTIVE_TIMEOUT_S", str(settings.active_timeout_s)),
         ("LVP_REORDER_WINDOW_S", str(settings.reorder_window_s)),
         ("LVP_PROFILE_WRITE_INTERVAL_S", str(settings.profile_write_interval_s)), ("LVP_PSEUDONYM_KEY", "bench"),
+        ("LVP_STATUS_WRITE_DELAY_S", str(settings.status_write_delay_s)),
     ):  # fmt: skip
         env[name] = value
     log = open(Path(tempfile.gettempdir()) / f"{tag}.log", "wb")  # noqa: SIM115
@@ -194,6 +202,7 @@ def one_run(
             time.sleep(0.2)
         time.sleep(ACTIVE_TIMEOUT_S / scale + 1.0)
         writes = _metric(url, "lvp_profiles_writes_total")
+        requests = sum(_metric(url, "lvp_profiles_flush_size_sum").values())
         cpu, db = _cpu_s(proc.pid) - cpu0, _cpu_s(db_pid) - db0
         applied = sum(_metric(url, "lvp_profiles_events_applied_total").values())
     finally:
@@ -208,6 +217,7 @@ def one_run(
         "writes": sum(by.get(r, 0) for r in ("change", "cadence", "quiet")),
         "by_reason": by,
         "writes_per_viewer_hour": sum(by.get(r, 0) for r in ("change", "cadence", "quiet")) / viewer_hours,
+        "requests_per_viewer_hour": requests / viewer_hours,
         "events_per_viewer_hour": events / viewer_hours,
         "consumer_cpu_us_per_event": cpu / events * 1e6,
         "dynamodb_cpu_us_per_event": db / events * 1e6,
@@ -224,15 +234,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("AWS_REGION", "us-east-1")
     broker, bootstrap = start_broker()
     db, endpoint = start_dynamodb_local()
-    results: dict[str, list[dict[str, Any]]] = {"lazy": [], "eager": []}
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     try:
         for i in range(args.runs):
-            for mode in ("lazy", "eager"):
+            for mode in MODES:
                 r = one_run(mode, args, bootstrap, endpoint, db.pid)
                 results[mode].append(r)
                 print(
-                    f"run {i + 1}/{args.runs} {mode}: {r['writes_per_viewer_hour']:.1f} writes per viewer-hour "
-                    f"({r['by_reason']}), {r['events_per_viewer_hour']:.1f} events per viewer-hour, "
+                    f"run {i + 1}/{args.runs} {mode}: {r['writes_per_viewer_hour']:.1f} profile writes per viewer-hour "
+                    f"({r['by_reason']}), {r['requests_per_viewer_hour']:.1f} write requests with history, "
+                    f"{r['events_per_viewer_hour']:.1f} events per viewer-hour, "
                     f"consumer {r['consumer_cpu_us_per_event']:.0f} µs/event, "
                     f"DynamoDB Local {r['dynamodb_cpu_us_per_event']:.0f} µs/event",
                     file=sys.stderr,
@@ -244,6 +255,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     keys = (
         "writes_per_viewer_hour",
+        "requests_per_viewer_hour",
         "events_per_viewer_hour",
         "consumer_cpu_us_per_event",
         "dynamodb_cpu_us_per_event",
@@ -262,6 +274,15 @@ def run(args: argparse.Namespace) -> str:
 
     lazy, eager = med("lazy", "writes_per_viewer_hour"), med("eager", "writes_per_viewer_hour")
     events = med("lazy", "events_per_viewer_hour")
+
+    def row(mode: str, label: str) -> str:
+        w, r = med(mode, "writes_per_viewer_hour"), med(mode, "requests_per_viewer_hour")
+        bold = "**" if mode == "lazy" else ""
+        return (
+            f"| {label} | {bold}{w:.1f}{bold} | {r:.1f} | {med(mode, 'events_per_viewer_hour'):.1f} | "
+            f"{med(mode, 'consumer_cpu_us_per_event'):.0f} | {med(mode, 'dynamodb_cpu_us_per_event'):.0f} |"
+        )
+
     lines = [
         f"## DynamoDB writes per watching viewer-hour ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()})",
@@ -270,14 +291,13 @@ def run(args: argparse.Namespace) -> str:
         f"for 4 min), pings every 30 s; time scaled x{args.scale:g}; medians of {args.runs} runs per policy, "
         "both policies in the same run against the same Tansu and DynamoDB Local.",
         "",
-        "| policy | writes per viewer-hour | events per viewer-hour | consumer CPU µs/event | "
-        "DynamoDB Local CPU µs/event |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| one write per event (arithmetic) | {events:.1f} | {events:.1f} | | |",
-        f"| eager: every change at the next flush (baseline) | {eager:.1f} | {med('eager', 'events_per_viewer_hour'):.1f} "
-        f"| {med('eager', 'consumer_cpu_us_per_event'):.0f} | {med('eager', 'dynamodb_cpu_us_per_event'):.0f} |",
-        f"| **lazy** (LVP_PROFILE_WRITE_INTERVAL_S=300) | **{lazy:.1f}** | {events:.1f} | "
-        f"{med('lazy', 'consumer_cpu_us_per_event'):.0f} | {med('lazy', 'dynamodb_cpu_us_per_event'):.0f} |",
+        "| policy | profile writes per viewer-hour | write requests per viewer-hour (profiles and history) "
+        "| events per viewer-hour | consumer CPU µs/event | DynamoDB Local CPU µs/event |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| one write per event (arithmetic) | {events:.1f} | | {events:.1f} | | |",
+        row("eager", "eager: every change at the next flush (baseline)"),
+        row("status at once", "lazy, status changes at the next flush (LVP_STATUS_WRITE_DELAY_S=0)"),
+        row("lazy", "**lazy** (LVP_PROFILE_WRITE_INTERVAL_S=300, LVP_STATUS_WRITE_DELAY_S=30)"),
         "",
         f"Target ≤ {TARGET:g} writes per watching viewer-hour: {'met' if lazy <= TARGET else 'NOT met'} "
         f"({lazy / eager:.2f} x the eager policy). Events not applied: {lost:g}.",

@@ -240,7 +240,16 @@ class Settings:
         "LVP_PROFILE_WRITE_INTERVAL_S",
         "A profile is written to DynamoDB at most this long (s) after its first unwritten event "
         "(touches of pings and progress, counters, the ad); a new viewer or a status change is "
-        "written within LVP_FLUSH_INTERVAL_S, and a viewer quiet for LVP_ACTIVE_TIMEOUT_S then "
+        "written within LVP_STATUS_WRITE_DELAY_S, and a viewer quiet for LVP_ACTIVE_TIMEOUT_S then "
+        "(docs/lazy-writes.md).",
+    )
+    status_write_delay_s: float = _setting(
+        30.0,
+        "LVP_STATUS_WRITE_DELAY_S",
+        "A new viewer or a status change is written to DynamoDB (profile and history) this long (s) "
+        "after it, with whatever else changed meanwhile: a viewer's status changes within it (an ad "
+        "break's start and end, a stall, a seek) cost one profile write. 0: at the next flush. The "
+        "live page and the API show them at once; like Kafka Streams' commit.interval.ms "
         "(docs/lazy-writes.md).",
     )
     publish_interval_s: float = _setting(
@@ -451,6 +460,8 @@ def _validate(s: Settings) -> None:
     ):
         if not value > 0:
             raise ConfigError(f"{env} must be > 0 seconds, got {value!r}")
+    if not s.status_write_delay_s >= 0:
+        raise ConfigError(f"LVP_STATUS_WRITE_DELAY_S must be >= 0 seconds, got {s.status_write_delay_s!r}")
     if s.pseudonym_cache_size < 1:
         raise ConfigError(f"LVP_PSEUDONYM_CACHE_SIZE must be >= 1, got {s.pseudonym_cache_size!r}")
     _dp_epsilon(s.dp_epsilon)

@@ -28,9 +28,10 @@ application = exact final state*:
   partitions' viewers are dropped; the next owner loads them from DynamoDB.
 * Lazy writes (docs/lazy-writes.md): a viewer whose changes since its last publication are
   touch fields only (pings: position, last_seen, play time) is written at the cadence
-  ``LVP_PROFILE_WRITE_INTERVAL_S`` or when it goes quiet; a new viewer or a status change makes
-  its write urgent (next flush); other significant changes (counters, ads) are published at once
-  and written with the viewer's next write. The commit rule above is what keeps this exact: an
+  ``LVP_PROFILE_WRITE_INTERVAL_S`` or when it goes quiet; a new viewer or a status change is
+  written ``LVP_STATUS_WRITE_DELAY_S`` later (with every change meanwhile: one write for an ad
+  break's start and end); other significant changes (counters, ads) are published at once and
+  written with the viewer's next write. The commit rule above is what keeps this exact: an
   unwritten ping holds its partition's commit back, and a crash replays it.
 * Changed profiles are published to ``LVP_TOPIC_CHANGES`` (``lvp.changes``): significant changes
   as full profiles every ``LVP_PUBLISH_INTERVAL_S``, touches batched into one message per
@@ -224,8 +225,9 @@ class ProfilesConsumer:
         self.offsets = OffsetLedger()
         self._reset_done: set[int] = set()
 
-        # Lazy writes (docs/lazy-writes.md). A dirty viewer is written at the next flush when it
-        # is new or its status changed (``tracked.urgent``), else once it has been dirty for
+        # Lazy writes (docs/lazy-writes.md). A dirty viewer is written LVP_STATUS_WRITE_DELAY_S
+        # after it is new or its status changed (``tracked.status_due``, then ``tracked.urgent``:
+        # the next flush), else once it has been dirty for
         # ``write_interval_s`` or quiet for ``quiet_s`` of event time (``_event_clock``: the
         # newest collector time read per partition, so a lagging consumer sees no false quiet).
         self.write_interval_s = settings.profile_write_interval_s
@@ -696,7 +698,8 @@ class ProfilesConsumer:
     def _publish(self) -> None:
         """Publish the viewers changed since the last call (lvp.changes): a full profile when a
         significant field changed, else the viewer waits for the next touches message. A new
-        viewer or a status change (and so a history entry) makes the viewer's write urgent; other
+        viewer or a status change (and so a history entry) makes the viewer's write due
+        ``LVP_STATUS_WRITE_DELAY_S`` later (at the next flush with 0); other
         significant changes (counters, ads) are on the live view at once and in DynamoDB with the
         viewer's next write."""
         tracked = self.tracked
@@ -706,8 +709,10 @@ class ProfilesConsumer:
         states = tracked.states
         dumps = orjson.dumps
         pub_sig = tracked.pub_sig
-        dirty, urgent, touch = tracked.dirty, tracked.urgent, tracked.touch_pending
+        dirty, touch = tracked.dirty, tracked.touch_pending
         parts = self._changes_partitions
+        delay = self.settings.status_write_delay_s
+        due = time.monotonic() + delay if delay > 0 else None
         n = 0
         for vid in tracked.changed:
             st = states.get(vid)
@@ -726,7 +731,9 @@ class ProfilesConsumer:
             touch.pop(vid, None)
             st.settle()
             if vid in dirty and (last is None or last & _STATUS_MASK != packed & _STATUS_MASK):
-                urgent.add(vid)  # a new viewer or a status change: its history too, at the next flush
+                # a new viewer or a status change: written with its history LVP_STATUS_WRITE_DELAY_S
+                # later, with every change meanwhile (an ad break's end, a stall's end...)
+                tracked.status_changed(vid, due)
             n += 1
         tracked.changed.clear()
         self.stats.published += n
@@ -778,6 +785,7 @@ class ProfilesConsumer:
         if self._flush_all:
             self._flush_all = False
             return dict.fromkeys(dirty, "final")
+        tracked.ripe_status_writes(now)
         due: dict[str, str] = {v: "change" for v in tracked.urgent if v in dirty}
         for vid, why in dirty.due(now, self._quiet_left).items():
             due.setdefault(vid, why)
@@ -795,7 +803,7 @@ class ProfilesConsumer:
             first = tracked.dirty.pop(v)
             if first is not None:
                 since[v] = first
-        tracked.urgent -= vids
+        tracked.written(vids)
         written = self.stats.written
         for why in due.values():
             written[why] += 1

@@ -41,6 +41,7 @@ class TrackedViewers:
         "pending_hist",
         "pub_sig",
         "states",
+        "status_due",
         "to_load",
         "touch_pending",
         "touched",
@@ -61,6 +62,9 @@ class TrackedViewers:
         self.dirty = dirty
         #: viewers whose write is due at the next flush (new, status change, failed write)
         self.urgent: set[str] = set()
+        #: new viewers and status changes waiting out LVP_STATUS_WRITE_DELAY_S -> when their write
+        #: is due (monotonic s). One delay for all: insertion order is due order.
+        self.status_due: dict[str, float] = {}
         #: history changes taken from the states, not written yet ((viewer, seq) -> entry or None)
         self.pending_hist: dict[HistKey, Any] = {}
         #: viewers changed since the last publication
@@ -112,6 +116,37 @@ class TrackedViewers:
         if urgent:
             self.urgent.add(vid)
 
+    def status_changed(self, vid: str, due: float | None) -> None:
+        """``vid`` (dirty) is new or changed status: its write is urgent now (``due`` None) or at
+        ``due``, unless one is already pending (the earlier due time stands)."""
+        if due is None:
+            self.urgent.add(vid)
+        elif vid not in self.status_due and vid not in self.urgent:
+            self.status_due[vid] = due
+
+    def ripe_status_writes(self, now: float) -> int:
+        """Make the status writes due by ``now`` urgent; returns how many."""
+        due = self.status_due
+        if not due:
+            return 0
+        ripe: list[str] = []
+        for vid, t in due.items():
+            if t > now:
+                break
+            ripe.append(vid)
+        for vid in ripe:
+            del due[vid]
+        self.urgent.update(ripe)
+        return len(ripe)
+
+    def written(self, vids: set[str]) -> None:
+        """``vids`` are taken for a write: nothing of theirs is urgent or waiting any more."""
+        self.urgent -= vids
+        if self.status_due:
+            due = self.status_due
+            for vid in vids:
+                due.pop(vid, None)
+
     def waiting_holds(self) -> dict[int, int]:
         """Per partition, the first offset of an event waiting for its viewer's state."""
         out: dict[int, int] = {}
@@ -155,6 +190,7 @@ class TrackedViewers:
             if queued:
                 self.waiting -= len(queued)
             unreadable.pop(vid, None)
+            self.status_due.pop(vid, None)
         for s in (self.changed, self.urgent, self.to_load, self.touched, self.touched_prev, self.unfrozen,
                   self.flushed):  # fmt: skip
             if s:

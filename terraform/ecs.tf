@@ -69,6 +69,7 @@ locals {
       LVP_PUBLISH_INTERVAL_S       = "0.1"
       LVP_TOUCH_INTERVAL_S         = "0.25"
       LVP_PROFILE_WRITE_INTERVAL_S = tostring(var.profile_write_interval_s)
+      LVP_STATUS_WRITE_DELAY_S     = tostring(var.status_write_delay_s)
       LVP_FREEZE_AFTER_S           = "45"
       LVP_ACTIVE_SHARDS            = tostring(var.active_shards)
       LVP_PROFILES_METRICS_PORT    = "9091"

@@ -575,6 +575,16 @@ variable "sse_clients_alarm_threshold" {
   }
 }
 
+variable "status_write_delay_s" {
+  description = "LVP_STATUS_WRITE_DELAY_S: a new viewer or a status change is written to DynamoDB (profile and history) this long after it, with the viewer's other changes meanwhile (docs/lazy-writes.md). 0 writes at the next flush, at the cost of a write per status change."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.status_write_delay_s >= 0
+    error_message = "status_write_delay_s must be >= 0."
+  }
+}
+
 variable "profile_write_interval_s" {
   description = "LVP_PROFILE_WRITE_INTERVAL_S: a profile whose only changes are pings (position, last_seen) is written to DynamoDB at most this long after its first unwritten event (docs/lazy-writes.md). Lower it to shorten the replay after a crash, at the cost of more writes."
   type        = number

@@ -119,6 +119,9 @@ def make_settings(broker: str) -> Callable[..., Settings]:
             "table_viewer_state": unique("state"),
             "pseudonym_key": TEST_KEY,
             "state_dir": str(OUTPUT / "state"),
+            # status changes written at the next flush, as most tests wait for them in DynamoDB;
+            # the delay's own tests (test_consumer_lazy.py) set it
+            "status_write_delay_s": 0.0,
         }
         base.update(overrides)
         return Settings.from_env({}, **base)

@@ -118,6 +118,8 @@ INVALID = [
     ({}, {"freeze_after_s": 0.0}, "LVP_FREEZE_AFTER_S must be > 0 seconds, got 0.0"),
     ({"LVP_PROFILE_WRITE_INTERVAL_S": "0"}, {}, "LVP_PROFILE_WRITE_INTERVAL_S must be > 0 seconds, got 0.0"),
     ({}, {"profile_write_interval_s": -5.0}, "LVP_PROFILE_WRITE_INTERVAL_S must be > 0 seconds, got -5.0"),
+    ({}, {"status_write_delay_s": -1.0}, "LVP_STATUS_WRITE_DELAY_S must be >= 0 seconds, got -1.0"),
+    ({"LVP_STATUS_WRITE_DELAY_S": "nan"}, {}, "LVP_STATUS_WRITE_DELAY_S must be >= 0 seconds, got nan"),
     ({"LVP_PSEUDONYM_CACHE_SIZE": "0"}, {}, "LVP_PSEUDONYM_CACHE_SIZE must be >= 1, got 0"),
     ({}, {"pseudonym_cache_size": -1}, "LVP_PSEUDONYM_CACHE_SIZE must be >= 1, got -1"),
     ({"LVP_DP_EPSILON": "0"}, {}, "LVP_DP_EPSILON: ε must be positive; got 0.0"),

@@ -8,6 +8,7 @@ moment replays what was not written and ends with the exact profiles."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -114,6 +115,39 @@ def test_pings_are_written_at_the_cadence_and_status_changes_at_once(env: Settin
     assert dump_tables(env) == expected([line for _k, line in b.lines()])
 
 
+def test_status_changes_within_the_delay_cost_one_write(env: Settings) -> None:
+    """With LVP_STATUS_WRITE_DELAY_S, a new viewer or a status change is written that long after
+    it, together with the status changes that came meanwhile: an ad break's start and end are
+    one profile write (and both history entries); the live view has each change at once."""
+    delay = 3.0
+    env = dataclasses.replace(env, status_write_delay_s=delay)
+    b = MediaSessionBuilder("delay-1", int(time.time() * 1000) - 30_000)
+    b.ready().play()
+    t_new = time.monotonic()
+    produce(env, b.lines())
+    with consumer_thread(env) as consumer:
+        wait_for(lambda: stored_events(env, "delay-1") == 2, timeout=30, what="the new viewer written")
+        assert time.monotonic() - t_new >= delay
+        assert consumer.stats.written["change"] == 1  # ready and play: one write
+        published = consumer.stats.published
+        n = len(b.lines())
+        b.wait(2).ad_break_start()
+        t_break = time.monotonic()
+        produce(env, new_lines(b, n))
+        wait_for(lambda: consumer.stats.published > published, what="the ad break on the live view")
+        n = len(b.lines())
+        b.wait(1).ad_break_end()
+        produce(env, new_lines(b, n))
+        wait_for(lambda: consumer.stats.published > published + 1, what="its end on the live view")
+        assert stored_events(env, "delay-1") == 2  # neither is in DynamoDB yet
+        wait_for(lambda: stored_events(env, "delay-1") == 4, timeout=30, what="the ad break written")
+        assert time.monotonic() - t_break >= delay
+        assert consumer.stats.written["change"] == 2  # the break's start and end: one write
+    tables = dump_tables(env)
+    assert [h["status"] for h in tables["delay-1"]["history"]] == ["watching", "watching_ad", "watching"]
+    assert tables == expected([line for _k, line in b.lines()])
+
+
 def test_a_viewer_gone_quiet_is_written_without_waiting_for_the_cadence(
     make_settings: Callable[..., Settings], dynamodb_local: str
 ) -> None:
@@ -180,11 +214,13 @@ def test_touches_share_one_message_per_partition_and_profiles_keep_their_partiti
             assert final[vid]["profile"][name] == value, (vid, name)
 
 
+@pytest.mark.parametrize("status_delay", [0.0, 20.0])
 def test_sigkill_with_unwritten_pings_ends_with_the_exact_profiles(
-    make_settings: Callable[..., Settings], dynamodb_local: str
+    make_settings: Callable[..., Settings], dynamodb_local: str, status_delay: float
 ) -> None:
-    """The consumer holds pings of every viewer unwritten (a 300 s cadence) when it is killed;
-    its successor replays them from the last commit and writes the exact profiles."""
+    """The consumer holds pings of every viewer unwritten (a 300 s cadence) when it is killed —
+    and, with a status write delay, the pauses too; its successor replays them from the last
+    commit and writes the exact profiles."""
     env = ready(
         make_settings(
             aws_endpoint_url=dynamodb_local,
@@ -192,6 +228,7 @@ def test_sigkill_with_unwritten_pings_ends_with_the_exact_profiles(
             publish_interval_s=0.05,
             touch_interval_s=0.2,
             profile_write_interval_s=300.0,
+            status_write_delay_s=status_delay,
             profiles_metrics_port=0,
         )
     )
@@ -232,13 +269,16 @@ def test_sigkill_with_unwritten_pings_ends_with_the_exact_profiles(
 
         wait_for(touched, timeout=60, what="the pings published as touches")
         time.sleep(0.5)
-        # the pauses are written; the pings are not, and they hold the commit back
+        # the pings are not written, and they hold the commit back
         assert committed_total(env) < len(pairs)
-        wait_for(
-            lambda: all((stored_events(env, f"kill-{i}") or 0) >= 9 for i in range(0, 20, 3)),
-            what="the pauses written at once",
-        )
-        assert all(stored_events(env, f"kill-{i}") == 2 for i in range(20) if i % 3)
+        if status_delay:  # the pauses wait out the delay: killed before any is written
+            assert all(stored_events(env, f"kill-{i}") == 2 for i in range(20))
+        else:  # the pauses are written at once
+            wait_for(
+                lambda: all((stored_events(env, f"kill-{i}") or 0) >= 9 for i in range(0, 20, 3)),
+                what="the pauses written at once",
+            )
+            assert all(stored_events(env, f"kill-{i}") == 2 for i in range(20) if i % 3)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)

@@ -100,6 +100,8 @@ def test_consumer_sigkilled_five_times_loses_and_doubles_nothing(
             aws_endpoint_url=dynamodb_local,
             flush_interval_s=0.1,
             flush_max_dirty=150,
+            # status changes wait 1 s for their write: a kill also finds some unwritten
+            status_write_delay_s=1.0,
             profiles_metrics_port=0,
         )
     )

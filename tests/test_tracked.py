@@ -10,7 +10,7 @@ from profiles.tracked import TrackedViewers
 
 COLLECTIONS = (
     "states", "partition", "urgent", "pending_hist", "changed", "pub_sig", "touch_pending", "touched",
-    "touched_prev", "unfrozen", "flushed", "loading", "to_load", "unreadable",
+    "touched_prev", "unfrozen", "flushed", "loading", "to_load", "unreadable", "status_due",
 )  # fmt: skip
 
 
@@ -34,6 +34,7 @@ def everywhere(t: TrackedViewers, vid: str, p: int) -> None:
     t.loading[vid] = queued
     t.waiting += len(queued)
     t.unreadable[vid] = p
+    t.status_due[vid] = 5.0
 
 
 def tracked() -> TrackedViewers:
@@ -75,3 +76,33 @@ def test_the_viewers_of_partitions_held_or_waiting() -> None:
     assert t.waiting_holds() == {1: 5}
     t.remove_many(t.in_partitions({1}))
     assert list(t.states) == ["a"] and not t.loading and t.waiting == 0
+
+
+def test_a_status_write_waits_for_its_delay_then_is_urgent_once() -> None:
+    t = tracked()
+    t.status_changed("a", 10.0)
+    t.status_changed("b", 11.0)
+    t.status_changed("a", 12.0)  # a second change within the delay: the first due time stands
+    assert t.status_due == {"a": 10.0, "b": 11.0} and not t.urgent
+    assert t.ripe_status_writes(9.9) == 0 and not t.urgent
+    assert t.ripe_status_writes(10.0) == 1
+    assert t.urgent == {"a"} and t.status_due == {"b": 11.0}
+    t.status_changed("a", 20.0)  # already urgent: it goes with the next flush, not later
+    assert t.status_due == {"b": 11.0}
+    assert t.ripe_status_writes(30.0) == 1 and t.urgent == {"a", "b"} and not t.status_due
+
+
+def test_no_delay_is_urgent_at_once() -> None:
+    t = tracked()
+    t.status_changed("a", None)
+    assert t.urgent == {"a"} and not t.status_due
+
+
+def test_a_write_for_any_reason_takes_the_waiting_status_write_with_it() -> None:
+    t = tracked()
+    t.status_changed("a", 10.0)
+    t.status_changed("b", 10.0)
+    t.status_changed("c", None)
+    t.written({"a", "c"})  # e.g. "a" written at its cadence before its status write was due
+    assert t.status_due == {"b": 10.0} and not t.urgent
+    assert t.ripe_status_writes(10.0) == 1 and t.urgent == {"b"}
