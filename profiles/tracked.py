@@ -60,7 +60,7 @@ class TrackedViewers:
         #: viewers with changes not stored yet: the (partition, offset) of each one's first
         #: unstored event (commits of its partition stop there) and when it became dirty
         self.dirty = dirty
-        #: viewers whose write is due at the next flush (new, status change, failed write)
+        #: viewers whose write is due at the next flush (status writes come due, failed writes)
         self.urgent: set[str] = set()
         #: new viewers and status changes waiting out LVP_STATUS_WRITE_DELAY_S -> when their write
         #: is due (monotonic s). One delay for all: insertion order is due order.

@@ -10,6 +10,7 @@ from support.viewer import make_profile
 from lvp.enriched import iso
 from lvp.profile import STORED_FIELDS, is_active
 from viewer.live import (
+    ENDED_KEEP_S,
     SEARCH_IDLE_S,
     SEARCH_INDEXES,
     STATUS_RANK,
@@ -301,6 +302,30 @@ def test_a_touch_brings_back_a_viewer_whose_last_profile_is_old() -> None:
     assert view.expire() == 1 and view.dormant == 1
     view.touch({"w": touch_of(T0 + 699, events=11)})
     assert "w" in view and view.take_changes()[0] == {"w"}
+
+
+def test_ended_viewers_are_kept_as_long_as_asked() -> None:
+    """The service keeps an ended viewer ENDED_KEEP_S past the status write delay (DynamoDB gets
+    the end only after it)."""
+    clock = Clock(T0)
+    view = LiveView(75, clock, ended_keep_s=ENDED_KEEP_S + 30)
+    view.apply("e", prof("e", "ended", seen=T0, events=6))
+    clock.t = T0 + ENDED_KEEP_S + 20  # past the default keep, inside this one: kept
+    view.expire()
+    assert view.left_profile("e") is not None
+    clock.t = T0 + ENDED_KEEP_S + 100  # past it, at the next sweep
+    view.expire()
+    assert view.left_profile("e") is None
+
+
+def test_the_service_keeps_ended_viewers_past_the_status_write_delay() -> None:
+    from lvp.config import Settings
+    from viewer.metrics import ViewerMetrics
+    from viewer.service import LiveService
+
+    for delay in (0.0, 45.0):
+        svc = LiveService(Settings.from_env({}, status_write_delay_s=delay), ViewerMetrics())
+        assert svc.view.ended_keep_s == ENDED_KEEP_S + delay
 
 
 def test_viewers_who_left_are_kept_for_the_api() -> None:

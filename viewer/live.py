@@ -38,8 +38,9 @@ RETIRED_MEMORY_S = 900.0
 DORMANT_S = 3600.0
 DORMANT_SWEEP_S = 60.0
 # A viewer who ended is kept this long (at least; swept every DORMANT_SWEEP_S) as its encoded
-# profile, for `GET /api/profiles/{id}`: DynamoDB gets the end within LVP_FLUSH_INTERVAL_S (more
-# under lag), and until then the API must not answer with what came before the end.
+# profile, for `GET /api/profiles/{id}`: DynamoDB gets the end LVP_STATUS_WRITE_DELAY_S plus up
+# to LVP_FLUSH_INTERVAL_S later (more under lag), and until then the API must not answer with
+# what came before the end. The service keeps them this long past the status write delay.
 ENDED_KEEP_S = 60.0
 # Stream windows (one page of rows a group of SSE clients shows): the search text's bound and
 # how many titles the counts of a stream frame carry (the REST snapshot carries all of them).
@@ -165,8 +166,11 @@ def decode_cursor(cursor: str) -> SortKey:
 class LiveView:
     """Active viewers keyed by viewer id, with incremental counts and pending delta sets."""
 
-    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, timeout_s: float, clock: Callable[[], float] = time.time, ended_keep_s: float = ENDED_KEEP_S
+    ) -> None:
         self.timeout_s = timeout_s
+        self.ended_keep_s = ended_keep_s
         self.clock = clock
         self._entries: dict[str, Entry] = {}
         self._heap: list[tuple[float, str]] = []
@@ -200,7 +204,7 @@ class LiveView:
 
     def left_profile(self, viewer_id: str) -> dict[str, Any] | None:
         """The last profile (without ``active``) of a viewer who left the view — ended (kept
-        ENDED_KEEP_S) or quiet past the timeout (kept DORMANT_S) —; None for any other."""
+        ``ended_keep_s``) or quiet past the timeout (kept DORMANT_S) —; None for any other."""
         kept = self._ended.get(viewer_id) or self._dormant.get(viewer_id)
         return None if kept is None else dict(orjson.loads(kept[1]))
 
@@ -383,7 +387,7 @@ class LiveView:
             self._dormant_swept = now
             cutoff = now - DORMANT_S
             self._dormant = {k: v for k, v in self._dormant.items() if v[0] >= cutoff}
-            cutoff = now - ENDED_KEEP_S
+            cutoff = now - self.ended_keep_s
             self._ended = {k: v for k, v in self._ended.items() if v[0] >= cutoff}
         if len(self._retired) > 1000 and self._retired:
             cutoff = now - RETIRED_MEMORY_S

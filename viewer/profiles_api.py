@@ -8,8 +8,9 @@ DynamoDB, which lags for a watching viewer whose only changes were pings (writte
 ``LVP_PROFILE_WRITE_INTERVAL_S``). So the API never answers older than the live page. A viewer
 who has just left the view — ended, or quiet past ``LVP_ACTIVE_TIMEOUT_S`` — is answered with the
 newer (more events, then the later ``last_seen``) of DynamoDB's profile and the last one the view
-held (kept a minute after an end, an hour for a quiet viewer): DynamoDB gets an end within
-``LVP_FLUSH_INTERVAL_S`` (longer under lag), and the page no longer shows what came before it.
+held (kept a minute past ``LVP_STATUS_WRITE_DELAY_S`` after an end, an hour for a quiet viewer):
+DynamoDB gets an end ``LVP_STATUS_WRITE_DELAY_S`` plus up to ``LVP_FLUSH_INTERVAL_S`` later (longer
+under lag), and the page no longer shows what came before it.
 
 History: newest first by default (``?order=asc`` for oldest first), ``?limit=`` (1..500, default
 100) and ``?cursor=`` (the ``next_cursor`` of the previous page).

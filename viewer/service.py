@@ -24,7 +24,7 @@ from lvp.config import Settings
 from lvp.enriched import iso
 from viewer.changes import ChangesReader
 from viewer.hub import Client, Hub, frame
-from viewer.live import DEFAULT_LIMIT, LiveView, Subscription
+from viewer.live import DEFAULT_LIMIT, ENDED_KEEP_S, LiveView, Subscription
 from viewer.metrics import ViewerMetrics
 from viewer.stats import ActiveSeries, EventRate, ad_funnel, build_stats, qoe
 
@@ -56,7 +56,10 @@ class LiveService:
         self.metrics = metrics
         self.clock = clock
         self.push_interval_s = settings.push_interval_s if push_interval_s is None else push_interval_s
-        self.view = LiveView(settings.active_timeout_s, clock)
+        # an ended viewer is answered from here until DynamoDB has its end (the status write delay)
+        self.view = LiveView(
+            settings.active_timeout_s, clock, ended_keep_s=ENDED_KEEP_S + settings.status_write_delay_s
+        )
         self.hub = Hub(client_queue_frames=client_queue_frames, ring_frames=ring_frames)
         self.rate = EventRate()
         self.series = ActiveSeries()
