@@ -4,7 +4,8 @@ DynamoDB lags behind the live view by design (docs/lazy-writes.md): a viewer who
 since its last write are touches (pings: position, last_seen, play time) is written up to
 ``LVP_PROFILE_WRITE_INTERVAL_S`` later. Whatever the live page shows was published on the changes
 topic (``lvp.changes``), so this reads the viewer's partition of that topic from a little more
-than ``LVP_ACTIVE_TIMEOUT_S`` ago (an active viewer was published within that time) and applies,
+than ``LVP_ACTIVE_TIMEOUT_S`` ago (an active viewer was published within that time; longer if
+``LVP_STATUS_WRITE_DELAY_S`` is: a status change is in DynamoDB only after it) and applies,
 in order, the viewer's profile messages, touches and tombstones on top of the stored profile.
 
 Kafka's ListOffsets by time finds where to start; a broker that ignores the time (Tansu answers
@@ -27,6 +28,13 @@ __all__ = ["LiveReadError", "freshen"]
 
 #: Extra look-back on top of the active timeout (publication delays, clock skew).
 _MARGIN_S = 30.0
+
+
+def look_back_s(settings: Settings) -> float:
+    """How far back the changes topic is read: an active viewer was published within the active
+    timeout, and a change not in DynamoDB yet (a status change waits LVP_STATUS_WRITE_DELAY_S,
+    e.g. a viewer's end) within the delay."""
+    return max(settings.active_timeout_s, settings.status_write_delay_s) + _MARGIN_S
 
 
 class LiveReadError(RuntimeError):
@@ -59,7 +67,7 @@ def freshen(
             raise LiveReadError(f"cannot read {topic}: {meta.error if meta else 'no such topic'}")
         key = viewer_id.encode()
         p = partition_for(key, len(meta.partitions))
-        since_ms = int((time.time() - settings.active_timeout_s - _MARGIN_S) * 1000)
+        since_ms = int((time.time() - look_back_s(settings)) * 1000)
         try:
             (start,) = reader.offsets_for_times([TopicPartition(topic, p, since_ms)], timeout=10)
         except KafkaException as exc:

@@ -202,3 +202,52 @@ def test_get_is_as_fresh_as_the_live_view_while_dynamodb_lags(
     assert stored["events"] == 2 and stored["position_s"] == 0
     assert fresh["events"] == 4 and fresh["position_s"] == pytest.approx(20, abs=0.5)
     assert fresh["status"] == "watching" and fresh["last_seen"] > stored["last_seen"]
+
+
+def test_get_shows_status_changes_dynamodb_has_not_got_yet(
+    make_settings: Callable[..., Settings],
+    dynamodb_local: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With a long LVP_STATUS_WRITE_DELAY_S a new viewer and its pause are not in DynamoDB yet;
+    `lvp profile get` answers from the changes topic all the same, --stored-only finds nothing."""
+    from support.profiles import consumer_thread, wait_for
+
+    s = make_settings(
+        aws_endpoint_url=dynamodb_local,
+        flush_interval_s=0.1,
+        publish_interval_s=0.05,
+        touch_interval_s=0.1,
+        status_write_delay_s=600.0,
+        profiles_metrics_port=0,
+    )
+    create_topics(s)
+    create_tables(s)
+    for f in SETTINGS:
+        monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
+    b = MediaSessionBuilder("late-1", int(time.time() * 1000) - 40_000).ready().play()
+    produce(s, b.lines())
+    with consumer_thread(s) as consumer:
+        wait_for(lambda: consumer.stats.published >= 1, what="the new viewer published")
+        watching = orjson.loads(cli(capsys, "profile", "get", "late-1")[1])
+        n = len(b.lines())
+        b.wait(5).pause()
+        produce(s, b.lines()[n:])
+        wait_for(lambda: consumer.stats.published >= 2, what="the pause published")
+        code, out, err = cli(capsys, "profile", "get", "late-1")
+        assert code == 0, err
+        paused = orjson.loads(out)
+        assert cli(capsys, "profile", "get", "--stored-only", "late-1")[0] == 1  # not written yet
+        assert consumer.stats.written["change"] == 0
+    assert watching["status"] == "watching" and watching["events"] == 2
+    assert paused["status"] == "paused" and paused["events"] == 3
+
+
+def test_the_changes_topic_is_read_back_past_the_status_write_delay(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from profiles.fresh import look_back_s
+
+    assert look_back_s(make_settings(active_timeout_s=75.0, status_write_delay_s=30.0)) == 105.0
+    assert look_back_s(make_settings(active_timeout_s=75.0, status_write_delay_s=200.0)) == 230.0
