@@ -165,6 +165,29 @@ def test_delete_with_several_raw_ids_erases_every_one(
         assert cli(capsys, "profile", "get", vid)[0] == 1
 
 
+def live_cli_settings(
+    make_settings: Callable[..., Settings],
+    dynamodb_local: str,
+    monkeypatch: pytest.MonkeyPatch,
+    **overrides: object,
+) -> Settings:
+    """Settings of a quickly publishing consumer, with its topics and tables, and the CLI's
+    environment set to them."""
+    s = make_settings(
+        aws_endpoint_url=dynamodb_local,
+        flush_interval_s=0.1,
+        publish_interval_s=0.05,
+        touch_interval_s=0.1,
+        profiles_metrics_port=0,
+        **overrides,
+    )
+    create_topics(s)
+    create_tables(s)
+    for f in SETTINGS:
+        monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
+    return s
+
+
 def test_get_is_as_fresh_as_the_live_view_while_dynamodb_lags(
     make_settings: Callable[..., Settings],
     dynamodb_local: str,
@@ -175,18 +198,7 @@ def test_get_is_as_fresh_as_the_live_view_while_dynamodb_lags(
     the changes topic's touches too, so it shows the newest position, and --stored-only does not."""
     from support.profiles import consumer_thread, wait_for
 
-    s = make_settings(
-        aws_endpoint_url=dynamodb_local,
-        flush_interval_s=0.1,
-        publish_interval_s=0.05,
-        touch_interval_s=0.1,
-        profile_write_interval_s=3600.0,
-        profiles_metrics_port=0,
-    )
-    create_topics(s)
-    create_tables(s)
-    for f in SETTINGS:
-        monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
+    s = live_cli_settings(make_settings, dynamodb_local, monkeypatch, profile_write_interval_s=3600.0)
     b = MediaSessionBuilder("fresh-1", int(time.time() * 1000) - 40_000).ready().play()
     produce(s, b.lines())
     with consumer_thread(s) as consumer:
@@ -214,18 +226,7 @@ def test_get_shows_status_changes_dynamodb_has_not_got_yet(
     `lvp profile get` answers from the changes topic all the same, --stored-only finds nothing."""
     from support.profiles import consumer_thread, wait_for
 
-    s = make_settings(
-        aws_endpoint_url=dynamodb_local,
-        flush_interval_s=0.1,
-        publish_interval_s=0.05,
-        touch_interval_s=0.1,
-        status_write_delay_s=600.0,
-        profiles_metrics_port=0,
-    )
-    create_topics(s)
-    create_tables(s)
-    for f in SETTINGS:
-        monkeypatch.setenv(f.metadata["env"], settings_env(s)[f.metadata["env"]])
+    s = live_cli_settings(make_settings, dynamodb_local, monkeypatch, status_write_delay_s=600.0)
     b = MediaSessionBuilder("late-1", int(time.time() * 1000) - 40_000).ready().play()
     produce(s, b.lines())
     with consumer_thread(s) as consumer:
