@@ -623,6 +623,7 @@ def start_stack(quick: bool = False) -> Stack:
     env = {**os.environ, "LVP_STATE_DIR": str(state), "LVP_API_TOKENS": TOKEN, "LVP_DEV": "1"}
     if quick:  # 4 s pings: viewers go quiet (and are written, and committed) sooner
         env["LVP_ACTIVE_TIMEOUT_S"] = "15"
+        env["LVP_STATUS_WRITE_DELAY_S"] = "2"  # status changes written within a 10 s window
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "AWS_ENDPOINT_URL", "LVP_PSEUDONYM_KEY"):
         env.pop(var, None)
     log = open(state / "lvp-up.log", "wb")  # noqa: SIM115

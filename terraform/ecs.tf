@@ -88,6 +88,7 @@ locals {
       LVP_TABLE_HISTORY          = aws_dynamodb_table.history.name
       LVP_ACTIVE_TIMEOUT_S       = "75"
       LVP_ACTIVE_SHARDS          = tostring(var.active_shards)
+      LVP_STATUS_WRITE_DELAY_S   = tostring(var.status_write_delay_s)
       LVP_VIEWER_HOST            = "0.0.0.0"
       LVP_VIEWER_PORT            = "8080"
       LVP_VIEWER_CORS_ORIGINS    = local.viewer_cors_origins # never the collector's list
