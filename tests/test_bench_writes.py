@@ -9,7 +9,6 @@ import argparse
 from support.bench import run_bench
 
 from bench import writes_bench
-from lvp.config import Settings
 
 
 def test_writes_bench_quick() -> None:
@@ -28,10 +27,6 @@ def test_writes_bench_quick() -> None:
     assert lazy["writes_per_viewer_hour"] < 0.5 * eager["writes_per_viewer_hour"]
     run = out["runs"]["lazy"][0]
     assert run["by_reason"].get("cadence", 0) > 0 and run["by_reason"].get("change", 0) >= 30
-
-
-def test_the_bench_runs_the_default_status_delay() -> None:
-    assert Settings.from_env({}).status_write_delay_s == writes_bench.STATUS_DELAY_S
 
 
 def test_writes_bench_prints_its_table() -> None:
